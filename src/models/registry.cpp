@@ -1,0 +1,44 @@
+// The list of architectures flatline can run. Adding one = one new file in
+// src/models/ plus one line here.
+#include <functional>
+#include <utility>
+
+#include "models/model.h"
+#include "util/error.h"
+
+namespace flatline {
+
+namespace {
+
+using Factory = std::unique_ptr<Model> (*)(std::shared_ptr<const gguf::File>, const LoadOptions&);
+
+struct Registration {
+  const char* architecture;
+  Factory factory;
+};
+
+const std::vector<Registration>& registry() {
+  static const std::vector<Registration> entries = {
+  };
+  return entries;
+}
+
+}  // namespace
+
+std::vector<std::string> supported_architectures() {
+  std::vector<std::string> names;
+  for (const auto& r : registry()) names.emplace_back(r.architecture);
+  return names;
+}
+
+std::unique_ptr<Model> load_model(std::shared_ptr<const gguf::File> file, const LoadOptions& options) {
+  if (!options.pool) throw Error("load_model: no thread pool given");
+  std::string arch = file->architecture();
+  for (const auto& r : registry())
+    if (arch == r.architecture) return r.factory(std::move(file), options);
+  std::string list;
+  for (const auto& name : supported_architectures()) list += (list.empty() ? "" : ", ") + name;
+  throw Error(file->path() + ": unknown architecture '" + arch + "' (flatline supports: " + list + ")");
+}
+
+}  // namespace flatline

@@ -1,0 +1,44 @@
+// The weight kernels every model uses: y = W x for one token (matvec) and
+// Y = X W^T for a chunk of tokens (matmul), for every supported GGUF type,
+// plus row dequantize / quantize. Implementations are picked at run time for
+// the CPU (see isa.h); results match the scalar reference within rounding.
+//
+// Activation handling follows ggml so results stay close to llama.cpp: for
+// Q4_0/Q5_0/Q8_0 weights x is quantized to Q8_0 blocks, for Q4_1/Q5_1 to
+// Q8_1, for K-quants to Q8_K, and the dot products are integer; F32, F16 and
+// BF16 weights use f32 activations.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+#include "tensor/dtype.h"
+#include "tensor/thread_pool.h"
+
+namespace flatline {
+
+// A 2-D weight: `rows` rows of `cols` elements; row r starts at
+// data + r * row_stride bytes. For a GGUF tensor, cols = dims[0].
+struct Matrix {
+  DType type = DType::F32;
+  int64_t rows = 0;
+  int64_t cols = 0;
+  const uint8_t* data = nullptr;
+  size_t row_stride = 0;
+
+  const uint8_t* row(int64_t r) const { return data + static_cast<size_t>(r) * row_stride; }
+  size_t bytes() const { return static_cast<size_t>(rows) * row_stride; }
+};
+
+// y[rows] = W x[cols]
+void matvec(const Matrix& w, const float* x, float* y, ThreadPool& pool);
+
+// y[n][rows] = x[n][cols] * W^T  (x and y row-major, one row per token)
+void matmul(const Matrix& w, const float* x, int64_t n, float* y, ThreadPool& pool);
+
+// Row conversions; n must be a multiple of the type's block size.
+void dequantize_row(DType type, const void* src, float* dst, int64_t n);
+bool can_quantize(DType type);
+void quantize_row(DType type, const float* src, void* dst, int64_t n);  // throws Error if !can_quantize
+
+}  // namespace flatline
