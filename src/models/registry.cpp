@@ -4,6 +4,7 @@
 #include <utility>
 
 #include "models/model.h"
+#include "models/rwkv7.h"
 #include "util/error.h"
 
 namespace flatline {
@@ -19,6 +20,7 @@ struct Registration {
 
 const std::vector<Registration>& registry() {
   static const std::vector<Registration> entries = {
+      {"rwkv7", make_rwkv7},
   };
   return entries;
 }
