@@ -99,7 +99,7 @@ FixedHeader parse_fixed_header(const uint8_t* p, uint64_t available, const std::
   // Every length is bounded by the file size, so the sum cannot overflow.
   for (uint64_t len : {uint64_t(h.fingerprint_len), h.fed_text_len, h.token_count, uint64_t(h.pending_count),
                        h.pending_text_len, h.logit_count, h.state_len}) {
-    if (len > available) throw Error(name + ": corrupt state file: a length field exceeds the file size");
+    if (len > available) throw Error(name + ": truncated or corrupt state file: a length field exceeds the file size");
   }
   if (h.total_bytes() != available)
     throw Error(name + ": truncated or corrupt state file: the header describes " + std::to_string(h.total_bytes()) +
