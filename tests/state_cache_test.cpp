@@ -208,6 +208,7 @@ TEST_F(StateCacheTest, PersistedSnapshotsSurviveANewCacheAndBadFilesAreIgnored) 
   {
     StateCache cache(o);
     cache.store(*model_a_, std::move(c), /*persist=*/true);
+    cache.flush();
     EXPECT_EQ(cache.stats().disk_entries, 1u);
   }
   // Garbage next to the good file: a truncated copy, random bytes, a

@@ -29,7 +29,7 @@ PreparedTurn ChatService::prepare(Engine& engine, int64_t n_ctx, const std::stri
   turn.prompt_eval_ns = now_ns() - t0;
   // Snapshot after the prompt: a regenerated reply or an edited last answer
   // starts here instead of from scratch.
-  if (turn.prompt_eval_count > 0 || !cached) cache_.store(model, turn.conv.clone(), /*persist=*/false);
+  if (turn.prompt_eval_count > 0 || !cached) cache_.store(model, turn.conv.clone(), /*persist=*/true);
   return turn;
 }
 
@@ -58,7 +58,7 @@ TurnResult ChatService::finish(Engine& engine, PreparedTurn turn, const TurnOpti
                              << " ms), generated " << r.eval_count << " tokens in " << r.eval_ns / 1000000
                              << " ms, done_reason " << r.done_reason);
   // Snapshot after the reply: the next turn (history + this reply + a new
-  // message) extends exactly this text. Persisted so it survives restarts.
+  // message) extends exactly this text.
   cache_.store(model, std::move(turn.conv), /*persist=*/true);
   return out;
 }

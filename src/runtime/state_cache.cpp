@@ -262,7 +262,17 @@ StateCache::StateCache(StateCacheOptions options) : options_(std::move(options))
     std::filesystem::create_directories(options_.directory, ec);
     if (ec) throw Error("cannot create the state directory " + options_.directory + ": " + ec.message());
     scan_directory();
+    writer_ = std::thread([this] { writer_loop(); });
   }
+}
+
+StateCache::~StateCache() {
+  {
+    std::unique_lock<std::mutex> lock(mutex_);
+    stopping_ = true;
+  }
+  writes_cv_.notify_all();
+  if (writer_.joinable()) writer_.join();
 }
 
 void StateCache::scan_directory() {
@@ -307,10 +317,10 @@ std::optional<Conversation> StateCache::lookup(const LoadedModel& model, int64_t
 
   auto best = entries_.end();
   for (auto it = entries_.begin(); it != entries_.end(); ++it) {
-    if (it->n_ctx != key_ctx || it->fingerprint != fp || !starts_with(prompt, it->conv.fed_text)) continue;
-    if (best == entries_.end() || it->conv.fed_text.size() > best->conv.fed_text.size()) best = it;
+    if (it->n_ctx != key_ctx || it->fingerprint != fp || !starts_with(prompt, it->conv->fed_text)) continue;
+    if (best == entries_.end() || it->conv->fed_text.size() > best->conv->fed_text.size()) best = it;
   }
-  const size_t memory_len = best == entries_.end() ? 0 : best->conv.fed_text.size();
+  const size_t memory_len = best == entries_.end() ? 0 : best->conv->fed_text.size();
 
   // A longer snapshot on disk (e.g. after a restart) beats a shorter one in memory.
   while (true) {
@@ -322,15 +332,14 @@ std::optional<Conversation> StateCache::lookup(const LoadedModel& model, int64_t
     }
     if (!disk_best) break;
     try {
-      Conversation conv = load_state_file(disk_best->index.path, model);
+      auto conv = std::make_shared<const Conversation>(load_state_file(disk_best->index.path, model));
       disk_best->last_used = std::chrono::steady_clock::now();
       ++counters_.hits;
       ++counters_.disk_hits;
-      LOG_INFO("state cache: resumed a conversation of " << conv.tokens.size() << " tokens from "
+      LOG_INFO("state cache: resumed a conversation of " << conv->tokens.size() << " tokens from "
                                                           << disk_best->index.path);
-      Conversation copy = conv.clone();
-      insert_memory(fp, key_ctx, std::move(conv));
-      return copy;
+      insert_memory(fp, key_ctx, conv);
+      return conv->clone();
     } catch (const Error& err) {
       ++counters_.rejected_files;
       LOG_WARN("state cache: rejected " << err.what());
@@ -344,33 +353,52 @@ std::optional<Conversation> StateCache::lookup(const LoadedModel& model, int64_t
   }
   ++counters_.hits;
   entries_.splice(entries_.begin(), entries_, best);  // most recently used
-  return entries_.front().conv.clone();
+  return entries_.front().conv->clone();
 }
 
 void StateCache::store(const LoadedModel& model, Conversation snapshot, bool persist) {
   if (!snapshot.state) return;
-  std::lock_guard<std::mutex> lock(mutex_);
-  const std::string& fp = model.fingerprint();
   const int64_t key_ctx = snapshot.state->n_ctx();
-  if (persist && !options_.directory.empty()) {
-    try {
-      write_to_disk(fp, key_ctx, snapshot);
-    } catch (const Error& err) {
-      LOG_WARN("state cache: could not save a conversation state: " << err.what());
-    }
+  auto shared = std::make_shared<const Conversation>(std::move(snapshot));
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    insert_memory(model.fingerprint(), key_ctx, shared);
+    if (!persist || options_.directory.empty()) return;
+    writes_.push_back(PendingWrite{model.fingerprint(), key_ctx, std::move(shared)});
   }
-  insert_memory(fp, key_ctx, std::move(snapshot));
+  writes_cv_.notify_all();
 }
 
-void StateCache::insert_memory(const std::string& fingerprint, int64_t n_ctx, Conversation conv) {
+void StateCache::flush() {
+  std::unique_lock<std::mutex> lock(mutex_);
+  writes_cv_.wait(lock, [&] { return (writes_.empty() && !writing_) || !writer_.joinable(); });
+}
+
+void StateCache::writer_loop() {
+  std::unique_lock<std::mutex> lock(mutex_);
+  while (true) {
+    writes_cv_.wait(lock, [&] { return stopping_ || !writes_.empty(); });
+    if (writes_.empty()) break;  // stopping, and everything is written
+    PendingWrite item = std::move(writes_.front());
+    writes_.pop_front();
+    writing_ = true;
+    lock.unlock();
+    write_to_disk(item);
+    lock.lock();
+    writing_ = false;
+    writes_cv_.notify_all();
+  }
+}
+
+void StateCache::insert_memory(const std::string& fingerprint, int64_t n_ctx, Snapshot conv) {
   for (auto it = entries_.begin(); it != entries_.end(); ++it) {
-    if (it->n_ctx == n_ctx && it->fingerprint == fingerprint && it->conv.fed_text == conv.fed_text) {
+    if (it->n_ctx == n_ctx && it->fingerprint == fingerprint && it->conv->fed_text == conv->fed_text) {
       bytes_ -= it->bytes;
       entries_.erase(it);
       break;
     }
   }
-  const uint64_t size = conv.memory_bytes();
+  const uint64_t size = conv->memory_bytes();
   if (size > options_.memory_limit) {
     LOG_DEBUG("state cache: a " << format_bytes(size) << " snapshot does not fit the "
                                 << format_bytes(options_.memory_limit) << " cache; not kept in memory");
@@ -389,10 +417,17 @@ void StateCache::evict_memory_to_fit(uint64_t incoming) {
   }
 }
 
-void StateCache::write_to_disk(const std::string& fingerprint, int64_t n_ctx, const Conversation& conv) {
-  const std::string path = file_name_for(fingerprint, n_ctx, conv.fed_text);
-  save_state_file(path, conv, fingerprint);
-  StateFileIndex index = read_state_file_index(path);
+void StateCache::write_to_disk(const PendingWrite& item) {
+  const std::string path = file_name_for(item.fingerprint, item.n_ctx, item.conv->fed_text);
+  StateFileIndex index;
+  try {
+    save_state_file(path, *item.conv, item.fingerprint);
+    index = read_state_file_index(path);
+  } catch (const Error& err) {
+    LOG_WARN("state cache: could not save a conversation state: " << err.what());
+    return;
+  }
+  std::lock_guard<std::mutex> lock(mutex_);
   for (auto it = disk_.begin(); it != disk_.end(); ++it) {
     if (it->index.path == path) {
       disk_bytes_ -= it->index.file_bytes;

@@ -11,14 +11,19 @@
 // reply (so the next turn only evaluates the new user message).
 //
 // Memory is bounded (least recently used snapshots are dropped first). With a
-// state directory, reply snapshots are also written to disk so conversations
-// survive a restart; see docs/SERVER.md "State files" for the format.
+// state directory, snapshots are also written to disk by a background thread
+// (so a slow disk never delays a reply) and conversations survive a restart;
+// see docs/SERVER.md "State files" for the format.
 #pragma once
 
 #include <chrono>
+#include <condition_variable>
 #include <cstdint>
+#include <deque>
 #include <list>
+#include <memory>
 #include <mutex>
+#include <thread>
 #include <optional>
 #include <span>
 #include <string>
@@ -104,6 +109,9 @@ struct StateCacheStats {
 class StateCache {
  public:
   explicit StateCache(StateCacheOptions options);
+  ~StateCache();  // finishes pending disk writes
+  StateCache(const StateCache&) = delete;
+  StateCache& operator=(const StateCache&) = delete;
 
   // A copy of the longest snapshot of `model` with this context size whose
   // fed_text is a prefix of `prompt`, or nullopt. Looks on disk when no
@@ -111,18 +119,28 @@ class StateCache {
   std::optional<Conversation> lookup(const LoadedModel& model, int64_t n_ctx, std::string_view prompt);
 
   // Keeps `snapshot` (replacing one with the same text). With `persist` and
-  // a state directory, also writes it to disk.
+  // a state directory, also queues it for writing to disk.
   void store(const LoadedModel& model, Conversation snapshot, bool persist);
+  // Waits until every queued snapshot is on disk.
+  void flush();
 
   StateCacheStats stats() const;
   const StateCacheOptions& options() const { return options_; }
 
  private:
+  // Snapshots are immutable once stored and shared with the disk writer,
+  // which may still be saving one the memory cache has already dropped.
+  using Snapshot = std::shared_ptr<const Conversation>;
   struct Entry {
     std::string fingerprint;
     int64_t n_ctx = 0;
-    Conversation conv;
+    Snapshot conv;
     uint64_t bytes = 0;
+  };
+  struct PendingWrite {
+    std::string fingerprint;
+    int64_t n_ctx = 0;
+    Snapshot conv;
   };
   struct DiskEntry {
     StateFileIndex index;
@@ -133,8 +151,9 @@ class StateCache {
   std::string file_name_for(const std::string& fingerprint, int64_t n_ctx, const std::string& fed_text) const;
   void evict_memory_to_fit(uint64_t incoming);
   void trim_disk();
-  void insert_memory(const std::string& fingerprint, int64_t n_ctx, Conversation conv);
-  void write_to_disk(const std::string& fingerprint, int64_t n_ctx, const Conversation& conv);
+  void insert_memory(const std::string& fingerprint, int64_t n_ctx, Snapshot conv);
+  void write_to_disk(const PendingWrite& item);  // called by the writer thread without mutex_
+  void writer_loop();
 
   StateCacheOptions options_;
   mutable std::mutex mutex_;
@@ -143,6 +162,12 @@ class StateCache {
   std::vector<DiskEntry> disk_;
   uint64_t disk_bytes_ = 0;
   StateCacheStats counters_;
+
+  std::deque<PendingWrite> writes_;
+  bool writing_ = false;
+  bool stopping_ = false;
+  std::condition_variable writes_cv_;  // new work, or the queue drained
+  std::thread writer_;
 };
 
 }  // namespace flatline
