@@ -446,5 +446,48 @@ TEST_F(ServerApiTest, OpenAiErrorsHaveOpenAiShape) {
   EXPECT_EQ(r.status, 400);
 }
 
+// Whatever arrives, the answer is an HTTP error with a JSON message (or a
+// normal answer), never a crash or a hang.
+TEST_F(ServerApiTest, HostileBodiesGetErrorsAndTheServerStaysUp) {
+  std::vector<std::string> bodies = {
+      "", " ", "null", "true", "42", "\"text\"", "[]", "{", "}", "{\"model\":}", "{\"model\": \"random\"",
+      "{\"model\": \"\xff\xfe\"}",                       // invalid UTF-8 in a string
+      "{\"model\": \"random\", \"messages\": {}}",
+      "{\"model\": \"random\", \"messages\": [1, 2]}",
+      "{\"model\": \"random\", \"messages\": [{\"role\": 1}]}",
+      "{\"model\": \"random\", \"prompt\": 12}",
+      "{\"model\": \"random\", \"options\": []}",
+      "{\"model\": \"random\", \"options\": {\"top_k\": {}}}",
+      "{\"model\": \"random\", \"options\": {\"seed\": 1e400}}",
+      "{\"model\": \"random\", \"keep_alive\": true}",
+      "{\"model\": \"random\", \"keep_alive\": \"-\"}",
+      "{\"model\": \"random\", \"context\": [\"a\"]}",
+      "{\"model\": \"random\", \"prompt\": \"x\", \"max_tokens\": 2, \"context\": [99999999]}",
+      "{\"model\": [\"random\"]}",
+      "{\"model\": \"random\", \"stream\": null, \"messages\": null, \"prompt\": null}",
+      "{\"model\": \"random\", \"max_tokens\": \"ten\", \"messages\": [{\"role\": \"user\", \"content\": \"x\"}]}",
+      "{\"model\": \"random\", \"messages\": [{\"role\": \"user\", \"content\": [{\"type\": \"image_url\"}]}]}",
+      "{\"model\": \"random\", \"stop\": [1], \"prompt\": \"x\", \"options\": {\"num_predict\": 2}, "
+      "\"messages\": [{\"role\": \"user\", \"content\": \"x\"}]}",
+      std::string(20000, '[') + std::string(20000, ']'),  // deep nesting
+      std::string("{\"model\":\"random\",\"x\":") + std::string(20000, '[') + std::string(20000, ']') + "}",
+  };
+  const std::vector<std::string> paths = {"/api/chat", "/api/generate", "/api/show", "/v1/chat/completions",
+                                          "/v1/completions"};
+  for (const auto& path : paths) {
+    for (const auto& body : bodies) {
+      auto r = test::post(srv(), path, body);
+      ASSERT_NE(r.status, 0) << path << " did not answer " << body.substr(0, 80);
+      EXPECT_LT(r.status, 500) << path << " " << body.substr(0, 80) << " -> " << r.body;
+      if (r.status >= 400) {
+        json j;
+        ASSERT_NO_THROW(j = r.js()) << r.body;
+        EXPECT_TRUE(j.contains("error")) << r.body;
+      }
+    }
+  }
+  EXPECT_EQ(test::get(srv(), "/").status, 200);
+}
+
 }  // namespace
 }  // namespace flatline

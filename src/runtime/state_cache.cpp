@@ -27,6 +27,12 @@ bool starts_with(std::string_view s, std::string_view prefix) {
 // no capacity, so any request can use them.
 int64_t context_key(const LoadedModel& model, int64_t n_ctx) { return model.info().recurrent ? 0 : n_ctx; }
 
+// A snapshot can continue a conversation that asked for `wanted` tokens of
+// context if it has at least that much room (a model may round the size up).
+bool context_fits(int64_t snapshot_ctx, int64_t wanted) {
+  return snapshot_ctx == wanted || (wanted > 0 && snapshot_ctx >= wanted);
+}
+
 struct FixedHeader {
   uint32_t version = kStateFileVersion;
   uint32_t header_bytes = kStateFileHeaderBytes;
@@ -317,7 +323,8 @@ std::optional<Conversation> StateCache::lookup(const LoadedModel& model, int64_t
 
   auto best = entries_.end();
   for (auto it = entries_.begin(); it != entries_.end(); ++it) {
-    if (it->n_ctx != key_ctx || it->fingerprint != fp || !starts_with(prompt, it->conv->fed_text)) continue;
+    if (!context_fits(it->n_ctx, key_ctx) || it->fingerprint != fp || !starts_with(prompt, it->conv->fed_text))
+      continue;
     if (best == entries_.end() || it->conv->fed_text.size() > best->conv->fed_text.size()) best = it;
   }
   const size_t memory_len = best == entries_.end() ? 0 : best->conv->fed_text.size();
@@ -326,7 +333,8 @@ std::optional<Conversation> StateCache::lookup(const LoadedModel& model, int64_t
   while (true) {
     DiskEntry* disk_best = nullptr;
     for (auto& d : disk_) {
-      if (d.index.n_ctx != key_ctx || d.index.fingerprint != fp || !starts_with(prompt, d.index.fed_text)) continue;
+      if (!context_fits(d.index.n_ctx, key_ctx) || d.index.fingerprint != fp || !starts_with(prompt, d.index.fed_text))
+        continue;
       if (d.index.fed_text.size() <= memory_len && best != entries_.end()) continue;
       if (!disk_best || d.index.fed_text.size() > disk_best->index.fed_text.size()) disk_best = &d;
     }
@@ -338,7 +346,7 @@ std::optional<Conversation> StateCache::lookup(const LoadedModel& model, int64_t
       ++counters_.disk_hits;
       LOG_INFO("state cache: resumed a conversation of " << conv->tokens.size() << " tokens from "
                                                           << disk_best->index.path);
-      insert_memory(fp, key_ctx, conv);
+      insert_memory(fp, conv->state->n_ctx(), conv);
       return conv->clone();
     } catch (const Error& err) {
       ++counters_.rejected_files;

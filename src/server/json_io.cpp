@@ -14,7 +14,7 @@ json parse_body(const std::string& body, const char* go_struct) {
   json j;
   try {
     j = json::parse(body);
-  } catch (const json::parse_error& e) {
+  } catch (const nlohmann::json::exception& e) {  // parse errors, number overflow
     // nlohmann's text names the byte and what it expected, like Go's
     // "invalid character 'x' looking for beginning of value".
     std::string what = e.what();
