@@ -210,16 +210,26 @@ TEST_F(ServerStateTest, CorruptAndForeignStateFilesAreNeverLoaded) {
 TEST_F(ServerStateTest, AClientThatDisconnectsStopsItsGeneration) {
   TestServer s(options());
   const int64_t asked = 200000;
-  json body = {{"model", "random"},
-               {"messages", json::array({json{{"role", "user"}, {"content", "Talk forever"}}})},
-               // No stop strings the random model could hit: only num_predict or the client ends it.
-               {"options", {{"temperature", 1.0}, {"seed", 3}, {"num_predict", asked}}}};
   testing::internal::CaptureStderr();
   set_log_level(LogLevel::Info);
-  int chunks = 0;
-  test::post_streaming(s, "/api/chat", body, [&](const std::string&) { return ++chunks < 3; });
-  // The next request waits for the model turn, so when it returns the first
-  // generation has ended.
+  // A sampled reply can end on its own ("\n\n"); try seeds until the client
+  // really leaves while the reply is still going.
+  bool left_mid_reply = false;
+  for (int seed = 1; seed <= 20 && !left_mid_reply; ++seed) {
+    json body = {{"model", "random"},
+                 {"messages", json::array({json{{"role", "user"}, {"content", "Talk forever"}}})},
+                 {"options", {{"temperature", 1.0}, {"seed", seed}, {"num_predict", asked}}}};
+    int chunks = 0;
+    bool saw_done = false;
+    test::post_streaming(s, "/api/chat", body, [&](const std::string& data) {
+      saw_done |= data.find("\"done\":true") != std::string::npos;
+      return ++chunks < 3;
+    });
+    left_mid_reply = !saw_done && chunks == 3;
+  }
+  ASSERT_TRUE(left_mid_reply) << "every sampled reply ended within 3 chunks";
+  // The next request waits for the model turn, so when it returns the
+  // abandoned generation has ended.
   Conversation c(s, "random", 2);
   c.say("Are you free now?");
   const std::string log = testing::internal::GetCapturedStderr();
@@ -262,7 +272,7 @@ TEST_F(ServerStateTest, StreamsStayResponsiveToOtherRequests) {
   TestServer s(options());
   json body = {{"model", "random"},
                {"messages", json::array({json{{"role", "user"}, {"content", "Long reply"}}})},
-               {"options", {{"temperature", 1.0}, {"seed", 9}, {"num_predict", 3000}}}};
+               {"options", {{"temperature", 1.0}, {"seed", 9}, {"num_predict", 400}}}};
   std::atomic<bool> done{false};
   std::atomic<bool> checked_while_streaming{false};
   test::post_streaming(s, "/api/chat", body, [&](const std::string& data) {
@@ -277,6 +287,31 @@ TEST_F(ServerStateTest, StreamsStayResponsiveToOtherRequests) {
   });
   EXPECT_TRUE(checked_while_streaming);
   EXPECT_TRUE(done);
+}
+
+TEST_F(ServerStateTest, RequestsBeyondTheQueueLimitGet503) {
+  auto o = options();
+  o.models.max_queue = 1;  // one running + one waiting
+  TestServer s(o);
+  auto entry = s.get().models().catalog().find("random");
+  ASSERT_TRUE(entry);
+  // The test itself holds the model turn, as a long generation would.
+  auto lease = s.get().models().acquire(*entry, 0, std::nullopt);
+  const json small = {{"model", "random"},
+                      {"messages", json::array({json{{"role", "user"}, {"content", "hi"}}})},
+                      {"stream", false},
+                      {"options", {{"num_predict", 2}}}};
+  int waiting_status = 0;
+  std::thread waiter([&] { waiting_status = test::post(s, "/api/chat", small).status; });
+  for (int i = 0; i < 20000 && s.get().models().queued() < 2; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  ASSERT_EQ(s.get().models().queued(), 2u);
+  auto busy = test::post(s, "/api/chat", small);
+  EXPECT_EQ(busy.status, 503);
+  EXPECT_EQ(busy.js()["error"], "server busy, please try again.  maximum pending requests exceeded");
+  EXPECT_EQ(test::get(s, "/api/tags").status, 200);  // listings never queue
+  lease.reset();
+  waiter.join();
+  EXPECT_EQ(waiting_status, 200);
 }
 
 TEST_F(ServerStateTest, ModelsThatDoNotFitTheBudgetAreRefusedBeforeLoading) {

@@ -62,6 +62,11 @@ ModelManager::~ModelManager() {
 
 uint64_t ModelManager::budget_limit() const { return budget_.limit(); }
 
+size_t ModelManager::queued() const {
+  std::lock_guard<std::mutex> lock(turn_mutex_);
+  return static_cast<size_t>(next_ticket_ - now_serving_);
+}
+
 // ---------------------------------------------------------------------------
 // FIFO turns
 

@@ -122,6 +122,8 @@ class ModelManager {
 
   std::vector<ResidentInfo> resident() const;
   uint64_t budget_limit() const;
+  // Requests holding or waiting for the model turn.
+  size_t queued() const;
 
  private:
   friend class Lease;
