@@ -31,8 +31,8 @@ struct ServeOptions {
   int64_t batch = 256;
   int64_t ctx = 4096;
   int max_loaded = 1;
-  int max_queue = 64;
-  int http_threads = 32;
+  int max_queue = 32;
+  int http_threads = 48;
 };
 
 int64_t parse_keep_alive_flag(const std::string& text) {
@@ -71,7 +71,8 @@ void serve(const ServeOptions& o) {
   so.cache.directory = o.state_dir;
   so.cache.disk_limit = parse_byte_size(o.state_disk);
   so.max_body_bytes = parse_byte_size(o.max_body);
-  so.http_threads = o.http_threads;
+  // Each queued request holds an HTTP thread: keep some free for listings.
+  so.http_threads = std::max(o.http_threads, o.max_queue + 8);
 
   // Signals go to one thread that stops the server; every other thread
   // (HTTP workers, the compute pool) inherits the blocked mask.

@@ -55,7 +55,7 @@ struct ModelManagerOptions {
   int64_t batch = 256;
   int64_t default_ctx = 4096;   // num_ctx when a request gives none (transformers)
   int max_loaded = 1;
-  size_t max_queue = 64;
+  size_t max_queue = 32;
   KeepAlive default_keep_alive;
 };
 

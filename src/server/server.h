@@ -18,7 +18,7 @@ struct ServerOptions {
   ModelManagerOptions models;
   StateCacheOptions cache;
   size_t max_body_bytes = 32u << 20;    // larger request bodies get 413
-  int http_threads = 32;                // connections served at once (queued requests hold one each)
+  int http_threads = 48;                // connections served at once (queued requests hold one each)
 };
 
 class Server {
