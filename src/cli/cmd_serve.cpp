@@ -76,6 +76,10 @@ void serve(const ServeOptions& o) {
 
   // Signals go to one thread that stops the server; every other thread
   // (HTTP workers, the compute pool) inherits the blocked mask.
+  // A shell starts background jobs with SIGINT ignored; an ignored signal
+  // is never delivered to sigwait, so restore the default first.
+  signal(SIGINT, SIG_DFL);
+  signal(SIGTERM, SIG_DFL);
   sigset_t signals;
   sigemptyset(&signals);
   sigaddset(&signals, SIGINT);

@@ -24,6 +24,7 @@ namespace flatline::server {
 
 struct ServerContext {
   ServerOptions options;
+  std::atomic<bool> stopping{false};  // set by Server::stop(): generations end at the next token
   std::unique_ptr<StateCache> cache;
   std::unique_ptr<ModelManager> models;
   std::unique_ptr<ChatService> chat;

@@ -1,5 +1,7 @@
 #include "server/server.h"
 
+#include <sys/socket.h>
+
 #include <thread>
 
 #include "server/routes.h"
@@ -67,6 +69,12 @@ Server::Server(ServerOptions options) : impl_(std::make_unique<Impl>()) {
   const int threads = std::max(4, ctx.options.http_threads);
   http.new_task_queue = [threads] { return new httplib::ThreadPool(static_cast<size_t>(threads)); };
   http.set_payload_max_length(ctx.options.max_body_bytes);
+  // SO_REUSEADDR (restart while old connections linger) but not httplib's
+  // default SO_REUSEPORT, which would let a second server share the port.
+  http.set_socket_options([](int sock) {
+    int yes = 1;
+    setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof yes);
+  });
   // A queued request's client waits without data; generous timeouts keep
   // slow CPUs from cutting off long prompts.
   http.set_read_timeout(300, 0);
@@ -115,6 +123,7 @@ void Server::start() {
 }
 
 void Server::stop() {
+  impl_->ctx.stopping = true;
   if (impl_->http.is_running()) impl_->http.stop();
 }
 
