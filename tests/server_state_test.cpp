@@ -4,6 +4,7 @@
 // concurrent clients, and the memory guard.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <atomic>
 #include <filesystem>
 #include <fstream>
@@ -312,6 +313,49 @@ TEST_F(ServerStateTest, RequestsBeyondTheQueueLimitGet503) {
   lease.reset();
   waiter.join();
   EXPECT_EQ(waiting_status, 200);
+}
+
+TEST_F(ServerStateTest, AliasesFromModelsJsonAndOllamaNames) {
+  std::ofstream(models_.file("models.json")) << R"({"aliases": {"bees:small": "random", "other": "random2.gguf", "ghost": "missing"}})";
+  TestServer s(options());
+  auto tags = test::get(s, "/api/tags").js();
+  std::vector<std::string> names;
+  for (const auto& m : tags["models"]) names.push_back(m["name"]);
+  EXPECT_NE(std::find(names.begin(), names.end(), "bees:small"), names.end());
+  EXPECT_NE(std::find(names.begin(), names.end(), "other:latest"), names.end());
+  EXPECT_EQ(std::find(names.begin(), names.end(), "ghost:latest"), names.end()) << "an alias to a missing file is listed";
+  for (const char* name : {"bees:small", "other", "other:latest", "RANDOM", "random:latest"}) {
+    auto r = test::post(s, "/api/chat",
+                        json{{"model", name}, {"stream", false}, {"options", {{"num_predict", 1}}},
+                             {"messages", json::array({json{{"role", "user"}, {"content", "hi"}}})}});
+    EXPECT_EQ(r.status, 200) << name << ": " << r.body;
+    EXPECT_EQ(r.js()["model"], name);
+  }
+  EXPECT_EQ(test::post(s, "/api/chat", json{{"model", "bees"}, {"messages", json::array()}}).status, 404)
+      << "bees means bees:latest, which is not bees:small";
+}
+
+TEST_F(ServerStateTest, AMalformedModelsJsonStopsTheServerWithAClearError) {
+  std::ofstream(models_.file("models.json")) << R"({"aliases": {"x": 5}})";
+  try {
+    TestServer s(options());
+    FAIL() << "the server started with a malformed models.json";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("models.json"), std::string::npos) << e.what();
+  }
+}
+
+TEST_F(ServerStateTest, KeepAliveExpiryUnloadsTheModel) {
+  TestServer s(options());
+  auto r = test::post(s, "/api/generate", json{{"model", "random"}, {"keep_alive", 0.3}});
+  ASSERT_EQ(r.js()["done_reason"], "load");
+  EXPECT_EQ(test::get(s, "/api/ps").js()["models"].size(), 1u);
+  bool unloaded = false;
+  for (int i = 0; i < 200 && !unloaded; ++i) {  // the reaper looks twice a second
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    unloaded = test::get(s, "/api/ps").js()["models"].empty();
+  }
+  EXPECT_TRUE(unloaded);
 }
 
 TEST_F(ServerStateTest, ModelsThatDoNotFitTheBudgetAreRefusedBeforeLoading) {
