@@ -18,6 +18,7 @@ namespace {
 constexpr char kMagic[8] = {'F', 'L', 'S', 'T', 'A', 'T', 'E', '\0'};
 constexpr const char* kExtension = ".flstate";
 constexpr size_t kIndexChecksumOffset = 72;
+constexpr size_t kMaxPendingWrites = 8;
 
 bool starts_with(std::string_view s, std::string_view prefix) {
   return s.size() >= prefix.size() && s.compare(0, prefix.size(), prefix) == 0;
@@ -373,6 +374,12 @@ void StateCache::store(const LoadedModel& model, Conversation snapshot, bool per
     insert_memory(model.fingerprint(), key_ctx, shared);
     if (!persist || options_.directory.empty()) return;
     writes_.push_back(PendingWrite{model.fingerprint(), key_ctx, std::move(shared)});
+    // A disk slower than the conversations: keep the newest snapshots, which
+    // extend the older ones anyway.
+    while (writes_.size() > kMaxPendingWrites) {
+      LOG_DEBUG("state cache: the disk is behind; not saving an older snapshot");
+      writes_.pop_front();
+    }
   }
   writes_cv_.notify_all();
 }
