@@ -17,6 +17,10 @@
 
 namespace flatline::kernels {
 
+// Tile loops over R rows / T tokens must be fully unrolled so the
+// accumulators live in registers (-O2 alone does not unroll them).
+#define UNROLL _Pragma("GCC unroll 16")
+
 namespace split {
 
 size_t bytes_q8_0(int64_t cols) { return q8_0(cols).bytes; }
@@ -255,26 +259,42 @@ template <class Load>
 struct FloatKernel {
   template <int R, int T>
   static void tile(const Matrix& w, int64_t r, const uint8_t* act, size_t stride, float* y, size_t ys) {
+    // A lone row x token (matvec) gets 4 accumulators so the FMA latency
+    // does not bound a memory-bound loop.
+    constexpr int U = R * T == 1 ? 4 : 1;
     const int64_t K = w.cols;
     const uint8_t* rows[R];
     const float* x[T];
-    for (int i = 0; i < R; ++i) rows[i] = w.row(r + i);
-    for (int t = 0; t < T; ++t) x[t] = reinterpret_cast<const float*>(act + t * stride);
-    __m256 acc[R][T];
-    for (int i = 0; i < R; ++i)
-      for (int t = 0; t < T; ++t) acc[i][t] = _mm256_setzero_ps();
+    UNROLL for (int i = 0; i < R; ++i) rows[i] = w.row(r + i);
+    UNROLL for (int t = 0; t < T; ++t) x[t] = reinterpret_cast<const float*>(act + t * stride);
+    __m256 acc[U][R][T];
+    UNROLL for (int u = 0; u < U; ++u)
+      UNROLL for (int i = 0; i < R; ++i)
+        UNROLL for (int t = 0; t < T; ++t) acc[u][i][t] = _mm256_setzero_ps();
     int64_t k = 0;
-    for (; k + 8 <= K; k += 8) {
-      __m256 wv[R];
-      for (int i = 0; i < R; ++i) wv[i] = Load::load8(rows[i], k);
-      for (int t = 0; t < T; ++t) {
-        const __m256 xv = _mm256_loadu_ps(x[t] + k);
-        for (int i = 0; i < R; ++i) acc[i][t] = _mm256_fmadd_ps(wv[i], xv, acc[i][t]);
+    for (; k + 8 * U <= K; k += 8 * U) {
+      UNROLL for (int u = 0; u < U; ++u) {
+        __m256 wv[R];
+        UNROLL for (int i = 0; i < R; ++i) wv[i] = Load::load8(rows[i], k + 8 * u);
+        UNROLL for (int t = 0; t < T; ++t) {
+          const __m256 xv = _mm256_loadu_ps(x[t] + k + 8 * u);
+          UNROLL for (int i = 0; i < R; ++i) acc[u][i][t] = _mm256_fmadd_ps(wv[i], xv, acc[u][i][t]);
+        }
       }
     }
-    for (int i = 0; i < R; ++i)
-      for (int t = 0; t < T; ++t) {
-        float sum = hsum(acc[i][t]);
+    for (; k + 8 <= K; k += 8) {
+      __m256 wv[R];
+      UNROLL for (int i = 0; i < R; ++i) wv[i] = Load::load8(rows[i], k);
+      UNROLL for (int t = 0; t < T; ++t) {
+        const __m256 xv = _mm256_loadu_ps(x[t] + k);
+        UNROLL for (int i = 0; i < R; ++i) acc[0][i][t] = _mm256_fmadd_ps(wv[i], xv, acc[0][i][t]);
+      }
+    }
+    UNROLL for (int i = 0; i < R; ++i)
+      UNROLL for (int t = 0; t < T; ++t) {
+        __m256 v = acc[0][i][t];
+        UNROLL for (int u = 1; u < U; ++u) v = _mm256_add_ps(v, acc[u][i][t]);
+        float sum = hsum(v);
         for (int64_t kk = k; kk < K; ++kk) sum += Load::load1(rows[i], kk) * x[t][kk];
         y[t * ys + r + i] = sum;
       }
@@ -317,29 +337,29 @@ struct Q8_0Kernel {
     const int64_t nb = w.cols / 32;
     const uint8_t* rows[R];
     Act x[T];
-    for (int i = 0; i < R; ++i) rows[i] = w.row(r + i);
-    for (int t = 0; t < T; ++t) x[t] = split::view(act + t * stride, layout);
+    UNROLL for (int i = 0; i < R; ++i) rows[i] = w.row(r + i);
+    UNROLL for (int t = 0; t < T; ++t) x[t] = split::view(act + t * stride, layout);
     __m256 acc[R][T];
-    for (int i = 0; i < R; ++i)
-      for (int t = 0; t < T; ++t) acc[i][t] = _mm256_setzero_ps();
+    UNROLL for (int i = 0; i < R; ++i)
+      UNROLL for (int t = 0; t < T; ++t) acc[i][t] = _mm256_setzero_ps();
     const __m256i ones = _mm256_set1_epi16(1);
     for (int64_t b = 0; b < nb; ++b) {
       __m256i xq[T];
-      for (int t = 0; t < T; ++t) xq[t] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x[t].q + 32 * b));
-      for (int i = 0; i < R; ++i) {
+      UNROLL for (int t = 0; t < T; ++t) xq[t] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x[t].q + 32 * b));
+      UNROLL for (int i = 0; i < R; ++i) {
         float wd;
         const __m256i wq = Dec::quants(rows[i], b, wd);
         const __m256i wabs = _mm256_sign_epi8(wq, wq);
         const __m256 wdv = _mm256_set1_ps(wd);
-        for (int t = 0; t < T; ++t) {
+        UNROLL for (int t = 0; t < T; ++t) {
           const __m256i pairs = _mm256_maddubs_epi16(wabs, _mm256_sign_epi8(xq[t], wq));
           const __m256 dot = _mm256_cvtepi32_ps(_mm256_madd_epi16(pairs, ones));
           acc[i][t] = _mm256_fmadd_ps(dot, _mm256_mul_ps(wdv, _mm256_broadcast_ss(x[t].d + b)), acc[i][t]);
         }
       }
     }
-    for (int i = 0; i < R; ++i)
-      for (int t = 0; t < T; ++t) y[t * ys + r + i] = hsum(acc[i][t]);
+    UNROLL for (int i = 0; i < R; ++i)
+      UNROLL for (int t = 0; t < T; ++t) y[t * ys + r + i] = hsum(acc[i][t]);
   }
 };
 
@@ -374,21 +394,21 @@ struct Q8_1Kernel {
     const int64_t nb = w.cols / 32;
     const uint8_t* rows[R];
     Act x[T];
-    for (int i = 0; i < R; ++i) rows[i] = w.row(r + i);
-    for (int t = 0; t < T; ++t) x[t] = split::view(act + t * stride, layout);
+    UNROLL for (int i = 0; i < R; ++i) rows[i] = w.row(r + i);
+    UNROLL for (int t = 0; t < T; ++t) x[t] = split::view(act + t * stride, layout);
     __m256 acc[R][T];
     float mins[R][T] = {};
-    for (int i = 0; i < R; ++i)
-      for (int t = 0; t < T; ++t) acc[i][t] = _mm256_setzero_ps();
+    UNROLL for (int i = 0; i < R; ++i)
+      UNROLL for (int t = 0; t < T; ++t) acc[i][t] = _mm256_setzero_ps();
     const __m256i ones = _mm256_set1_epi16(1);
     for (int64_t b = 0; b < nb; ++b) {
       __m256i xq[T];
-      for (int t = 0; t < T; ++t) xq[t] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x[t].q + 32 * b));
-      for (int i = 0; i < R; ++i) {
+      UNROLL for (int t = 0; t < T; ++t) xq[t] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x[t].q + 32 * b));
+      UNROLL for (int i = 0; i < R; ++i) {
         float wd, wm;
         const __m256i wq = Dec::quants(rows[i], b, wd, wm);
         const __m256 wdv = _mm256_set1_ps(wd);
-        for (int t = 0; t < T; ++t) {
+        UNROLL for (int t = 0; t < T; ++t) {
           const __m256i pairs = _mm256_maddubs_epi16(wq, xq[t]);  // wq <= 31: no saturation
           const __m256 dot = _mm256_cvtepi32_ps(_mm256_madd_epi16(pairs, ones));
           acc[i][t] = _mm256_fmadd_ps(dot, _mm256_mul_ps(wdv, _mm256_broadcast_ss(x[t].d + b)), acc[i][t]);
@@ -396,21 +416,21 @@ struct Q8_1Kernel {
         }
       }
     }
-    for (int i = 0; i < R; ++i)
-      for (int t = 0; t < T; ++t) y[t * ys + r + i] = hsum(acc[i][t]) + mins[i][t];
+    UNROLL for (int i = 0; i < R; ++i)
+      UNROLL for (int t = 0; t < T; ++t) y[t * ys + r + i] = hsum(acc[i][t]) + mins[i][t];
   }
 };
 
 size_t no_act(int64_t) { return 0; }
 
-const TypeKernels kF32{nullptr, nullptr, gemm<FloatKernel<LoadF32>, 4, 2, 4>, nullptr};
-const TypeKernels kF16{nullptr, nullptr, gemm<FloatKernel<LoadF16>, 4, 2, 4>, nullptr};
-const TypeKernels kBF16{nullptr, nullptr, gemm<FloatKernel<LoadBF16>, 4, 2, 4>, nullptr};
-const TypeKernels kQ8_0{split::bytes_q8_0, split::quantize_q8_0_avx2, gemm<Q8_0Kernel<DecQ8_0>, 4, 2, 2>, nullptr};
-const TypeKernels kQ4_0{split::bytes_q8_0, split::quantize_q8_0_avx2, gemm<Q8_0Kernel<DecQ4_0>, 4, 2, 2>, nullptr};
-const TypeKernels kQ5_0{split::bytes_q8_0, split::quantize_q8_0_avx2, gemm<Q8_0Kernel<DecQ5_0>, 4, 2, 2>, nullptr};
-const TypeKernels kQ4_1{split::bytes_q8_1, split::quantize_q8_1_avx2, gemm<Q8_1Kernel<DecQ4_1>, 4, 2, 2>, nullptr};
-const TypeKernels kQ5_1{split::bytes_q8_1, split::quantize_q8_1_avx2, gemm<Q8_1Kernel<DecQ5_1>, 4, 2, 2>, nullptr};
+const TypeKernels kF32{nullptr, nullptr, gemm<FloatKernel<LoadF32>, 1, 2, 4>, nullptr};
+const TypeKernels kF16{nullptr, nullptr, gemm<FloatKernel<LoadF16>, 1, 2, 4>, nullptr};
+const TypeKernels kBF16{nullptr, nullptr, gemm<FloatKernel<LoadBF16>, 1, 2, 4>, nullptr};
+const TypeKernels kQ8_0{split::bytes_q8_0, split::quantize_q8_0_avx2, gemm<Q8_0Kernel<DecQ8_0>, 1, 2, 2>, nullptr};
+const TypeKernels kQ4_0{split::bytes_q8_0, split::quantize_q8_0_avx2, gemm<Q8_0Kernel<DecQ4_0>, 1, 2, 2>, nullptr};
+const TypeKernels kQ5_0{split::bytes_q8_0, split::quantize_q8_0_avx2, gemm<Q8_0Kernel<DecQ5_0>, 1, 2, 2>, nullptr};
+const TypeKernels kQ4_1{split::bytes_q8_1, split::quantize_q8_1_avx2, gemm<Q8_1Kernel<DecQ4_1>, 1, 2, 2>, nullptr};
+const TypeKernels kQ5_1{split::bytes_q8_1, split::quantize_q8_1_avx2, gemm<Q8_1Kernel<DecQ5_1>, 1, 2, 2>, nullptr};
 
 }  // namespace
 

@@ -17,6 +17,10 @@
 
 namespace flatline::kernels {
 
+// Tile loops over R rows / T tokens must be fully unrolled so the
+// accumulators live in registers (-O2 alone does not unroll them).
+#define UNROLL _Pragma("GCC unroll 16")
+
 namespace {
 
 using namespace blocks;
@@ -115,34 +119,44 @@ template <class Load>
 struct FloatKernel {
   template <int R, int T>
   static void tile(const Matrix& w, int64_t r, const uint8_t* act, size_t stride, float* y, size_t ys) {
+    // A lone row x token (matvec) gets 4 accumulators so the FMA latency
+    // does not bound a memory-bound loop.
+    constexpr int U = R * T == 1 ? 4 : 1;
     const int64_t K = w.cols;
     const uint8_t* rows[R];
     const float* x[T];
-    for (int i = 0; i < R; ++i) rows[i] = w.row(r + i);
-    for (int t = 0; t < T; ++t) x[t] = reinterpret_cast<const float*>(act + t * stride);
-    __m512 acc[R][T];
-    for (int i = 0; i < R; ++i)
-      for (int t = 0; t < T; ++t) acc[i][t] = _mm512_setzero_ps();
+    UNROLL for (int i = 0; i < R; ++i) rows[i] = w.row(r + i);
+    UNROLL for (int t = 0; t < T; ++t) x[t] = reinterpret_cast<const float*>(act + t * stride);
+    __m512 acc[U][R][T];
+    UNROLL for (int u = 0; u < U; ++u)
+      UNROLL for (int i = 0; i < R; ++i)
+        UNROLL for (int t = 0; t < T; ++t) acc[u][i][t] = _mm512_setzero_ps();
     int64_t k = 0;
-    for (; k + 16 <= K; k += 16) {
-      __m512 wv[R];
-      for (int i = 0; i < R; ++i) wv[i] = Load::load16(rows[i], k);
-      for (int t = 0; t < T; ++t) {
-        const __m512 xv = _mm512_loadu_ps(x[t] + k);
-        for (int i = 0; i < R; ++i) acc[i][t] = _mm512_fmadd_ps(wv[i], xv, acc[i][t]);
+    for (; k + 16 * U <= K; k += 16 * U) {
+      UNROLL for (int u = 0; u < U; ++u) {
+        __m512 wv[R];
+        UNROLL for (int i = 0; i < R; ++i) wv[i] = Load::load16(rows[i], k + 16 * u);
+        UNROLL for (int t = 0; t < T; ++t) {
+          const __m512 xv = _mm512_loadu_ps(x[t] + k + 16 * u);
+          UNROLL for (int i = 0; i < R; ++i) acc[u][i][t] = _mm512_fmadd_ps(wv[i], xv, acc[u][i][t]);
+        }
       }
     }
-    if (k < K) {  // masked tail: lanes past the end load as zero
-      const __mmask16 m = static_cast<__mmask16>((1u << (K - k)) - 1);
+    for (; k < K; k += 16) {  // the rest, the last vector masked: lanes past the end load as zero
+      const __mmask16 m = K - k >= 16 ? static_cast<__mmask16>(0xffff) : static_cast<__mmask16>((1u << (K - k)) - 1);
       __m512 wv[R];
-      for (int i = 0; i < R; ++i) wv[i] = Load::load_partial(rows[i], k, m);
-      for (int t = 0; t < T; ++t) {
+      UNROLL for (int i = 0; i < R; ++i) wv[i] = Load::load_partial(rows[i], k, m);
+      UNROLL for (int t = 0; t < T; ++t) {
         const __m512 xv = _mm512_maskz_loadu_ps(m, x[t] + k);
-        for (int i = 0; i < R; ++i) acc[i][t] = _mm512_fmadd_ps(wv[i], xv, acc[i][t]);
+        UNROLL for (int i = 0; i < R; ++i) acc[0][i][t] = _mm512_fmadd_ps(wv[i], xv, acc[0][i][t]);
       }
     }
-    for (int i = 0; i < R; ++i)
-      for (int t = 0; t < T; ++t) y[t * ys + r + i] = _mm512_reduce_add_ps(acc[i][t]);
+    UNROLL for (int i = 0; i < R; ++i)
+      UNROLL for (int t = 0; t < T; ++t) {
+        __m512 sum = acc[0][i][t];
+        UNROLL for (int u = 1; u < U; ++u) sum = _mm512_add_ps(sum, acc[u][i][t]);
+        y[t * ys + r + i] = _mm512_reduce_add_ps(sum);
+      }
   }
 };
 
@@ -204,7 +218,7 @@ struct Q8_0Kernel {
     const __m512i sign = _mm512_set1_epi8(static_cast<char>(0x80));
     // -128 * sum(w) per lane: the surplus of using x + 128 below.
     const __m512i base = _mm512_sub_epi32(_mm512_setzero_si512(), _mm512_dpbusd_epi32(_mm512_setzero_si512(), sign, wq));
-    for (int t = 0; t < T; ++t) {
+    UNROLL for (int t = 0; t < T; ++t) {
       const __m512 dot = _mm512_cvtepi32_ps(_mm512_dpbusd_epi32(base, xu[t], wq));
       acc[t] = _mm512_fmadd_ps(dot, _mm512_mul_ps(wd, xd[t]), acc[t]);
     }
@@ -216,21 +230,21 @@ struct Q8_0Kernel {
     const int64_t nb = w.cols / 32;
     const uint8_t* rows[R];
     Act x[T];
-    for (int i = 0; i < R; ++i) rows[i] = w.row(r + i);
-    for (int t = 0; t < T; ++t) x[t] = split::view(act + t * stride, layout);
+    UNROLL for (int i = 0; i < R; ++i) rows[i] = w.row(r + i);
+    UNROLL for (int t = 0; t < T; ++t) x[t] = split::view(act + t * stride, layout);
     __m512 acc[R][T];
-    for (int i = 0; i < R; ++i)
-      for (int t = 0; t < T; ++t) acc[i][t] = _mm512_setzero_ps();
+    UNROLL for (int i = 0; i < R; ++i)
+      UNROLL for (int t = 0; t < T; ++t) acc[i][t] = _mm512_setzero_ps();
     const __m512i sign = _mm512_set1_epi8(static_cast<char>(0x80));
     int64_t b = 0;
     for (; b + 2 <= nb; b += 2) {
       __m512i xu[T];
       __m512 xd[T];
-      for (int t = 0; t < T; ++t) {
+      UNROLL for (int t = 0; t < T; ++t) {
         xu[t] = _mm512_xor_si512(_mm512_loadu_si512(x[t].q + 32 * b), sign);
         xd[t] = pair_ps(x[t].d[b], x[t].d[b + 1]);
       }
-      for (int i = 0; i < R; ++i) {
+      UNROLL for (int i = 0; i < R; ++i) {
         __m512 wd;
         const __m512i wq = Dec::pair(rows[i], b, wd);
         step<R, T>(xu, xd, wq, wd, acc[i]);
@@ -239,18 +253,18 @@ struct Q8_0Kernel {
     if (b < nb) {  // odd last block: upper halves are zero in w, so they add 0
       __m512i xu[T];
       __m512 xd[T];
-      for (int t = 0; t < T; ++t) {
+      UNROLL for (int t = 0; t < T; ++t) {
         xu[t] = _mm512_xor_si512(_mm512_zextsi256_si512(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(x[t].q + 32 * b))), sign);
         xd[t] = _mm512_set1_ps(x[t].d[b]);
       }
-      for (int i = 0; i < R; ++i) {
+      UNROLL for (int i = 0; i < R; ++i) {
         __m512 wd;
         const __m512i wq = Dec::one(rows[i], b, wd);
         step<R, T>(xu, xd, wq, wd, acc[i]);
       }
     }
-    for (int i = 0; i < R; ++i)
-      for (int t = 0; t < T; ++t) y[t * ys + r + i] = _mm512_reduce_add_ps(acc[i][t]);
+    UNROLL for (int i = 0; i < R; ++i)
+      UNROLL for (int t = 0; t < T; ++t) y[t * ys + r + i] = _mm512_reduce_add_ps(acc[i][t]);
   }
 };
 
@@ -301,17 +315,17 @@ struct Q8_1Kernel {
     const int64_t nb = w.cols / 32;
     const uint8_t* rows[R];
     Act x[T];
-    for (int i = 0; i < R; ++i) rows[i] = w.row(r + i);
-    for (int t = 0; t < T; ++t) x[t] = split::view(act + t * stride, layout);
+    UNROLL for (int i = 0; i < R; ++i) rows[i] = w.row(r + i);
+    UNROLL for (int t = 0; t < T; ++t) x[t] = split::view(act + t * stride, layout);
     __m512 acc[R][T];
-    for (int i = 0; i < R; ++i)
-      for (int t = 0; t < T; ++t) acc[i][t] = _mm512_setzero_ps();
+    UNROLL for (int i = 0; i < R; ++i)
+      UNROLL for (int t = 0; t < T; ++t) acc[i][t] = _mm512_setzero_ps();
     int64_t b = 0;
     auto body = [&](const __m512i(&xq)[T], const __m512(&xd)[T], const __m512(&xs)[T], bool two) {
-      for (int i = 0; i < R; ++i) {
+      UNROLL for (int i = 0; i < R; ++i) {
         __m512 wd, wm;
         const __m512i wq = two ? Dec::pair(rows[i], b, wd, wm) : Dec::one(rows[i], b, wd, wm);
-        for (int t = 0; t < T; ++t) {
+        UNROLL for (int t = 0; t < T; ++t) {
           const __m512 dot = _mm512_cvtepi32_ps(_mm512_dpbusd_epi32(_mm512_setzero_si512(), wq, xq[t]));
           acc[i][t] = _mm512_fmadd_ps(dot, _mm512_mul_ps(wd, xd[t]), _mm512_fmadd_ps(wm, xs[t], acc[i][t]));
         }
@@ -320,7 +334,7 @@ struct Q8_1Kernel {
     for (; b + 2 <= nb; b += 2) {
       __m512i xq[T];
       __m512 xd[T], xs[T];
-      for (int t = 0; t < T; ++t) {
+      UNROLL for (int t = 0; t < T; ++t) {
         xq[t] = _mm512_loadu_si512(x[t].q + 32 * b);
         xd[t] = pair_ps(x[t].d[b], x[t].d[b + 1]);
         xs[t] = pair_ps(x[t].s[b], x[t].s[b + 1]);
@@ -330,26 +344,26 @@ struct Q8_1Kernel {
     if (b < nb) {
       __m512i xq[T];
       __m512 xd[T], xs[T];
-      for (int t = 0; t < T; ++t) {
+      UNROLL for (int t = 0; t < T; ++t) {
         xq[t] = _mm512_zextsi256_si512(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(x[t].q + 32 * b)));
         xd[t] = _mm512_set1_ps(x[t].d[b]);
         xs[t] = _mm512_set1_ps(x[t].s[b]);
       }
       body(xq, xd, xs, false);
     }
-    for (int i = 0; i < R; ++i)
-      for (int t = 0; t < T; ++t) y[t * ys + r + i] = _mm512_reduce_add_ps(acc[i][t]);
+    UNROLL for (int i = 0; i < R; ++i)
+      UNROLL for (int t = 0; t < T; ++t) y[t * ys + r + i] = _mm512_reduce_add_ps(acc[i][t]);
   }
 };
 
-const TypeKernels kF32{nullptr, nullptr, gemm<FloatKernel<LoadF32>, 4, 4, 4>, nullptr};
-const TypeKernels kF16{nullptr, nullptr, gemm<FloatKernel<LoadF16>, 4, 4, 4>, nullptr};
-const TypeKernels kBF16{nullptr, nullptr, gemm<FloatKernel<LoadBF16>, 4, 4, 4>, nullptr};
-const TypeKernels kQ8_0{split::bytes_q8_0, split::quantize_q8_0_avx2, gemm<Q8_0Kernel<DecQ8_0>, 4, 4, 4>, nullptr};
-const TypeKernels kQ4_0{split::bytes_q8_0, split::quantize_q8_0_avx2, gemm<Q8_0Kernel<DecQ4_0>, 4, 4, 4>, nullptr};
-const TypeKernels kQ5_0{split::bytes_q8_0, split::quantize_q8_0_avx2, gemm<Q8_0Kernel<DecQ5_0>, 4, 4, 4>, nullptr};
-const TypeKernels kQ4_1{split::bytes_q8_1, split::quantize_q8_1_avx2, gemm<Q8_1Kernel<DecQ4_1>, 4, 4, 4>, nullptr};
-const TypeKernels kQ5_1{split::bytes_q8_1, split::quantize_q8_1_avx2, gemm<Q8_1Kernel<DecQ5_1>, 4, 4, 4>, nullptr};
+const TypeKernels kF32{nullptr, nullptr, gemm<FloatKernel<LoadF32>, 1, 4, 4>, nullptr};
+const TypeKernels kF16{nullptr, nullptr, gemm<FloatKernel<LoadF16>, 1, 4, 4>, nullptr};
+const TypeKernels kBF16{nullptr, nullptr, gemm<FloatKernel<LoadBF16>, 1, 4, 4>, nullptr};
+const TypeKernels kQ8_0{split::bytes_q8_0, split::quantize_q8_0_avx2, gemm<Q8_0Kernel<DecQ8_0>, 1, 4, 4>, nullptr};
+const TypeKernels kQ4_0{split::bytes_q8_0, split::quantize_q8_0_avx2, gemm<Q8_0Kernel<DecQ4_0>, 1, 4, 4>, nullptr};
+const TypeKernels kQ5_0{split::bytes_q8_0, split::quantize_q8_0_avx2, gemm<Q8_0Kernel<DecQ5_0>, 1, 4, 4>, nullptr};
+const TypeKernels kQ4_1{split::bytes_q8_1, split::quantize_q8_1_avx2, gemm<Q8_1Kernel<DecQ4_1>, 1, 4, 4>, nullptr};
+const TypeKernels kQ5_1{split::bytes_q8_1, split::quantize_q8_1_avx2, gemm<Q8_1Kernel<DecQ5_1>, 1, 4, 4>, nullptr};
 
 }  // namespace
 
