@@ -32,6 +32,7 @@ struct BenchOptions {
   int repetitions = 3;
   std::string depths = "0";
   bool json = false;
+  int64_t bandwidth_mib = 1024;
 };
 
 struct Stats {
@@ -143,7 +144,7 @@ void run_bench(const BenchOptions& o) {
   const uint64_t peak = peak_rss_bytes();
   auto pool = std::make_shared<ThreadPool>(o.model.threads);
   if (!o.json) std::fprintf(stderr, "measuring memory read bandwidth with %d threads...\n", pool->size());
-  const double bandwidth = measure_read_bandwidth_gbs(*pool);
+  const double bandwidth = measure_read_bandwidth_gbs(*pool, static_cast<size_t>(o.bandwidth_mib) << 20);
   const double max_tg = bandwidth * 1e9 / static_cast<double>(mi.bytes_per_token);
   const int threads = o.model.threads > 0 ? o.model.threads : physical_core_count();
 
@@ -203,6 +204,8 @@ void register_bench(CLI::App& app) {
   sub->add_option("-d,--depth", opts->depths, "Tokens already in the context, comma-separated (e.g. 0,2048,4096)")
       ->capture_default_str();
   sub->add_flag("--json", opts->json, "One JSON object on stdout");
+  sub->add_option("--bandwidth-mib", opts->bandwidth_mib, "Buffer size of the bandwidth probe (keep >> L3)")
+      ->capture_default_str();
   register_bench_turns(*sub);
   sub->callback([opts, sub] {
     if (!sub->get_subcommands().empty()) return;  // `bench turns` ran
