@@ -101,7 +101,7 @@ void BpeTokenizer::read_merges(const gguf::File& file) {
     joined += second;
     const int32_t result = vocab_.find(joined);
     if (result < 0) throw Error(where() + ": the merged text '" + joined + "' is not a token of the vocabulary");
-    merges_.emplace(pair_key(left, right), Merge{static_cast<int32_t>(i), result});  // first rank wins
+    merges_.insert(pair_key(left, right), Merge{static_cast<int32_t>(i), result});  // first rank wins
   }
 }
 
@@ -129,9 +129,9 @@ void BpeTokenizer::encode_word(std::string_view word, std::vector<int32_t>& out)
   std::priority_queue<Bigram, std::vector<Bigram>, BigramOrder> queue;
   const auto try_add = [&](int32_t left, int32_t right) {
     if (left < 0 || right < 0 || symbols[left].id < 0 || symbols[right].id < 0) return;
-    auto it = merges_.find(pair_key(symbols[left].id, symbols[right].id));
-    if (it == merges_.end()) return;
-    queue.push({it->second.rank, left, right, symbols[left].id, symbols[right].id, it->second.result});
+    const Merge* m = merges_.find(pair_key(symbols[left].id, symbols[right].id));
+    if (!m) return;
+    queue.push({m->rank, left, right, symbols[left].id, symbols[right].id, m->result});
   };
   for (int32_t i = 1; i < static_cast<int32_t>(symbols.size()); ++i) try_add(i - 1, i);
 

@@ -10,9 +10,9 @@
 #include <cstdint>
 #include <string>
 #include <string_view>
-#include <unordered_map>
 #include <vector>
 
+#include "tokenizer/flat_index.h"
 #include "tokenizer/pretokenizer.h"
 #include "tokenizer/vocab_tokenizer.h"
 
@@ -42,7 +42,7 @@ class BpeTokenizer final : public VocabTokenizer {
   }
 
   PreTokenizer pre_tokenizer_;
-  std::unordered_map<uint64_t, Merge> merges_;
+  PairIndex<Merge> merges_;
   std::array<int32_t, 256> byte_tokens_{};  // token of each byte's byte-level character, -1 if none
 };
 
