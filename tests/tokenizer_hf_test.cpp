@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <fstream>
+#include <nlohmann/json.hpp>
 
 #include "gguf/gguf_writer.h"
 #include "test_support.h"
@@ -91,6 +92,45 @@ TEST(HfTokenizer, QwenConvertsAndMatchesLlamaCpp) {
   EXPECT_EQ(tok.encode("<|im_start|>", true), (std::vector<int32_t>{151644}));
   EXPECT_NE(tok.encode("<|im_start|>", false), (std::vector<int32_t>{151644}));
   expect_cases(tok, "ggml-vocab-qwen2.gguf");
+}
+
+// Gemma 3 is SentencePiece-style BPE with byte fallback; llama.cpp converts
+// it from tokenizer.model (not available here) into a "llama" vocabulary.
+// The expected ids come from transformers.js's tokenizer code run on the same
+// tokenizer.json (tools/gen_hf_reference_ids.mjs, which also reproduces
+// llama.cpp's llama-bpe and qwen2 .out files exactly).
+TEST(HfTokenizer, Gemma3ConvertsToSentencePieceAndMatchesReference) {
+  REQUIRE_SHARED_MODEL(json_path, "hf-tokenizers/gemma3/tokenizer.json");
+  const std::string reference = std::string(FLATLINE_SOURCE_DIR) + "/tests/data/gemma3_reference_ids.json";
+  const Converted c = convert(json_path, {});
+  EXPECT_EQ(c.summary.model, "llama");
+  const Tokenizer& tok = *c.tokenizer;
+  EXPECT_EQ(tok.n_vocab(), 262145);
+  EXPECT_EQ(tok.bos_id(), 2);                          // <bos>
+  EXPECT_EQ(tok.eos_id(), 106);                        // <end_of_turn> (tokenizer_config eos_token)
+  EXPECT_EQ(tok.pad_id(), 0);
+  EXPECT_TRUE(tok.add_bos());
+  EXPECT_TRUE(tok.is_end_of_generation(106));
+  EXPECT_TRUE(tok.is_end_of_generation(1));            // <eos>
+  EXPECT_EQ(tok.token_type(105), TokenType::Control);  // <start_of_turn>
+  EXPECT_EQ(tok.token_type(6), TokenType::Control);    // <unused0>
+  EXPECT_EQ(tok.find_token("\n"), 107);
+  // The vocabulary by hand: "Hello" is id 9259 and "\u2581world" id 1902 in
+  // tokenizer.json, and Gemma adds no space in front of the text.
+  EXPECT_EQ(tok.encode("Hello world"), (std::vector<int32_t>{9259, 1902}));
+  EXPECT_EQ(tok.encode("<start_of_turn>user\nHi<end_of_turn>", true),
+            (std::vector<int32_t>{105, 2364, 107, 10979, 106}));
+
+  std::ifstream in(reference);
+  ASSERT_TRUE(in) << reference;
+  const auto ref = nlohmann::json::parse(in);
+  ASSERT_GE(ref["cases"].size(), 10u);
+  for (const auto& k : ref["cases"]) {
+    const std::string text = k["text"];
+    const auto ids = tok.encode(text);
+    EXPECT_EQ(test::ids_to_string(ids), test::ids_to_string(k["ids"].get<std::vector<int32_t>>())) << text;
+    EXPECT_EQ(tok.decode(ids), text);
+  }
 }
 
 TEST(HfTokenizer, RequiresAKnownPreTokenizerForByteLevelBpe) {
