@@ -94,6 +94,17 @@ TEST(HfTokenizer, QwenConvertsAndMatchesLlamaCpp) {
   expect_cases(tok, "ggml-vocab-qwen2.gguf");
 }
 
+// DeepSeek-R1-Distill-Qwen keeps Qwen2's vocabulary and pre-tokenizer under
+// its own pre name; llama.cpp's expected ids are the same file content.
+TEST(HfTokenizer, DeepseekR1QwenPreNameMatchesLlamaCpp) {
+  REQUIRE_SHARED_MODEL(json, "hf-tokenizers/qwen3/tokenizer.json");
+  HfTokenizerOptions options;
+  options.pre = "deepseek-r1-qwen";
+  const Converted c = convert(json, options);
+  EXPECT_EQ(c.tokenizer->pre_tokenizer(), "deepseek-r1-qwen");
+  expect_cases(*c.tokenizer, "ggml-vocab-deepseek-r1-qwen.gguf");
+}
+
 // Gemma 3 is SentencePiece-style BPE with byte fallback; llama.cpp converts
 // it from tokenizer.model (not available here) into a "llama" vocabulary.
 // The expected ids come from transformers.js's tokenizer code run on the same
