@@ -68,6 +68,8 @@ TEST(HfTokenizer, Llama3ConvertsAndMatchesLlamaCpp) {
   EXPECT_EQ(tok.end_of_generation_ids(), (std::vector<int32_t>{128001, 128009}));
   EXPECT_FALSE(tok.is_end_of_generation(128006));  // <|start_header_id|>
   EXPECT_EQ(tok.token_type(128006), TokenType::Control);
+  EXPECT_EQ(tok.find_token("\n\n"), 271);  // by its bytes ("ĊĊ" in the vocabulary)
+  EXPECT_EQ(tok.token_bytes(271), "\n\n");
   EXPECT_EQ(tok.encode("<|start_header_id|>user<|end_header_id|>\n\nHi<|eot_id|>", true),
             (std::vector<int32_t>{128006, 882, 128007, 271, 13347, 128009}));
   expect_cases(tok, "ggml-vocab-llama-bpe.gguf");

@@ -110,6 +110,26 @@ TEST(SpmTokenizer, SpecialTokensAndRoles) {
   EXPECT_TRUE(tok.encode("").empty());
 }
 
+TEST(SpmTokenizer, Phi3SpecialTokensSwallowTheWhitespaceAfterThem) {
+  // llama.cpp gives Phi-3's special tokens the rstrip attribute (keyed on
+  // general.name), except <s>, <unk> and <|endoftext|>.
+  REQUIRE_SHARED_MODEL(vocab, "llamacpp-vocab/ggml-vocab-phi-3.gguf");
+  auto t = load_tokenizer(vocab);
+  const Tokenizer& tok = *t.tokenizer;
+  EXPECT_EQ(tok.find_token("<|user|>"), 32010);
+  EXPECT_EQ(tok.eot_id(), 32007);  // <|end|>
+  EXPECT_TRUE(tok.is_end_of_generation(32007));
+  std::vector<int32_t> expected = {32010};
+  const auto hello = tok.encode("Hello");
+  expected.insert(expected.end(), hello.begin(), hello.end());
+  EXPECT_EQ(tok.encode("<|user|>\n  Hello", true), expected);
+  // <|endoftext|> keeps the whitespace after it.
+  const auto kept = tok.encode("<|endoftext|>\nHello", true);
+  ASSERT_GT(kept.size(), 2u);
+  EXPECT_EQ(kept[0], 32000);
+  EXPECT_EQ(tok.decode(std::vector<int32_t>(kept.begin() + 1, kept.end())), "\nHello");
+}
+
 TEST(SpmTokenizer, RoundTripsUtf8AndBytesThroughByteFallback) {
   REQUIRE_SHARED_MODEL(vocab, "llamacpp-vocab/ggml-vocab-llama-spm.gguf");
   auto t = load_tokenizer(vocab);
