@@ -130,6 +130,20 @@ TEST(SpmTokenizer, Phi3SpecialTokensSwallowTheWhitespaceAfterThem) {
   EXPECT_EQ(tok.decode(std::vector<int32_t>(kept.begin() + 1, kept.end())), "\nHello");
 }
 
+// The vocabularies of the other fixture models load and round-trip text
+// (they are the 512-token stories vocabulary; gemma3 without a space prefix).
+TEST(SpmTokenizer, FixtureModelVocabulariesLoadAndRoundTrip) {
+  for (const char* name : {"random/dream.gguf", "random/gemma3.gguf", "random/granitehybrid.gguf", "random/jamba.gguf",
+                           "random/llada.gguf", "random/llama-gqa.gguf", "random/mamba.gguf", "random/mamba2.gguf",
+                           "random/nemotron_h.gguf", "llamacpp-vocab/ggml-vocab-baichuan.gguf"}) {
+    REQUIRE_SHARED_MODEL(path, name);
+    auto t = load_tokenizer(path);
+    const std::string text = "Once upon a time, there was a little girl.\nShe said \"hi\" \xe2\x9c\x85";
+    EXPECT_EQ(t.tokenizer->decode(t.tokenizer->encode(text)), text) << name;
+    EXPECT_EQ(t.tokenizer->model_kind(), "llama") << name;
+  }
+}
+
 TEST(SpmTokenizer, RoundTripsUtf8AndBytesThroughByteFallback) {
   REQUIRE_SHARED_MODEL(vocab, "llamacpp-vocab/ggml-vocab-llama-spm.gguf");
   auto t = load_tokenizer(vocab);
