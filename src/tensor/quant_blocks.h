@@ -36,6 +36,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 
 namespace flatline::blocks {
 
@@ -131,6 +132,20 @@ inline void k4_scale_min(int j, const uint8_t* scales, uint8_t& sc, uint8_t& m) 
     sc = static_cast<uint8_t>((scales[j + 4] & 0x0f) | ((scales[j - 4] >> 6) << 4));
     m = static_cast<uint8_t>((scales[j + 4] >> 4) | ((scales[j] >> 6) << 4));
   }
+}
+
+// All eight scales and mins of a Q4_K / Q5_K super-block at once (the
+// byte-parallel form of k4_scale_min): byte j of sc / m is scale / min j.
+inline void k4_unpack_scales(const uint8_t* scales, uint64_t& sc, uint64_t& m) {
+  uint32_t a, b, c;  // bytes 0-3, 4-7, 8-11
+  std::memcpy(&a, scales, 4);
+  std::memcpy(&b, scales + 4, 4);
+  std::memcpy(&c, scales + 8, 4);
+  const uint32_t sc_lo = a & 0x3f3f3f3f, m_lo = b & 0x3f3f3f3f;
+  const uint32_t sc_hi = (c & 0x0f0f0f0f) | ((a >> 6) & 0x03030303) << 4;
+  const uint32_t m_hi = ((c >> 4) & 0x0f0f0f0f) | ((b >> 6) & 0x03030303) << 4;
+  sc = sc_lo | static_cast<uint64_t>(sc_hi) << 32;
+  m = m_lo | static_cast<uint64_t>(m_hi) << 32;
 }
 
 // Inverse of k4_scale_min: packs eight 6-bit scales and mins (each <= 63).
