@@ -548,19 +548,135 @@ struct Q6KKernel {
 };
 
 
+// ---- dequantization ----------------------------------------------------------------
+// Same arithmetic as the scalar reference (dequantize.cpp), operation for
+// operation (separate multiply and subtract, no FMA), so results are equal.
+
+inline void store_bytes_as_floats(const __m256i q, __m256 scale, float* y) {  // y[i] = scale * int8 q[i]
+  const __m128i lo = _mm256_castsi256_si128(q), hi = _mm256_extracti128_si256(q, 1);
+  _mm256_storeu_ps(y, _mm256_mul_ps(scale, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(lo))));
+  _mm256_storeu_ps(y + 8, _mm256_mul_ps(scale, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(lo, 8)))));
+  _mm256_storeu_ps(y + 16, _mm256_mul_ps(scale, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(hi))));
+  _mm256_storeu_ps(y + 24, _mm256_mul_ps(scale, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(hi, 8)))));
+}
+
+// y[i] = scale * q[i] - min for 32 unsigned bytes q
+inline void store_ubytes_scaled(const __m256i q, __m256 scale, __m256 min, float* y) {
+  const __m128i lo = _mm256_castsi256_si128(q), hi = _mm256_extracti128_si256(q, 1);
+  const __m128i parts[4] = {lo, _mm_srli_si128(lo, 8), hi, _mm_srli_si128(hi, 8)};
+  for (int k = 0; k < 4; ++k)
+    _mm256_storeu_ps(y + 8 * k, _mm256_sub_ps(_mm256_mul_ps(scale, _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(parts[k]))), min));
+}
+
+void dequantize_f16(const void* src, float* y, int64_t n) {
+  const uint8_t* p = static_cast<const uint8_t*>(src);
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) _mm256_storeu_ps(y + i, LoadF16::load8(p, i));
+  for (; i < n; ++i) y[i] = LoadF16::load1(p, i);
+}
+
+void dequantize_bf16(const void* src, float* y, int64_t n) {
+  const uint8_t* p = static_cast<const uint8_t*>(src);
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) _mm256_storeu_ps(y + i, LoadBF16::load8(p, i));
+  for (; i < n; ++i) y[i] = LoadBF16::load1(p, i);
+}
+
+void dequantize_q8_0(const void* src, float* y, int64_t n) {
+  for (int64_t b = 0; b < n / 32; ++b) {
+    float d;
+    const __m256i q = DecQ8_0::quants(static_cast<const uint8_t*>(src), b, d);
+    store_bytes_as_floats(q, _mm256_set1_ps(d), y + 32 * b);
+  }
+}
+
+void dequantize_q4_0(const void* src, float* y, int64_t n) {
+  for (int64_t b = 0; b < n / 32; ++b) {
+    float d;
+    const __m256i q = DecQ4_0::quants(static_cast<const uint8_t*>(src), b, d);
+    store_bytes_as_floats(q, _mm256_set1_ps(d), y + 32 * b);
+  }
+}
+
+template <bool kFiveBit>
+void dequantize_k4(const void* src, float* y, int64_t n) {
+  using Block = std::conditional_t<kFiveBit, BlockQ5_K, BlockQ4_K>;
+  const Block* blocks = static_cast<const Block*>(src);
+  const __m256i low4 = _mm256_set1_epi8(0x0f);
+  for (int64_t i = 0; i < n / 256; ++i, y += 256) {
+    const Block& blk = blocks[i];
+    const float d = half_to_float(blk.d), dmin = half_to_float(blk.dmin);
+    for (int c = 0; c < 4; ++c) {
+      uint8_t sc_lo, m_lo, sc_hi, m_hi;
+      k4_scale_min(2 * c, blk.scales, sc_lo, m_lo);
+      k4_scale_min(2 * c + 1, blk.scales, sc_hi, m_hi);
+      const __m256i q = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk.qs + 32 * c));
+      __m256i lo = _mm256_and_si256(q, low4), hi = _mm256_and_si256(_mm256_srli_epi16(q, 4), low4);
+      if constexpr (kFiveBit) {
+        const __m256i qh = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk.qh));
+        const __m256i bit_lo = _mm256_set1_epi8(static_cast<char>(1 << (2 * c)));
+        const __m256i bit_hi = _mm256_set1_epi8(static_cast<char>(1 << (2 * c + 1)));
+        lo = _mm256_or_si256(lo, _mm256_and_si256(_mm256_cmpeq_epi8(_mm256_and_si256(qh, bit_lo), bit_lo), _mm256_set1_epi8(16)));
+        hi = _mm256_or_si256(hi, _mm256_and_si256(_mm256_cmpeq_epi8(_mm256_and_si256(qh, bit_hi), bit_hi), _mm256_set1_epi8(16)));
+      }
+      store_ubytes_scaled(lo, _mm256_set1_ps(d * sc_lo), _mm256_set1_ps(dmin * m_lo), y + 64 * c);
+      store_ubytes_scaled(hi, _mm256_set1_ps(d * sc_hi), _mm256_set1_ps(dmin * m_hi), y + 64 * c + 32);
+    }
+  }
+}
+
+void dequantize_q6_k(const void* src, float* y, int64_t n) {
+  const BlockQ6_K* blocks = static_cast<const BlockQ6_K*>(src);
+  const __m256i low4 = _mm256_set1_epi8(0x0f), low2 = _mm256_set1_epi8(3), bias = _mm256_set1_epi8(32);
+  for (int64_t i = 0; i < n / 256; ++i, y += 256) {
+    const BlockQ6_K& blk = blocks[i];
+    const float d = half_to_float(blk.d);
+    for (int h = 0; h < 2; ++h) {
+      const __m256i ql0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk.ql + 64 * h));
+      const __m256i ql1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk.ql + 64 * h + 32));
+      const __m256i qh = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk.qh + 32 * h));
+      const __m256i q[4] = {
+          _mm256_or_si256(_mm256_and_si256(ql0, low4), _mm256_slli_epi16(_mm256_and_si256(qh, low2), 4)),
+          _mm256_or_si256(_mm256_and_si256(ql1, low4), _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 2), low2), 4)),
+          _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql0, 4), low4),
+                          _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 4), low2), 4)),
+          _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql1, 4), low4),
+                          _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 6), low2), 4)),
+      };
+      for (int part = 0; part < 4; ++part) {
+        const int j = 8 * h + 2 * part;  // sub-blocks j (first 16 elements) and j + 1
+        const __m256i v = _mm256_sub_epi8(q[part], bias);
+        float* out = y + 128 * h + 32 * part;
+        const __m128i lo = _mm256_castsi256_si128(v), hi = _mm256_extracti128_si256(v, 1);
+        const __m256 s0 = _mm256_set1_ps(d * static_cast<float>(blk.scales[j]));
+        const __m256 s1 = _mm256_set1_ps(d * static_cast<float>(blk.scales[j + 1]));
+        _mm256_storeu_ps(out, _mm256_mul_ps(s0, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(lo))));
+        _mm256_storeu_ps(out + 8, _mm256_mul_ps(s0, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(lo, 8)))));
+        _mm256_storeu_ps(out + 16, _mm256_mul_ps(s1, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(hi))));
+        _mm256_storeu_ps(out + 24, _mm256_mul_ps(s1, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(hi, 8)))));
+      }
+    }
+  }
+}
+
 const TypeKernels kF32{nullptr, nullptr, gemm<FloatKernel<LoadF32>, 1, 2, 4>, nullptr};
-const TypeKernels kF16{nullptr, nullptr, gemm<FloatKernel<LoadF16>, 1, 2, 4>, nullptr};
-const TypeKernels kBF16{nullptr, nullptr, gemm<FloatKernel<LoadBF16>, 1, 2, 4>, nullptr};
-const TypeKernels kQ8_0{split::bytes_q8_0, split::quantize_q8_0_avx2, gemm<Q8_0Kernel<DecQ8_0>, 1, 2, 2>, nullptr};
-const TypeKernels kQ4_0{split::bytes_q8_0, split::quantize_q8_0_avx2, gemm<Q8_0Kernel<DecQ4_0>, 1, 2, 2>, nullptr};
+const TypeKernels kF16{nullptr, nullptr, gemm<FloatKernel<LoadF16>, 1, 2, 4>, dequantize_f16};
+const TypeKernels kBF16{nullptr, nullptr, gemm<FloatKernel<LoadBF16>, 1, 2, 4>, dequantize_bf16};
+const TypeKernels kQ8_0{split::bytes_q8_0, split::quantize_q8_0_avx2, gemm<Q8_0Kernel<DecQ8_0>, 1, 2, 2>, dequantize_q8_0};
+const TypeKernels kQ4_0{split::bytes_q8_0, split::quantize_q8_0_avx2, gemm<Q8_0Kernel<DecQ4_0>, 1, 2, 2>, dequantize_q4_0};
 const TypeKernels kQ5_0{split::bytes_q8_0, split::quantize_q8_0_avx2, gemm<Q8_0Kernel<DecQ5_0>, 1, 2, 2>, nullptr};
 const TypeKernels kQ4_1{split::bytes_q8_1, split::quantize_q8_1_avx2, gemm<Q8_1Kernel<DecQ4_1>, 1, 2, 2>, nullptr};
 const TypeKernels kQ5_1{split::bytes_q8_1, split::quantize_q8_1_avx2, gemm<Q8_1Kernel<DecQ5_1>, 1, 2, 2>, nullptr};
-const TypeKernels kQ4_K{split::bytes_q8_k, split::quantize_q8_k_avx2, gemm<K4Kernel<false>, 1, 2, 2>, nullptr};
-const TypeKernels kQ5_K{split::bytes_q8_k, split::quantize_q8_k_avx2, gemm<K4Kernel<true>, 1, 2, 2>, nullptr};
-const TypeKernels kQ6_K{split::bytes_q8_k, split::quantize_q8_k_avx2, gemm<Q6KKernel, 1, 2, 2>, nullptr};
+const TypeKernels kQ4_K{split::bytes_q8_k, split::quantize_q8_k_avx2, gemm<K4Kernel<false>, 1, 2, 2>, dequantize_k4<false>};
+const TypeKernels kQ5_K{split::bytes_q8_k, split::quantize_q8_k_avx2, gemm<K4Kernel<true>, 1, 2, 2>, dequantize_k4<true>};
+const TypeKernels kQ6_K{split::bytes_q8_k, split::quantize_q8_k_avx2, gemm<Q6KKernel, 1, 2, 2>, dequantize_q6_k};
 
 }  // namespace
+
+DequantizeFn avx2_dequantizer(DType type) {
+  const TypeKernels* k = avx2_kernels(type);
+  return k ? k->dequantize : nullptr;
+}
 
 const TypeKernels* avx2_kernels(DType type) {
   switch (type) {

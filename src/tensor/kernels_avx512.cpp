@@ -522,21 +522,33 @@ const TypeKernels kQ6_K{split::bytes_q8_k, split::quantize_q8_k_avx2, gemm<Q6KKe
 
 }  // namespace
 
+// Row dequantization is not hot (one embedding row per token); the AVX2
+// versions are used as they are.
+TypeKernels with_avx2_dequantizer(TypeKernels k, DType type) {
+  k.dequantize = avx2_dequantizer(type);
+  return k;
+}
+
 const TypeKernels* avx512_kernels(DType type) {
+  static const TypeKernels f32 = with_avx2_dequantizer(kF32, DType::F32), f16 = with_avx2_dequantizer(kF16, DType::F16),
+                           bf16 = with_avx2_dequantizer(kBF16, DType::BF16), q8_0 = with_avx2_dequantizer(kQ8_0, DType::Q8_0),
+                           q4_0 = with_avx2_dequantizer(kQ4_0, DType::Q4_0), q5_0 = with_avx2_dequantizer(kQ5_0, DType::Q5_0),
+                           q4_1 = with_avx2_dequantizer(kQ4_1, DType::Q4_1), q5_1 = with_avx2_dequantizer(kQ5_1, DType::Q5_1),
+                           q4_k = with_avx2_dequantizer(kQ4_K, DType::Q4_K), q5_k = with_avx2_dequantizer(kQ5_K, DType::Q5_K),
+                           q6_k = with_avx2_dequantizer(kQ6_K, DType::Q6_K);
   switch (type) {
-    case DType::F32: return &kF32;
-    case DType::F16: return &kF16;
-    case DType::BF16: return &kBF16;
-    case DType::Q8_0: return &kQ8_0;
-    case DType::Q4_0: return &kQ4_0;
-    case DType::Q5_0: return &kQ5_0;
-    case DType::Q4_1: return &kQ4_1;
-    case DType::Q5_1: return &kQ5_1;
-    case DType::Q4_K: return &kQ4_K;
-    case DType::Q5_K: return &kQ5_K;
-    case DType::Q6_K: return &kQ6_K;
+    case DType::F32: return &f32;
+    case DType::F16: return &f16;
+    case DType::BF16: return &bf16;
+    case DType::Q8_0: return &q8_0;
+    case DType::Q4_0: return &q4_0;
+    case DType::Q5_0: return &q5_0;
+    case DType::Q4_1: return &q4_1;
+    case DType::Q5_1: return &q5_1;
+    case DType::Q4_K: return &q4_k;
+    case DType::Q5_K: return &q5_k;
+    case DType::Q6_K: return &q6_k;
     default: return nullptr;
   }
 }
-
 }  // namespace flatline::kernels
