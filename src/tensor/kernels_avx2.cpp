@@ -194,6 +194,10 @@ namespace {
 using split::Act;
 using split::Layout;
 
+// Row r of w. (Not Matrix::row: inline functions with external linkage must
+// not be instantiated in ISA-specific files, see split_act.h.)
+const uint8_t* row_ptr(const Matrix& w, int64_t r) { return w.data + static_cast<size_t>(r) * w.row_stride; }
+
 // ---- tile driver -------------------------------------------------------------------
 
 // Runs K::tile<R, T> over rows [r0, r1) x tokens [0, n), with smaller tiles
@@ -266,7 +270,7 @@ struct FloatKernel {
     const int64_t K = w.cols;
     const uint8_t* rows[R];
     const float* x[T];
-    UNROLL for (int i = 0; i < R; ++i) rows[i] = w.row(r + i);
+    UNROLL for (int i = 0; i < R; ++i) rows[i] = row_ptr(w, r + i);
     UNROLL for (int t = 0; t < T; ++t) x[t] = reinterpret_cast<const float*>(act + t * stride);
     __m256 acc[U][R][T];
     UNROLL for (int u = 0; u < U; ++u)
@@ -338,7 +342,7 @@ struct Q8_0Kernel {
     const int64_t nb = w.cols / 32;
     const uint8_t* rows[R];
     Act x[T];
-    UNROLL for (int i = 0; i < R; ++i) rows[i] = w.row(r + i);
+    UNROLL for (int i = 0; i < R; ++i) rows[i] = row_ptr(w, r + i);
     UNROLL for (int t = 0; t < T; ++t) x[t] = split::view(act + t * stride, layout);
     __m256 acc[R][T];
     UNROLL for (int i = 0; i < R; ++i)
@@ -395,7 +399,7 @@ struct Q8_1Kernel {
     const int64_t nb = w.cols / 32;
     const uint8_t* rows[R];
     Act x[T];
-    UNROLL for (int i = 0; i < R; ++i) rows[i] = w.row(r + i);
+    UNROLL for (int i = 0; i < R; ++i) rows[i] = row_ptr(w, r + i);
     UNROLL for (int t = 0; t < T; ++t) x[t] = split::view(act + t * stride, layout);
     __m256 acc[R][T];
     float mins[R][T] = {};
@@ -439,7 +443,7 @@ struct K4Kernel {
     const int64_t nsb = w.cols / 256;
     const Block* rows[R];
     Act x[T];
-    UNROLL for (int i = 0; i < R; ++i) rows[i] = reinterpret_cast<const Block*>(w.row(r + i));
+    UNROLL for (int i = 0; i < R; ++i) rows[i] = reinterpret_cast<const Block*>(row_ptr(w, r + i));
     UNROLL for (int t = 0; t < T; ++t) x[t] = split::view(act + t * stride, layout);
     __m256 acc[R][T];
     UNROLL for (int i = 0; i < R; ++i)
@@ -499,7 +503,7 @@ struct Q6KKernel {
     const int64_t nsb = w.cols / 256;
     const BlockQ6_K* rows[R];
     Act x[T];
-    UNROLL for (int i = 0; i < R; ++i) rows[i] = reinterpret_cast<const BlockQ6_K*>(w.row(r + i));
+    UNROLL for (int i = 0; i < R; ++i) rows[i] = reinterpret_cast<const BlockQ6_K*>(row_ptr(w, r + i));
     UNROLL for (int t = 0; t < T; ++t) x[t] = split::view(act + t * stride, layout);
     __m256 acc[R][T];
     UNROLL for (int i = 0; i < R; ++i)

@@ -11,6 +11,7 @@
 
 #include <cstring>
 #include <type_traits>
+#include <cstdlib>
 
 #include "tensor/kernels_impl.h"
 #include "tensor/quant_blocks.h"
@@ -27,6 +28,10 @@ namespace {
 using namespace blocks;
 using split::Act;
 using split::Layout;
+
+// Row r of w. (Not Matrix::row: inline functions with external linkage must
+// not be instantiated in ISA-specific files, see split_act.h.)
+const uint8_t* row_ptr(const Matrix& w, int64_t r) { return w.data + static_cast<size_t>(r) * w.row_stride; }
 
 inline float half_to_float(uint16_t h) { return _cvtsh_ss(h); }
 
@@ -126,7 +131,7 @@ struct FloatKernel {
     const int64_t K = w.cols;
     const uint8_t* rows[R];
     const float* x[T];
-    UNROLL for (int i = 0; i < R; ++i) rows[i] = w.row(r + i);
+    UNROLL for (int i = 0; i < R; ++i) rows[i] = row_ptr(w, r + i);
     UNROLL for (int t = 0; t < T; ++t) x[t] = reinterpret_cast<const float*>(act + t * stride);
     __m512 acc[U][R][T];
     UNROLL for (int u = 0; u < U; ++u)
@@ -211,63 +216,155 @@ struct DecQ5_0 {
   }
 };
 
+// Row side of a Q8_0-style tile: for row i and block b (a pair b, b+1, or b
+// alone at an odd end) the signed quants, -128 * their sum per lane (the
+// surplus of using x + 128 with vpdpbusd), and the scales.
+template <class Dec, int R>
+struct DecodedRows {
+  const uint8_t* rows[R];
+  void get(int i, int64_t b, bool pair, __m512i& wq, __m512i& base, __m512& wd) const {
+    wq = pair ? Dec::pair(rows[i], b, wd) : Dec::one(rows[i], b, wd);
+    base = _mm512_sub_epi32(_mm512_setzero_si512(),
+                            _mm512_dpbusd_epi32(_mm512_setzero_si512(), _mm512_set1_epi8(static_cast<char>(0x80)), wq));
+  }
+};
+
+// The same, decoded once per row tile into a buffer (kPackBytes per row and
+// step of two blocks) and reused for every token group of the tile.
+constexpr size_t kPackBytes = 192;
+
+template <int R>
+struct PackedRows {
+  const uint8_t* buf;
+  void get(int i, int64_t b, bool, __m512i& wq, __m512i& base, __m512& wd) const {
+    const uint8_t* e = buf + (static_cast<size_t>(b / 2) * R + i) * kPackBytes;
+    wq = _mm512_loadu_si512(e);
+    base = _mm512_loadu_si512(e + 64);
+    wd = _mm512_loadu_ps(e + 128);
+  }
+};
+
 template <class Dec>
 struct Q8_0Kernel {
-  // acc += (w . x) * (dw * dx) for one zmm of quants (one or two blocks).
-  template <int R, int T>
-  static void step(const __m512i (&xu)[T], const __m512 (&xd)[T], __m512i wq, __m512 wd, __m512 (&acc)[T]) {
-    const __m512i sign = _mm512_set1_epi8(static_cast<char>(0x80));
-    // -128 * sum(w) per lane: the surplus of using x + 128 below.
-    const __m512i base = _mm512_sub_epi32(_mm512_setzero_si512(), _mm512_dpbusd_epi32(_mm512_setzero_si512(), sign, wq));
-    UNROLL for (int t = 0; t < T; ++t) {
-      const __m512 dot = _mm512_cvtepi32_ps(_mm512_dpbusd_epi32(base, xu[t], wq));
-      acc[t] = _mm512_fmadd_ps(dot, _mm512_mul_ps(wd, xd[t]), acc[t]);
-    }
-  }
-
-  template <int R, int T>
-  static void tile(const Matrix& w, int64_t r, const uint8_t* act, size_t stride, float* y, size_t ys) {
-    const Layout layout = split::q8_0(w.cols);
-    const int64_t nb = w.cols / 32;
-    const uint8_t* rows[R];
+  template <int R, int T, class Rows>
+  static void run(const Rows& src, int64_t cols, const uint8_t* act, size_t stride, float* y, size_t ys, int64_t r) {
+    const Layout layout = split::q8_0(cols);
+    const int64_t nb = cols / 32;
     Act x[T];
-    UNROLL for (int i = 0; i < R; ++i) rows[i] = w.row(r + i);
     UNROLL for (int t = 0; t < T; ++t) x[t] = split::view(act + t * stride, layout);
     __m512 acc[R][T];
     UNROLL for (int i = 0; i < R; ++i)
       UNROLL for (int t = 0; t < T; ++t) acc[i][t] = _mm512_setzero_ps();
     const __m512i sign = _mm512_set1_epi8(static_cast<char>(0x80));
-    int64_t b = 0;
-    for (; b + 2 <= nb; b += 2) {
+    for (int64_t b = 0; b < nb; b += 2) {
+      const bool pair = b + 1 < nb;  // else the odd last block: upper halves of w are zero and add 0
       __m512i xu[T];
       __m512 xd[T];
       UNROLL for (int t = 0; t < T; ++t) {
-        xu[t] = _mm512_xor_si512(_mm512_loadu_si512(x[t].q + 32 * b), sign);
-        xd[t] = pair_ps(x[t].d[b], x[t].d[b + 1]);
+        if (pair) {
+          xu[t] = _mm512_xor_si512(_mm512_loadu_si512(x[t].q + 32 * b), sign);
+          xd[t] = pair_ps(x[t].d[b], x[t].d[b + 1]);
+        } else {
+          xu[t] = _mm512_xor_si512(_mm512_zextsi256_si512(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(x[t].q + 32 * b))), sign);
+          xd[t] = _mm512_set1_ps(x[t].d[b]);
+        }
       }
       UNROLL for (int i = 0; i < R; ++i) {
+        __m512i wq, base;
         __m512 wd;
-        const __m512i wq = Dec::pair(rows[i], b, wd);
-        step<R, T>(xu, xd, wq, wd, acc[i]);
-      }
-    }
-    if (b < nb) {  // odd last block: upper halves are zero in w, so they add 0
-      __m512i xu[T];
-      __m512 xd[T];
-      UNROLL for (int t = 0; t < T; ++t) {
-        xu[t] = _mm512_xor_si512(_mm512_zextsi256_si512(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(x[t].q + 32 * b))), sign);
-        xd[t] = _mm512_set1_ps(x[t].d[b]);
-      }
-      UNROLL for (int i = 0; i < R; ++i) {
-        __m512 wd;
-        const __m512i wq = Dec::one(rows[i], b, wd);
-        step<R, T>(xu, xd, wq, wd, acc[i]);
+        src.get(i, b, pair, wq, base, wd);
+        UNROLL for (int t = 0; t < T; ++t) {
+          const __m512 dot = _mm512_cvtepi32_ps(_mm512_dpbusd_epi32(base, xu[t], wq));
+          acc[i][t] = _mm512_fmadd_ps(dot, _mm512_mul_ps(wd, xd[t]), acc[i][t]);
+        }
       }
     }
     UNROLL for (int i = 0; i < R; ++i)
       UNROLL for (int t = 0; t < T; ++t) y[t * ys + r + i] = _mm512_reduce_add_ps(acc[i][t]);
   }
+
+  template <int R, int T>
+  static void tile(const Matrix& w, int64_t r, const uint8_t* act, size_t stride, float* y, size_t ys) {
+    DecodedRows<Dec, R> src;
+    UNROLL for (int i = 0; i < R; ++i) src.rows[i] = row_ptr(w, r + i);
+    run<R, T>(src, w.cols, act, stride, y, ys, r);
+  }
+
+  static size_t pack_bytes(int64_t cols, int R) { return static_cast<size_t>((cols / 32 + 1) / 2) * R * kPackBytes; }
+
+  template <int R>
+  static void pack(const Matrix& w, int64_t r, uint8_t* buf) {
+    DecodedRows<Dec, R> src;
+    UNROLL for (int i = 0; i < R; ++i) src.rows[i] = row_ptr(w, r + i);
+    const int64_t nb = w.cols / 32;
+    for (int64_t b = 0; b < nb; b += 2)
+      UNROLL for (int i = 0; i < R; ++i) {
+        __m512i wq, base;
+        __m512 wd;
+        src.get(i, b, b + 1 < nb, wq, base, wd);
+        uint8_t* e = buf + (static_cast<size_t>(b / 2) * R + i) * kPackBytes;
+        _mm512_storeu_si512(e, wq);
+        _mm512_storeu_si512(e + 64, base);
+        _mm512_storeu_ps(e + 128, wd);
+      }
+  }
+
+  template <int R, int T>
+  static void tile_packed(const Matrix& w, const uint8_t* buf, int64_t r, const uint8_t* act, size_t stride, float* y,
+                          size_t ys) {
+    run<R, T>(PackedRows<R>{buf}, w.cols, act, stride, y, ys, r);
+  }
 };
+
+// matmul with row packing: each tile of R rows is decoded once into a
+// thread-local buffer (grow-only) and then run against every token group.
+// Below kPackMinTokens tokens decoding on the fly is cheaper.
+constexpr int64_t kPackMinTokens = 8;
+
+// Grow-only buffer (one per thread) for packed row tiles. Plain malloc: no
+// standard-library templates are instantiated in ISA-specific files.
+class PackBuffer {
+ public:
+  ~PackBuffer() { std::free(data_); }
+  // nullptr if the memory cannot be had (the caller then does without).
+  uint8_t* get(size_t bytes) {
+    if (bytes > capacity_) {
+      std::free(data_);
+      capacity_ = (bytes + 4095) / 4096 * 4096;
+      data_ = static_cast<uint8_t*>(std::aligned_alloc(64, capacity_));
+      if (!data_) capacity_ = 0;
+    }
+    return data_;
+  }
+
+ private:
+  uint8_t* data_ = nullptr;
+  size_t capacity_ = 0;
+};
+
+template <class K, int RV, int R, int T>
+void gemm_packed(const Matrix& w, int64_t r0, int64_t r1, const void* act, size_t stride, int64_t n, float* y,
+                 size_t ys) {
+  if (n < kPackMinTokens) {
+    gemm<K, RV, R, T>(w, r0, r1, act, stride, n, y, ys);
+    return;
+  }
+  thread_local PackBuffer buf;
+  uint8_t* buf_data = buf.get(K::pack_bytes(w.cols, R));
+  if (!buf_data) {
+    gemm<K, RV, R, T>(w, r0, r1, act, stride, n, y, ys);
+    return;
+  }
+  const uint8_t* a = static_cast<const uint8_t*>(act);
+  int64_t r = r0;
+  for (; r + R <= r1; r += R) {
+    K::template pack<R>(w, r, buf_data);
+    int64_t t = 0;
+    for (; t + T <= n; t += T) K::template tile_packed<R, T>(w, buf_data, r, a + t * stride, stride, y + t * ys, ys);
+    for (; t < n; ++t) K::template tile_packed<R, 1>(w, buf_data, r, a + t * stride, stride, y + t * ys, ys);
+  }
+  if (r < r1) drive<K, 1, T>(w, r, r1, act, stride, n, y, ys);
+}
 
 // ---- Q4_1 / Q5_1 weights, Q8_1 activations -------------------------------------------
 
@@ -316,7 +413,7 @@ struct Q8_1Kernel {
     const int64_t nb = w.cols / 32;
     const uint8_t* rows[R];
     Act x[T];
-    UNROLL for (int i = 0; i < R; ++i) rows[i] = w.row(r + i);
+    UNROLL for (int i = 0; i < R; ++i) rows[i] = row_ptr(w, r + i);
     UNROLL for (int t = 0; t < T; ++t) x[t] = split::view(act + t * stride, layout);
     __m512 acc[R][T];
     UNROLL for (int i = 0; i < R; ++i)
@@ -422,7 +519,7 @@ struct K4Kernel {
     const int64_t nsb = w.cols / 256;
     const Block* rows[R];
     Act x[T];
-    UNROLL for (int i = 0; i < R; ++i) rows[i] = reinterpret_cast<const Block*>(w.row(r + i));
+    UNROLL for (int i = 0; i < R; ++i) rows[i] = reinterpret_cast<const Block*>(row_ptr(w, r + i));
     UNROLL for (int t = 0; t < T; ++t) x[t] = split::view(act + t * stride, layout);
     __m512 acc[R][T];
     UNROLL for (int i = 0; i < R; ++i)
@@ -465,7 +562,7 @@ struct Q6KKernel {
     const int64_t nsb = w.cols / 256;
     const BlockQ6_K* rows[R];
     Act x[T];
-    UNROLL for (int i = 0; i < R; ++i) rows[i] = reinterpret_cast<const BlockQ6_K*>(w.row(r + i));
+    UNROLL for (int i = 0; i < R; ++i) rows[i] = reinterpret_cast<const BlockQ6_K*>(row_ptr(w, r + i));
     UNROLL for (int t = 0; t < T; ++t) x[t] = split::view(act + t * stride, layout);
     __m512 acc[R][T];
     UNROLL for (int i = 0; i < R; ++i)
@@ -511,9 +608,9 @@ struct Q6KKernel {
 const TypeKernels kF32{nullptr, nullptr, gemm<FloatKernel<LoadF32>, 1, 4, 4>, nullptr};
 const TypeKernels kF16{nullptr, nullptr, gemm<FloatKernel<LoadF16>, 1, 4, 4>, nullptr};
 const TypeKernels kBF16{nullptr, nullptr, gemm<FloatKernel<LoadBF16>, 1, 4, 4>, nullptr};
-const TypeKernels kQ8_0{split::bytes_q8_0, split::quantize_q8_0_avx2, gemm<Q8_0Kernel<DecQ8_0>, 1, 4, 4>, nullptr};
-const TypeKernels kQ4_0{split::bytes_q8_0, split::quantize_q8_0_avx2, gemm<Q8_0Kernel<DecQ4_0>, 1, 4, 4>, nullptr};
-const TypeKernels kQ5_0{split::bytes_q8_0, split::quantize_q8_0_avx2, gemm<Q8_0Kernel<DecQ5_0>, 1, 4, 4>, nullptr};
+const TypeKernels kQ8_0{split::bytes_q8_0, split::quantize_q8_0_avx2, gemm_packed<Q8_0Kernel<DecQ8_0>, 1, 4, 4>, nullptr};
+const TypeKernels kQ4_0{split::bytes_q8_0, split::quantize_q8_0_avx2, gemm_packed<Q8_0Kernel<DecQ4_0>, 1, 4, 4>, nullptr};
+const TypeKernels kQ5_0{split::bytes_q8_0, split::quantize_q8_0_avx2, gemm_packed<Q8_0Kernel<DecQ5_0>, 1, 4, 4>, nullptr};
 const TypeKernels kQ4_1{split::bytes_q8_1, split::quantize_q8_1_avx2, gemm<Q8_1Kernel<DecQ4_1>, 1, 4, 4>, nullptr};
 const TypeKernels kQ5_1{split::bytes_q8_1, split::quantize_q8_1_avx2, gemm<Q8_1Kernel<DecQ5_1>, 1, 4, 4>, nullptr};
 const TypeKernels kQ4_K{split::bytes_q8_k, split::quantize_q8_k_avx2, gemm<K4Kernel<false>, 1, 4, 4>, nullptr};
