@@ -458,14 +458,23 @@ struct Q8_1Kernel {
 //
 // Per super-block of 256 the integer part is accumulated exactly: maddubs
 // (unsigned quant x signed activation -> int16 pairs, no saturation as
-// quants are <= 63) then vpdpwssd with the sub-block scales as int16. The
-// float conversion happens once per super-block.
+// quants are <= 63) then vpdpwssd with the sub-block scales as int16, and
+// converted to float once per super-block. The constant part of each weight
+// (Q4_K/Q5_K: -dmin*m per sub-block of 32; Q6_K: -32*d*sc per sub-block of
+// 16) meets the activation group sums (bsums) in float: sum_j c_j * (dx *
+// bsum_j), one FMA per tile entry and super-block.
+//
+// The row side of a tile comes from a "source": decoded on the fly (matvec,
+// short matmuls) or from a packed row tile (long matmuls), same layout:
+//   q[c]   chunk c of 64 quants as unsigned bytes (c = 0..3)
+//   sc[c]  int16 scale per maddubs lane of chunk c
+//   fm     float constants per bsum-group (8 for Q4_K/Q5_K, 16 for Q6_K)
+//   d      super-block scale
 
-// Super-block scales of a K-quant row, ready for the tile loop.
-struct KScales {
-  __m512i sc16;   // int16 lanes 0-15: sub-block scales (only the first 8 or 16 used)
-  __m256i mins16; // Q4_K/Q5_K: min j in int16 lanes 2j, 2j+1 (pairs with bsums); Q6_K: scales
-  float d, dmin;
+struct KRow {
+  __m512i q[4], sc[4];
+  __m512 fm;  // Q4_K/Q5_K: lanes 0-7 used, upper zero
+  float d;
 };
 
 // Lanes 0-15 = sc16 lane a, lanes 16-31 = lane b (maddubs output lanes 0-15
@@ -478,130 +487,174 @@ inline __m512i two_scales(__m512i sc16, int a, int b) {
 
 // Lanes 8q .. 8q+7 = sc16 lane first + q (four 16-element sub-blocks).
 inline __m512i four_scales(__m512i sc16, int first) {
-  const __m512i idx = _mm512_add_epi16(_mm512_set1_epi16(static_cast<short>(first)),
-                                       _mm512_srli_epi16(_mm512_set_epi16(31, 30, 29, 28, 27, 26, 25, 24, 23, 22, 21, 20, 19, 18, 17, 16, 15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0), 3));
+  const __m512i lane = _mm512_set_epi16(31, 30, 29, 28, 27, 26, 25, 24, 23, 22, 21, 20, 19, 18, 17, 16, 15, 14, 13, 12,
+                                        11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0);
+  const __m512i idx = _mm512_add_epi16(_mm512_set1_epi16(static_cast<short>(first)), _mm512_srli_epi16(lane, 3));
   return _mm512_permutexvar_epi16(idx, sc16);
 }
 
 template <bool kFiveBit>
-struct K4Kernel {
+struct K4Decode {
   using Block = std::conditional_t<kFiveBit, BlockQ5_K, BlockQ4_K>;
-
-  static KScales scales(const Block& blk) {
+  static KRow row(const uint8_t* row_bytes, int64_t sb) {
+    const Block& blk = reinterpret_cast<const Block*>(row_bytes)[sb];
     uint64_t sc, m;
     k4_unpack_scales(blk.scales, sc, m);
-    KScales k;
-    k.sc16 = _mm512_castsi128_si512(_mm_cvtepu8_epi16(_mm_cvtsi64_si128(static_cast<long long>(sc))));
-    const __m128i m16 = _mm_cvtepu8_epi16(_mm_cvtsi64_si128(static_cast<long long>(m)));
-    k.mins16 = _mm256_set_m128i(_mm_unpackhi_epi16(m16, m16), _mm_unpacklo_epi16(m16, m16));
+    KRow k;
+    const __m512i sc16 = _mm512_castsi128_si512(_mm_cvtepu8_epi16(_mm_cvtsi64_si128(static_cast<long long>(sc))));
+    const float dmin = half_to_float(blk.dmin);
+    const __m256 mins = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_cvtsi64_si128(static_cast<long long>(m))));
+    k.fm = _mm512_zextps256_ps512(_mm256_mul_ps(_mm256_set1_ps(-dmin), mins));
     k.d = half_to_float(blk.d);
-    k.dmin = half_to_float(blk.dmin);
+    const __m256i qh = kFiveBit ? _mm256_loadu_si256(reinterpret_cast<const __m256i*>(reinterpret_cast<const BlockQ5_K&>(blk).qh))
+                                : _mm256_setzero_si256();
+    UNROLL for (int c = 0; c < 4; ++c) {
+      const __m256i q = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk.qs + 32 * c));
+      __m512i v = _mm512_and_si512(_mm512_inserti64x4(_mm512_castsi256_si512(q), _mm256_srli_epi16(q, 4), 1),
+                                   _mm512_set1_epi8(0x0f));
+      if constexpr (kFiveBit) {
+        const __mmask64 lo = _mm256_test_epi8_mask(qh, _mm256_set1_epi8(static_cast<char>(1 << (2 * c))));
+        const __mmask64 hi = _mm256_test_epi8_mask(qh, _mm256_set1_epi8(static_cast<char>(1 << (2 * c + 1))));
+        v = _mm512_mask_add_epi8(v, lo | hi << 32, v, _mm512_set1_epi8(16));
+      }
+      k.q[c] = v;
+      k.sc[c] = two_scales(sc16, 2 * c, 2 * c + 1);
+    }
     return k;
   }
-
-  // Quants of chunk c (elements 64c .. 64c+63) as unsigned bytes.
-  static __m512i quants(const Block& blk, int c) {
-    const __m256i q = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk.qs + 32 * c));
-    __m512i v = _mm512_and_si512(_mm512_inserti64x4(_mm512_castsi256_si512(q), _mm256_srli_epi16(q, 4), 1),
-                                 _mm512_set1_epi8(0x0f));
-    if constexpr (kFiveBit) {
-      const __m256i qh = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk.qh));
-      const __mmask64 lo = _mm256_test_epi8_mask(qh, _mm256_set1_epi8(static_cast<char>(1 << (2 * c))));
-      const __mmask64 hi = _mm256_test_epi8_mask(qh, _mm256_set1_epi8(static_cast<char>(1 << (2 * c + 1))));
-      v = _mm512_mask_add_epi8(v, lo | hi << 32, v, _mm512_set1_epi8(16));
-    }
-    return v;
+  // Token side: dx * (bsum[2j] + bsum[2j+1]), the activation sum of sub-block j.
+  static __m512 group_sums(const int16_t* bsums, float dx) {
+    const __m256i bs = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(bsums));
+    const __m256 s = _mm256_cvtepi32_ps(_mm256_madd_epi16(bs, _mm256_set1_epi16(1)));
+    return _mm512_zextps256_ps512(_mm256_mul_ps(s, _mm256_set1_ps(dx)));
   }
+};
 
-  template <int R, int T>
-  static void tile(const Matrix& w, int64_t r, const uint8_t* act, size_t stride, float* y, size_t ys) {
-    const Layout layout = split::q8_k(w.cols);
-    const int64_t nsb = w.cols / 256;
-    const Block* rows[R];
+struct Q6KDecode {
+  static KRow row(const uint8_t* row_bytes, int64_t sb) {
+    const BlockQ6_K& blk = reinterpret_cast<const BlockQ6_K*>(row_bytes)[sb];
+    const __m512i low4 = _mm512_set1_epi8(0x0f), low2 = _mm512_set1_epi8(3);
+    const __m256i sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(blk.scales)));
+    const __m512i sc16z = _mm512_castsi256_si512(sc16);
+    KRow k;
+    k.d = half_to_float(blk.d);
+    k.fm = _mm512_mul_ps(_mm512_set1_ps(-32.f * k.d), _mm512_cvtepi32_ps(_mm512_cvtepi16_epi32(sc16)));
+    UNROLL for (int h = 0; h < 2; ++h) {
+      const __m512i ql = _mm512_loadu_si512(blk.ql + 64 * h);
+      const __m256i qh = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk.qh + 32 * h));
+      const __m512i qh01 = _mm512_inserti64x4(_mm512_castsi256_si512(qh), _mm256_srli_epi16(qh, 2), 1);
+      const __m512i qh23 = _mm512_srli_epi16(qh01, 4);
+      // elements 0-63 of the half: low nibbles | bits (0-1, 2-3); 64-127: high nibbles | bits (4-5, 6-7)
+      k.q[2 * h] = _mm512_or_si512(_mm512_and_si512(ql, low4), _mm512_slli_epi16(_mm512_and_si512(qh01, low2), 4));
+      k.q[2 * h + 1] = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(ql, 4), low4),
+                                       _mm512_slli_epi16(_mm512_and_si512(qh23, low2), 4));
+      k.sc[2 * h] = four_scales(sc16z, 8 * h);
+      k.sc[2 * h + 1] = four_scales(sc16z, 8 * h + 4);
+    }
+    return k;
+  }
+  // Token side: dx * bsum[j] for the 16 groups.
+  static __m512 group_sums(const int16_t* bsums, float dx) {
+    const __m256i bs = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(bsums));
+    return _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepi16_epi32(bs)), _mm512_set1_ps(dx));
+  }
+};
+
+// Packed row tile: per super-block and row, the KRow fields in this order.
+constexpr size_t kKPackBytes = 4 * 64 + 4 * 64 + 64 + 64;
+
+template <class Dec>
+struct KKernel {
+  template <int R, int T, class Rows>
+  static void run(const Rows& src, int64_t cols, const uint8_t* act, size_t stride, float* y, size_t ys, int64_t r) {
+    const Layout layout = split::q8_k(cols);
+    const int64_t nsb = cols / 256;
     Act x[T];
-    UNROLL for (int i = 0; i < R; ++i) rows[i] = reinterpret_cast<const Block*>(row_ptr(w, r + i));
     UNROLL for (int t = 0; t < T; ++t) x[t] = split::view(act + t * stride, layout);
     __m512 acc[R][T];
     UNROLL for (int i = 0; i < R; ++i)
       UNROLL for (int t = 0; t < T; ++t) acc[i][t] = _mm512_setzero_ps();
     for (int64_t sb = 0; sb < nsb; ++sb) {
+      __m512 groups[T];
+      UNROLL for (int t = 0; t < T; ++t) groups[t] = Dec::group_sums(x[t].bsums + 16 * sb, x[t].d[sb]);
       UNROLL for (int i = 0; i < R; ++i) {
-        const Block& blk = rows[i][sb];
-        const KScales k = scales(blk);
+        const typename Rows::Ref k = src.get(i, sb);
         __m512i isum[T];
         UNROLL for (int t = 0; t < T; ++t) isum[t] = _mm512_setzero_si512();
         UNROLL for (int c = 0; c < 4; ++c) {
-          const __m512i q = quants(blk, c);
-          const __m512i sc = two_scales(k.sc16, 2 * c, 2 * c + 1);
+          const __m512i q = Rows::quants(k, c);
+          const __m512i sc = Rows::scales(k, c);
           UNROLL for (int t = 0; t < T; ++t) {
             const __m512i xq = _mm512_loadu_si512(x[t].q + 256 * sb + 64 * c);
             isum[t] = _mm512_dpwssd_epi32(isum[t], _mm512_maddubs_epi16(q, xq), sc);
           }
         }
+        const __m512 fm = Rows::mins(k);
+        const float d = Rows::scale(k);
         UNROLL for (int t = 0; t < T; ++t) {
-          const __m256i bs = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x[t].bsums + 16 * sb));
-          const __m512 mins = _mm512_cvtepi32_ps(_mm512_zextsi256_si512(_mm256_madd_epi16(k.mins16, bs)));
-          const float xd = x[t].d[sb];
-          acc[i][t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum[t]), _mm512_set1_ps(k.d * xd), acc[i][t]);
-          acc[i][t] = _mm512_fnmadd_ps(mins, _mm512_set1_ps(k.dmin * xd), acc[i][t]);
+          acc[i][t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum[t]), _mm512_set1_ps(d * x[t].d[sb]), acc[i][t]);
+          acc[i][t] = _mm512_fmadd_ps(fm, groups[t], acc[i][t]);
         }
       }
     }
     UNROLL for (int i = 0; i < R; ++i)
       UNROLL for (int t = 0; t < T; ++t) y[t * ys + r + i] = _mm512_reduce_add_ps(acc[i][t]);
   }
-};
 
-// Q6_K: q = 6-bit unsigned - 32, 16 sub-blocks of 16 with int8 scales. The
-// -32 is applied through the activation group sums: sum(sc * (q - 32) * x)
-// = sum(sc * q * x) - 32 * sum(sc * bsum).
-struct Q6KKernel {
+  template <int R>
+  struct Decoded {
+    using Ref = KRow;
+    const uint8_t* rows[R];
+    KRow get(int i, int64_t sb) const { return Dec::row(rows[i], sb); }
+    static __m512i quants(const KRow& k, int c) { return k.q[c]; }
+    static __m512i scales(const KRow& k, int c) { return k.sc[c]; }
+    static __m512 mins(const KRow& k) { return k.fm; }
+    static float scale(const KRow& k) { return k.d; }
+  };
+
+  template <int R>
+  struct Packed {
+    using Ref = const uint8_t*;
+    const uint8_t* buf;
+    const uint8_t* get(int i, int64_t sb) const { return buf + (static_cast<size_t>(sb) * R + i) * kKPackBytes; }
+    static __m512i quants(const uint8_t* e, int c) { return _mm512_loadu_si512(e + 64 * c); }
+    static __m512i scales(const uint8_t* e, int c) { return _mm512_loadu_si512(e + 256 + 64 * c); }
+    static __m512 mins(const uint8_t* e) { return _mm512_loadu_ps(e + 512); }
+    static float scale(const uint8_t* e) {
+      float d;
+      std::memcpy(&d, e + 576, 4);
+      return d;
+    }
+  };
+
   template <int R, int T>
   static void tile(const Matrix& w, int64_t r, const uint8_t* act, size_t stride, float* y, size_t ys) {
-    const Layout layout = split::q8_k(w.cols);
-    const int64_t nsb = w.cols / 256;
-    const BlockQ6_K* rows[R];
-    Act x[T];
-    UNROLL for (int i = 0; i < R; ++i) rows[i] = reinterpret_cast<const BlockQ6_K*>(row_ptr(w, r + i));
-    UNROLL for (int t = 0; t < T; ++t) x[t] = split::view(act + t * stride, layout);
-    __m512 acc[R][T];
-    UNROLL for (int i = 0; i < R; ++i)
-      UNROLL for (int t = 0; t < T; ++t) acc[i][t] = _mm512_setzero_ps();
-    const __m512i low4 = _mm512_set1_epi8(0x0f), low2 = _mm512_set1_epi8(3);
-    for (int64_t sb = 0; sb < nsb; ++sb) {
+    Decoded<R> src;
+    UNROLL for (int i = 0; i < R; ++i) src.rows[i] = row_ptr(w, r + i);
+    run<R, T>(src, w.cols, act, stride, y, ys, r);
+  }
+
+  static size_t pack_bytes(int64_t cols, int R) { return static_cast<size_t>(cols / 256) * R * kKPackBytes; }
+
+  template <int R>
+  static void pack(const Matrix& w, int64_t r, uint8_t* buf) {
+    for (int64_t sb = 0; sb < w.cols / 256; ++sb)
       UNROLL for (int i = 0; i < R; ++i) {
-        const BlockQ6_K& blk = rows[i][sb];
-        const __m256i sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(blk.scales)));
-        const __m512i sc16z = _mm512_castsi256_si512(sc16);
-        __m512i isum[T];
-        UNROLL for (int t = 0; t < T; ++t) {
-          const __m256i bs = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x[t].bsums + 16 * sb));
-          // -32 * sum(sc * bsum), in the lower 8 lanes
-          isum[t] = _mm512_zextsi256_si512(_mm256_slli_epi32(_mm256_sub_epi32(_mm256_setzero_si256(), _mm256_madd_epi16(sc16, bs)), 5));
+        const KRow k = Dec::row(row_ptr(w, r + i), sb);
+        uint8_t* e = buf + (static_cast<size_t>(sb) * R + i) * kKPackBytes;
+        UNROLL for (int c = 0; c < 4; ++c) {
+          _mm512_storeu_si512(e + 64 * c, k.q[c]);
+          _mm512_storeu_si512(e + 256 + 64 * c, k.sc[c]);
         }
-        UNROLL for (int h = 0; h < 2; ++h) {
-          const __m512i ql = _mm512_loadu_si512(blk.ql + 64 * h);
-          const __m256i qh = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk.qh + 32 * h));
-          const __m512i qh01 = _mm512_inserti64x4(_mm512_castsi256_si512(qh), _mm256_srli_epi16(qh, 2), 1);
-          const __m512i qh23 = _mm512_srli_epi16(qh01, 4);
-          // elements 0-63 of the half: low nibbles; 64-127: high nibbles
-          const __m512i q01 = _mm512_or_si512(_mm512_and_si512(ql, low4), _mm512_slli_epi16(_mm512_and_si512(qh01, low2), 4));
-          const __m512i q23 = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(ql, 4), low4),
-                                              _mm512_slli_epi16(_mm512_and_si512(qh23, low2), 4));
-          const __m512i s01 = four_scales(sc16z, 8 * h), s23 = four_scales(sc16z, 8 * h + 4);
-          UNROLL for (int t = 0; t < T; ++t) {
-            const int8_t* xq = x[t].q + 256 * sb + 128 * h;
-            isum[t] = _mm512_dpwssd_epi32(isum[t], _mm512_maddubs_epi16(q01, _mm512_loadu_si512(xq)), s01);
-            isum[t] = _mm512_dpwssd_epi32(isum[t], _mm512_maddubs_epi16(q23, _mm512_loadu_si512(xq + 64)), s23);
-          }
-        }
-        const float d = half_to_float(blk.d);
-        UNROLL for (int t = 0; t < T; ++t)
-          acc[i][t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum[t]), _mm512_set1_ps(d * x[t].d[sb]), acc[i][t]);
+        _mm512_storeu_ps(e + 512, k.fm);
+        std::memcpy(e + 576, &k.d, 4);
       }
-    }
-    UNROLL for (int i = 0; i < R; ++i)
-      UNROLL for (int t = 0; t < T; ++t) y[t * ys + r + i] = _mm512_reduce_add_ps(acc[i][t]);
+  }
+
+  template <int R, int T>
+  static void tile_packed(const Matrix& w, const uint8_t* buf, int64_t r, const uint8_t* act, size_t stride, float* y,
+                          size_t ys) {
+    run<R, T>(Packed<R>{buf}, w.cols, act, stride, y, ys, r);
   }
 };
 
@@ -613,9 +666,9 @@ const TypeKernels kQ4_0{split::bytes_q8_0, split::quantize_q8_0_avx2, gemm_packe
 const TypeKernels kQ5_0{split::bytes_q8_0, split::quantize_q8_0_avx2, gemm_packed<Q8_0Kernel<DecQ5_0>, 1, 4, 4>, nullptr};
 const TypeKernels kQ4_1{split::bytes_q8_1, split::quantize_q8_1_avx2, gemm<Q8_1Kernel<DecQ4_1>, 1, 4, 4>, nullptr};
 const TypeKernels kQ5_1{split::bytes_q8_1, split::quantize_q8_1_avx2, gemm<Q8_1Kernel<DecQ5_1>, 1, 4, 4>, nullptr};
-const TypeKernels kQ4_K{split::bytes_q8_k, split::quantize_q8_k_avx2, gemm<K4Kernel<false>, 1, 4, 4>, nullptr};
-const TypeKernels kQ5_K{split::bytes_q8_k, split::quantize_q8_k_avx2, gemm<K4Kernel<true>, 1, 4, 4>, nullptr};
-const TypeKernels kQ6_K{split::bytes_q8_k, split::quantize_q8_k_avx2, gemm<Q6KKernel, 1, 4, 4>, nullptr};
+const TypeKernels kQ4_K{split::bytes_q8_k, split::quantize_q8_k_avx2, gemm_packed<KKernel<K4Decode<false>>, 1, 4, 4>, nullptr};
+const TypeKernels kQ5_K{split::bytes_q8_k, split::quantize_q8_k_avx2, gemm_packed<KKernel<K4Decode<true>>, 1, 4, 4>, nullptr};
+const TypeKernels kQ6_K{split::bytes_q8_k, split::quantize_q8_k_avx2, gemm_packed<KKernel<Q6KDecode>, 1, 4, 4>, nullptr};
 
 }  // namespace
 
