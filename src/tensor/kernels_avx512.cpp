@@ -7,6 +7,10 @@
 // (x + 128), and the surplus 128 * sum(w) is subtracted by starting the
 // accumulator at -128 * sum(w), computed once per weight vector and reused
 // for every token of the tile. A zmm covers two 32-element blocks.
+// GCC 12 reports false "uninitialized" warnings from inside its own AVX-512
+// intrinsic headers (their _mm512_undefined_* helpers).
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #include <immintrin.h>
 
 #include <cstring>
