@@ -663,17 +663,17 @@ void dequantize_q6_k(const void* src, float* y, int64_t n) {
   }
 }
 
-const TypeKernels kF32{nullptr, nullptr, gemm<FloatKernel<LoadF32>, 1, 2, 4>, nullptr};
-const TypeKernels kF16{nullptr, nullptr, gemm<FloatKernel<LoadF16>, 1, 2, 4>, dequantize_f16};
-const TypeKernels kBF16{nullptr, nullptr, gemm<FloatKernel<LoadBF16>, 1, 2, 4>, dequantize_bf16};
-const TypeKernels kQ8_0{split::bytes_q8_0, split::quantize_q8_0_avx2, gemm<Q8_0Kernel<DecQ8_0>, 1, 2, 2>, dequantize_q8_0};
-const TypeKernels kQ4_0{split::bytes_q8_0, split::quantize_q8_0_avx2, gemm<Q8_0Kernel<DecQ4_0>, 1, 2, 2>, dequantize_q4_0};
-const TypeKernels kQ5_0{split::bytes_q8_0, split::quantize_q8_0_avx2, gemm<Q8_0Kernel<DecQ5_0>, 1, 2, 2>, nullptr};
+const TypeKernels kF32{nullptr, nullptr, gemm<FloatKernel<LoadF32>, 1, 4, 2>, nullptr};
+const TypeKernels kF16{nullptr, nullptr, gemm<FloatKernel<LoadF16>, 1, 4, 2>, dequantize_f16};
+const TypeKernels kBF16{nullptr, nullptr, gemm<FloatKernel<LoadBF16>, 1, 4, 2>, dequantize_bf16};
+const TypeKernels kQ8_0{split::bytes_q8_0, split::quantize_q8_0_avx2, gemm<Q8_0Kernel<DecQ8_0>, 1, 2, 4>, dequantize_q8_0};
+const TypeKernels kQ4_0{split::bytes_q8_0, split::quantize_q8_0_avx2, gemm<Q8_0Kernel<DecQ4_0>, 1, 2, 4>, dequantize_q4_0};
+const TypeKernels kQ5_0{split::bytes_q8_0, split::quantize_q8_0_avx2, gemm<Q8_0Kernel<DecQ5_0>, 1, 2, 4>, nullptr};
 const TypeKernels kQ4_1{split::bytes_q8_1, split::quantize_q8_1_avx2, gemm<Q8_1Kernel<DecQ4_1>, 1, 2, 2>, nullptr};
 const TypeKernels kQ5_1{split::bytes_q8_1, split::quantize_q8_1_avx2, gemm<Q8_1Kernel<DecQ5_1>, 1, 2, 2>, nullptr};
-const TypeKernels kQ4_K{split::bytes_q8_k, split::quantize_q8_k_avx2, gemm<K4Kernel<false>, 1, 2, 2>, dequantize_k4<false>};
-const TypeKernels kQ5_K{split::bytes_q8_k, split::quantize_q8_k_avx2, gemm<K4Kernel<true>, 1, 2, 2>, dequantize_k4<true>};
-const TypeKernels kQ6_K{split::bytes_q8_k, split::quantize_q8_k_avx2, gemm<Q6KKernel, 1, 2, 2>, dequantize_q6_k};
+const TypeKernels kQ4_K{split::bytes_q8_k, split::quantize_q8_k_avx2, gemm<K4Kernel<false>, 1, 2, 4>, dequantize_k4<false>};
+const TypeKernels kQ5_K{split::bytes_q8_k, split::quantize_q8_k_avx2, gemm<K4Kernel<true>, 1, 2, 4>, dequantize_k4<true>};
+const TypeKernels kQ6_K{split::bytes_q8_k, split::quantize_q8_k_avx2, gemm<Q6KKernel, 1, 2, 4>, dequantize_q6_k};
 
 }  // namespace
 
