@@ -85,8 +85,9 @@ constexpr int64_t kRowGranule = 8;
 // Weight bytes per chunk of rows: big enough that a thread streams long runs
 // of memory, small enough to balance threads that run at unequal speed.
 constexpr size_t kChunkBytes = 256 * 1024;
-// Token chunk so the quantized activations a chunk reads stay in L2.
-constexpr size_t kActChunkBytes = 512 * 1024;
+// Token chunk so the quantized activations a chunk reads stay in L2 (with
+// room for the packed row tile the AVX-512 kernels keep beside them).
+constexpr size_t kActChunkBytes = 1024 * 1024;
 
 size_t align64(size_t v) { return (v + 63) / 64 * 64; }
 
