@@ -666,7 +666,15 @@ const TypeKernels kF32{nullptr, nullptr, gemm<FloatKernel<LoadF32>, 1, 4, 4>, nu
 const TypeKernels kF16{nullptr, nullptr, gemm<FloatKernel<LoadF16>, 1, 4, 4>, nullptr};
 const TypeKernels kBF16{nullptr, nullptr, gemm<FloatKernel<LoadBF16>, 1, 4, 4>, nullptr};
 const TypeKernels kQ8_0{split::bytes_q8_0, split::quantize_q8_0_avx2, gemm_packed<Q8_0Kernel<DecQ8_0>, 1, 4, 4>, nullptr};
-const TypeKernels kQ4_0{split::bytes_q8_0, split::quantize_q8_0_avx2, gemm_packed<Q8_0Kernel<DecQ4_0>, 1, 4, 4>, nullptr};
+// Q4_0 matvec: the AVX2 kernel decodes nibbles more cheaply one block at a
+// time (measured ~8% faster here); both read the same activation layout.
+void gemm_q4_0(const Matrix& w, int64_t r0, int64_t r1, const void* act, size_t stride, int64_t n, float* y,
+               size_t ys) {
+  if (n == 1) avx2_kernels(DType::Q4_0)->gemm(w, r0, r1, act, stride, n, y, ys);
+  else gemm_packed<Q8_0Kernel<DecQ4_0>, 1, 4, 4>(w, r0, r1, act, stride, n, y, ys);
+}
+
+const TypeKernels kQ4_0{split::bytes_q8_0, split::quantize_q8_0_avx2, gemm_q4_0, nullptr};
 const TypeKernels kQ5_0{split::bytes_q8_0, split::quantize_q8_0_avx2, gemm_packed<Q8_0Kernel<DecQ5_0>, 1, 4, 4>, nullptr};
 const TypeKernels kQ4_1{split::bytes_q8_1, split::quantize_q8_1_avx2, gemm<Q8_1Kernel<DecQ4_1>, 1, 4, 4>, nullptr};
 const TypeKernels kQ5_1{split::bytes_q8_1, split::quantize_q8_1_avx2, gemm<Q8_1Kernel<DecQ5_1>, 1, 4, 4>, nullptr};
