@@ -3,7 +3,9 @@
 //
 // Every kernel computes a tile of R weight rows x T tokens over the whole row
 // length, so each weight vector loaded is used T times and each activation
-// vector R times; matvec uses T = 1 and more rows. Integer dots per 32-element
+// vector R times. matvec uses one row and one token per tile: a single
+// sequential memory stream per thread reads faster than several rows
+// interleaved. Integer dots per 32-element
 // block use the usual AVX2 idiom: maddubs(|w|, sign(x, w)) then madd with
 // ones, exact because |w| <= 128 and |x| <= 127 keep the int16 pair sums
 // below 2^15.
