@@ -110,6 +110,40 @@ TEST(SpmTokenizer, SpecialTokensAndRoles) {
   EXPECT_TRUE(tok.encode("").empty());
 }
 
+TEST(SpmTokenizer, Phi3SpecialTokensSwallowTheWhitespaceAfterThem) {
+  // llama.cpp gives Phi-3's special tokens the rstrip attribute (keyed on
+  // general.name), except <s>, <unk> and <|endoftext|>.
+  REQUIRE_SHARED_MODEL(vocab, "llamacpp-vocab/ggml-vocab-phi-3.gguf");
+  auto t = load_tokenizer(vocab);
+  const Tokenizer& tok = *t.tokenizer;
+  EXPECT_EQ(tok.find_token("<|user|>"), 32010);
+  EXPECT_EQ(tok.eot_id(), 32007);  // <|end|>
+  EXPECT_TRUE(tok.is_end_of_generation(32007));
+  std::vector<int32_t> expected = {32010};
+  const auto hello = tok.encode("Hello");
+  expected.insert(expected.end(), hello.begin(), hello.end());
+  EXPECT_EQ(tok.encode("<|user|>\n  Hello", true), expected);
+  // <|endoftext|> keeps the whitespace after it.
+  const auto kept = tok.encode("<|endoftext|>\nHello", true);
+  ASSERT_GT(kept.size(), 2u);
+  EXPECT_EQ(kept[0], 32000);
+  EXPECT_EQ(tok.decode(std::vector<int32_t>(kept.begin() + 1, kept.end())), "\nHello");
+}
+
+// The vocabularies of the other fixture models load and round-trip text
+// (they are the 512-token stories vocabulary; gemma3 without a space prefix).
+TEST(SpmTokenizer, FixtureModelVocabulariesLoadAndRoundTrip) {
+  for (const char* name : {"random/dream.gguf", "random/gemma3.gguf", "random/granitehybrid.gguf", "random/jamba.gguf",
+                           "random/llada.gguf", "random/llama-gqa.gguf", "random/mamba.gguf", "random/mamba2.gguf",
+                           "random/nemotron_h.gguf", "llamacpp-vocab/ggml-vocab-baichuan.gguf"}) {
+    REQUIRE_SHARED_MODEL(path, name);
+    auto t = load_tokenizer(path);
+    const std::string text = "Once upon a time, there was a little girl.\nShe said \"hi\" \xe2\x9c\x85";
+    EXPECT_EQ(t.tokenizer->decode(t.tokenizer->encode(text)), text) << name;
+    EXPECT_EQ(t.tokenizer->model_kind(), "llama") << name;
+  }
+}
+
 TEST(SpmTokenizer, RoundTripsUtf8AndBytesThroughByteFallback) {
   REQUIRE_SHARED_MODEL(vocab, "llamacpp-vocab/ggml-vocab-llama-spm.gguf");
   auto t = load_tokenizer(vocab);

@@ -34,7 +34,7 @@ PreparedTurn ChatService::prepare(Engine& engine, int64_t n_ctx, const std::stri
 }
 
 TurnResult ChatService::finish(Engine& engine, PreparedTurn turn, const TurnOptions& options,
-                               const TextCallback& on_text, const std::function<bool()>& keep_going) {
+                               const TextCallback& on_text, const std::function<bool()>& should_stop) {
   LoadedModel& model = engine.loaded();
   GenerateOptions g;
   g.sampling = options.sampling;
@@ -42,7 +42,7 @@ TurnResult ChatService::finish(Engine& engine, PreparedTurn turn, const TurnOpti
   if (g.num_predict < 0 && model.info().recurrent) g.num_predict = options.recurrent_reply_cap;
   g.stop = options.stop;
   g.use_template_stops = options.use_template_stops;
-  g.keep_going = keep_going;
+  g.should_stop = should_stop;
 
   TurnResult out;
   // The prompt is already in the state: generate() evaluates nothing more.
@@ -64,8 +64,8 @@ TurnResult ChatService::finish(Engine& engine, PreparedTurn turn, const TurnOpti
 }
 
 TurnResult ChatService::run(Engine& engine, int64_t n_ctx, const std::string& prompt, const TurnOptions& options,
-                            const TextCallback& on_text, const std::function<bool()>& keep_going) {
-  return finish(engine, prepare(engine, n_ctx, prompt), options, on_text, keep_going);
+                            const TextCallback& on_text, const std::function<bool()>& should_stop) {
+  return finish(engine, prepare(engine, n_ctx, prompt), options, on_text, should_stop);
 }
 
 }  // namespace flatline

@@ -57,16 +57,16 @@ class ChatService {
   PreparedTurn prepare(Engine& engine, int64_t n_ctx, const std::string& prompt);
   // Generates the reply and snapshots the conversation after it.
   TurnResult finish(Engine& engine, PreparedTurn turn, const TurnOptions& options, const TextCallback& on_text = {},
-                    const std::function<bool()>& keep_going = {});
+                    const std::function<bool()>& should_stop = {});
 
   // prepare + finish for `prompt` (already rendered, or raw).
   TurnResult run(Engine& engine, int64_t n_ctx, const std::string& prompt, const TurnOptions& options,
-                 const TextCallback& on_text = {}, const std::function<bool()>& keep_going = {});
+                 const TextCallback& on_text = {}, const std::function<bool()>& should_stop = {});
 
   TurnResult chat(Engine& engine, int64_t n_ctx, const std::vector<ChatMessage>& messages,
                   const TurnOptions& options, const TextCallback& on_text = {},
-                  const std::function<bool()>& keep_going = {}) {
-    return run(engine, n_ctx, render(engine.loaded(), messages), options, on_text, keep_going);
+                  const std::function<bool()>& should_stop = {}) {
+    return run(engine, n_ctx, render(engine.loaded(), messages), options, on_text, should_stop);
   }
 
   StateCache& cache() { return cache_; }

@@ -167,8 +167,7 @@ GenerateResult Engine::generate(Conversation& conv, std::string_view prompt, con
       r.done_reason = "length";
       break;
     }
-    if (options.keep_going && !options.keep_going()) {
-      cancelled = true;
+    if (options.should_stop && options.should_stop()) {
       r.done_reason = "cancelled";
       break;
     }

@@ -81,9 +81,9 @@ std::shared_ptr<ActiveTurn> start_turn(ServerContext& ctx, const InferenceReques
 }
 
 TurnResult finish_turn(ServerContext& ctx, ActiveTurn& turn, const TextCallback& on_text,
-                       const std::function<bool()>& keep_going) {
-  auto go_on = [&ctx, &keep_going] { return !ctx.stopping && (!keep_going || keep_going()); };
-  return ctx.chat->finish(turn.lease->engine(), std::move(turn.prepared), turn.turn_options, on_text, go_on);
+                       const std::function<bool()>& should_stop) {
+  auto stop = [&ctx, &should_stop] { return ctx.stopping || (should_stop && should_stop()); };
+  return ctx.chat->finish(turn.lease->engine(), std::move(turn.prepared), turn.turn_options, on_text, stop);
 }
 
 void guarded(httplib::Response& res, const ErrorWriter& write_error, const std::function<void()>& fn) {

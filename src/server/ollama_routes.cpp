@@ -91,7 +91,7 @@ void stream_ndjson(httplib::Response& res, ServerContext& ctx, std::shared_ptr<A
                     try {
                       TurnResult r = finish_turn(
                           ctx, t, [&](std::string_view piece) { return write_line(chunk(piece)); },
-                          [&] { return sink.is_writable(); });
+                          [&] { return !sink.is_writable(); });
                       if (r.generation.done_reason == "cancelled") {
                         LOG_INFO("client went away; generation stopped after " << r.generation.eval_count << " tokens");
                         return;

@@ -163,7 +163,7 @@ void handle_chat_completions(ServerContext& ctx, const httplib::Request& req, ht
             write_sse(sink, dump(chunk(content_delta(piece), nullptr)));
             return sink.is_writable();
           },
-          [&] { return sink.is_writable(); });
+          [&] { return !sink.is_writable(); });
       if (r.generation.done_reason == "cancelled") return;
       if (first) write_sse(sink, dump(chunk(content_delta(""), nullptr)));  // an empty reply still opens with the role
       write_sse(sink, dump(chunk(json::object(), finish_reason_of(r))));
@@ -225,7 +225,7 @@ void handle_completions(ServerContext& ctx, const httplib::Request& req, httplib
             write_sse(sink, dump(c));
             return sink.is_writable();
           },
-          [&] { return sink.is_writable(); });
+          [&] { return !sink.is_writable(); });
       if (r.generation.done_reason == "cancelled") return;
       json last = base();
       last["choices"] = choice("", finish_reason_of(r));

@@ -69,7 +69,7 @@ std::unique_ptr<ModelManager::Lease> acquire_model(ServerContext& ctx, const Inf
 // overflow or bad context ids.
 std::shared_ptr<ActiveTurn> start_turn(ServerContext& ctx, const InferenceRequest& request, int64_t start_ns);
 TurnResult finish_turn(ServerContext& ctx, ActiveTurn& turn, const TextCallback& on_text,
-                       const std::function<bool()>& keep_going);
+                       const std::function<bool()>& should_stop);
 
 // Runs `fn`, turning exceptions into an error response written by `write_error(res, status, message)`.
 using ErrorWriter = std::function<void(httplib::Response&, int, const std::string&)>;

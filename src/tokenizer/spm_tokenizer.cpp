@@ -2,6 +2,7 @@
 
 #include <queue>
 
+#include "tokenizer/byte_level.h"
 #include "tokenizer/unicode.h"
 #include "util/error.h"
 
@@ -24,20 +25,6 @@ VocabDefaults spm_defaults() {
 std::string byte_token_text(uint8_t b) {
   static const char* hex = "0123456789ABCDEF";
   return std::string{'<', '0', 'x', hex[b >> 4], hex[b & 15], '>'};
-}
-
-// Parses "<0xXX>" (either case); -1 if `text` is not a byte token text.
-int parse_byte_token(std::string_view text) {
-  if (text.size() != 6 || text.substr(0, 3) != "<0x" || text[5] != '>') return -1;
-  int value = 0;
-  for (char c : text.substr(3, 2)) {
-    value *= 16;
-    if (c >= '0' && c <= '9') value += c - '0';
-    else if (c >= 'A' && c <= 'F') value += c - 'A' + 10;
-    else if (c >= 'a' && c <= 'f') value += c - 'a' + 10;
-    else return -1;
-  }
-  return value;
 }
 
 struct Symbol {

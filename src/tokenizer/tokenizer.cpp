@@ -2,6 +2,7 @@
 
 #include <algorithm>
 
+#include "tokenizer/bpe_tokenizer.h"
 #include "tokenizer/rwkv_tokenizer.h"
 #include "tokenizer/spm_tokenizer.h"
 #include "util/error.h"
@@ -34,6 +35,7 @@ std::unique_ptr<Tokenizer> Tokenizer::from_gguf(const gguf::File& file) {
   const std::string kind(model->as_string());
   if (kind == "rwkv") return std::make_unique<tokenizer_detail::RwkvTokenizer>(file);
   if (kind == "llama") return std::make_unique<tokenizer_detail::SpmTokenizer>(file);
+  if (kind == "gpt2") return std::make_unique<tokenizer_detail::BpeTokenizer>(file);
   throw Error(file.path() + ": tokenizer.ggml.model '" + kind +
               "' is not supported (expected one of: rwkv, llama, gpt2)");
 }

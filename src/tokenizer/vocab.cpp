@@ -84,7 +84,7 @@ constexpr std::array kFimSepTexts = {"<|file_sep|>"};
 // Tokens that end a generation whatever the metadata says.
 constexpr std::array kEndOfGenerationTexts = {
     "<|eot_id|>", "<|im_end|>", "<|end|>", "<|return|>", "<|call|>", "<end_of_turn>", "<|endoftext|>", "</s>",
-    "<|eom_id|>", "<EOT>", "_<EOT>", "<|end_of_text|>", "<end_of_utterance>"};
+    "<|eom_id|>", "<EOT>", "_<EOT>", "<|end_of_text|>", "<end_of_utterance>", "<eos>"};
 
 bool is_c_space(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\v' || c == '\f' || c == '\r'; }
 
@@ -128,12 +128,13 @@ void Vocab::read_tokens(const gguf::File& file) {
     offsets_.push_back(static_cast<uint32_t>(storage_.size()));
   }
 
-  index_.reserve(n);
-  for (uint64_t i = 0; i < n; ++i) {
-    auto [it, inserted] = index_.emplace(text(static_cast<int32_t>(i)), static_cast<int32_t>(i));
-    if (!inserted) {
-      throw Error(file.path() + ": " + kTokensKey + ": duplicate token " + quoted(it->first) + " at ids " +
-                  std::to_string(it->second) + " and " + std::to_string(i));
+  const auto text_of = [this](int32_t id) { return text(id); };
+  index_.reset(n);
+  for (int32_t id = 0; id < static_cast<int32_t>(n); ++id) {
+    const int32_t previous = index_.insert(text(id), id, text_of);
+    if (previous >= 0) {
+      throw Error(file.path() + ": " + kTokensKey + ": duplicate token " + quoted(text(id)) + " at ids " +
+                  std::to_string(previous) + " and " + std::to_string(id));
     }
   }
 

@@ -7,10 +7,10 @@
 #include <cstdint>
 #include <string>
 #include <string_view>
-#include <unordered_map>
 #include <vector>
 
 #include "gguf/gguf.h"
+#include "tokenizer/flat_index.h"
 #include "tokenizer/tokenizer.h"
 
 namespace flatline::tokenizer_detail {
@@ -71,8 +71,7 @@ class Vocab {
   bool valid(int32_t id) const { return id >= 0 && id < size(); }
   // Id of the token whose stored text is exactly `text`, or -1.
   int32_t find(std::string_view text) const {
-    auto it = index_.find(text);
-    return it == index_.end() ? -1 : it->second;
+    return index_.find(text, [this](int32_t id) { return this->text(id); });
   }
 
   const SpecialTokens& special() const { return special_; }
@@ -98,7 +97,7 @@ class Vocab {
   std::vector<uint32_t> attrs_;
   std::vector<TokenType> types_;
   std::vector<float> scores_;
-  std::unordered_map<std::string_view, int32_t> index_;
+  TextIndex index_;
 
   SpecialTokens special_;
   bool add_bos_ = false;
