@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cstdio>
 #include <cstdlib>
+#include <filesystem>
 #include <thread>
 
 #include "cli/common.h"
@@ -43,8 +44,12 @@ int64_t parse_keep_alive_flag(const std::string& text) {
   return ns < 0 ? KeepAlive::kForever : ns;
 }
 
+// $FLATLINE_MODELS, else the folder of the bundled demo model (so a fresh
+// checkout serves it with no setup), else ./models.
 std::string default_models_dir() {
   if (const char* env = std::getenv("FLATLINE_MODELS"); env && *env) return env;
+  std::string bundled = default_model_path();
+  if (!bundled.empty()) return std::filesystem::path(bundled).parent_path().string();
   return "models";
 }
 
@@ -107,7 +112,7 @@ void register_serve(CLI::App& app) {
   auto* sub = app.add_subcommand("serve", "Serve models over Ollama's HTTP API (and OpenAI's /v1), keeping conversation states");
   sub->add_option("--host", o->host, "Address to listen on")->capture_default_str();
   sub->add_option("--port", o->port, "Port (0: any free port)")->capture_default_str();
-  sub->add_option("--models", o->models_dir, "Directory of .gguf models (default: $FLATLINE_MODELS, else ./models)");
+  sub->add_option("--models", o->models_dir, "Directory of .gguf models (default: $FLATLINE_MODELS, else the bundled models/ folder)");
   sub->add_option("--state-dir", o->state_dir, "Save conversation states here so they survive a restart");
   sub->add_option("--state-disk", o->state_disk, "Disk space for saved states (oldest deleted first)")->capture_default_str();
   sub->add_option("--max-memory", o->max_memory, "Memory budget, e.g. 6G (default: available memory minus 10%)");
