@@ -121,18 +121,23 @@ TEST_F(ServerStateTest, EvictedConversationsAreRecomputedInFull) {
   auto o = options();
   o.cache.memory_limit = 4 * per_snapshot + per_snapshot / 2;
   TestServer s(o);
-  Conversation a(s, "random", 4), b(s, "random", 4);
+  Conversation a(s, "random", 4), b(s, "random", 4), c(s, "random", 4);
   a.say("First conversation, first message.");
   b.say("Second conversation, first message.");
   b.say("Second conversation, second message.");
-  // a's two snapshots were the least recently used and made room for b's
-  // second turn: a's next turn starts over.
+  // b's second turn superseded its first (a conversation keeps two
+  // snapshots), so nothing had to be evicted yet.
+  EXPECT_EQ(s.get().cache().stats().evictions, 0u);
+  EXPECT_GT(s.get().cache().stats().superseded, 0u);
+  c.say("Third conversation, first message.");
+  // a's two snapshots were the least recently used and made room for c's:
+  // a's next turn starts over.
   Turn t = a.say("First conversation, second message.");
   EXPECT_EQ(t.prompt_eval_count, static_cast<int64_t>(a.last_prompt().size()));
   EXPECT_GT(s.get().cache().stats().evictions, 0u);
-  // b's last two snapshots are still there (a's new ones evicted b's first turn).
-  Turn u = b.say("Second conversation, third message.");
-  EXPECT_LT(u.prompt_eval_count, static_cast<int64_t>(b.last_prompt().size()));
+  // c's snapshots are the most recently used and still there.
+  Turn u = c.say("Third conversation, second message.");
+  EXPECT_LT(u.prompt_eval_count, static_cast<int64_t>(c.last_prompt().size()));
 }
 
 TEST_F(ServerStateTest, ConversationsSurviveARestartWithTheSameGreedyTokens) {

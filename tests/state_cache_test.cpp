@@ -176,6 +176,33 @@ TEST_F(StateCacheTest, LongestMatchingSnapshotOfTheSameModelWins) {
   EXPECT_EQ(cache.lookup(*model_a_, 0, long_text)->fed_text, long_text);
 }
 
+TEST_F(StateCacheTest, AConversationKeepsTwoSnapshotsHoweverLongItGets) {
+  StateCache cache(StateCacheOptions{});
+  Engine engine(*model_a_);
+  Conversation c = conversation(*model_a_, "User: one\n\nAssistant:");
+  std::vector<std::string> chain;
+  for (int turn = 0; turn < 6; ++turn) {
+    chain.push_back(c.fed_text);
+    cache.store(*model_a_, c.clone(), false);
+    continue_greedy(engine, c, "\n\nUser: more\n\nAssistant:", 2);
+  }
+  // Only the newest snapshot and the one before it are left.
+  EXPECT_EQ(cache.stats().entries, 2u);
+  EXPECT_EQ(cache.stats().superseded, 4u);
+  EXPECT_EQ(cache.lookup(*model_a_, 0, chain[5] + "x")->fed_text, chain[5]);
+  EXPECT_EQ(cache.lookup(*model_a_, 0, chain[4] + "y")->fed_text, chain[4]);
+  EXPECT_FALSE(cache.lookup(*model_a_, 0, chain[3] + "z"));
+
+  // A branch off the anchor (say a regenerated reply) replaces the old branch.
+  Conversation branch = *cache.lookup(*model_a_, 0, chain[4]);
+  continue_greedy(engine, branch, " another reply", 2);
+  ASSERT_NE(branch.fed_text.compare(0, chain[5].size(), chain[5]), 0);
+  cache.store(*model_a_, branch.clone(), false);
+  EXPECT_EQ(cache.stats().entries, 2u);
+  EXPECT_EQ(cache.lookup(*model_a_, 0, chain[5] + "x")->fed_text, chain[4]) << "the abandoned branch is gone";
+  EXPECT_EQ(cache.lookup(*model_a_, 0, branch.fed_text)->fed_text, branch.fed_text);
+}
+
 TEST_F(StateCacheTest, LeastRecentlyUsedSnapshotsAreEvictedBeyondTheBudget) {
   Conversation a = conversation(*model_a_, "User: a\n\nAssistant:");
   const uint64_t one = a.memory_bytes();

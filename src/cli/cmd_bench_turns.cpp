@@ -78,6 +78,7 @@ ModelRun run_model(const std::string& path, const BenchTurnsOptions& o, std::sha
   std::unique_ptr<LoadedModel> model;
   try {
     model = LoadedModel::load(path, lo, &budget, o.ctx);
+    model->prefault(path);  // as the server does: resident memory then only grows with states
   } catch (const Error& e) {
     run.error = e.what();
     return run;

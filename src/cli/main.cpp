@@ -1,4 +1,6 @@
 // The `flatline` command: thin front ends over the library.
+#include <malloc.h>
+
 #include <cstdio>
 #include <exception>
 
@@ -7,6 +9,11 @@
 #include "util/log.h"
 
 int main(int argc, char** argv) {
+  // Large buffers (model states, KV caches, snapshots) come from mmap and go
+  // back to the system when freed. glibc would otherwise raise this
+  // threshold after the first free and serve them from the heap, where
+  // fragmentation makes resident memory creep up turn after turn.
+  mallopt(M_MMAP_THRESHOLD, 1 << 20);
   CLI::App app{"flatline: local language models on small CPUs, fast and flat however long the conversation"};
   app.set_version_flag("--version", std::string("flatline ") + FLATLINE_VERSION);
   app.require_subcommand(1);

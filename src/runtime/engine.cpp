@@ -62,6 +62,26 @@ std::unique_ptr<LoadedModel> LoadedModel::load(const std::string& path, const Lo
   return lm;
 }
 
+namespace {
+volatile uint64_t g_prefault_sink;  // keeps the page reads from being optimised away
+}  // namespace
+
+void LoadedModel::prefault(const std::string& display_name) const {
+  auto bytes = file_->bytes();
+  const size_t page = 4096;
+  const size_t report_every = bytes.size() >= (256u << 20) ? bytes.size() / 4 : 0;
+  size_t next_report = report_every;
+  uint64_t sum = 0;
+  for (size_t i = 0; i < bytes.size(); i += page) {
+    sum += static_cast<const volatile uint8_t&>(bytes[i]);
+    if (report_every && i >= next_report) {
+      LOG_INFO("loading " << display_name << ": " << (100 * i / bytes.size()) << "%");
+      next_report += report_every;
+    }
+  }
+  g_prefault_sink = sum;
+}
+
 uint64_t LoadedModel::resident_estimate(int64_t n_ctx) const {
   return file_->file_size() + model_->scratch_bytes() + model_->state_bytes(n_ctx);
 }

@@ -35,6 +35,10 @@ class LoadedModel {
   // Identifies the exact weights: used to refuse states saved by another model.
   const std::string& fingerprint() const { return fingerprint_; }
   uint64_t resident_estimate(int64_t n_ctx) const;  // weights + scratch + one state
+  // Reads one byte of every page of the mapped weights, so the first request
+  // does not pay for page faults, resident memory does not creep up as new
+  // embedding rows are touched, and large loads can show progress.
+  void prefault(const std::string& display_name) const;
 
  private:
   std::string path_;

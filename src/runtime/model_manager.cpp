@@ -13,26 +13,6 @@ int64_t steady_ns() {
       .count();
 }
 
-volatile uint64_t g_prefault_sink;  // keeps the page reads from being optimised away
-
-// Reads one byte of every page of the mapped weights, so the first request
-// does not pay for page faults and large loads show progress.
-void prefault(const LoadedModel& model, const std::string& name) {
-  auto bytes = model.model().file().bytes();
-  const size_t page = 4096;
-  const size_t report_every = bytes.size() >= (256u << 20) ? bytes.size() / 4 : 0;
-  size_t next_report = report_every;
-  uint64_t sum = 0;
-  for (size_t i = 0; i < bytes.size(); i += page) {
-    sum += static_cast<const volatile uint8_t&>(bytes[i]);
-    if (report_every && i >= next_report) {
-      LOG_INFO("loading " << name << ": " << (100 * i / bytes.size()) << "%");
-      next_report += report_every;
-    }
-  }
-  g_prefault_sink = sum;
-}
-
 }  // namespace
 
 ModelManager::Lease::~Lease() { manager_.release(*this); }
@@ -184,7 +164,7 @@ ResidentModel* ModelManager::load(const CatalogEntry& entry, int64_t n_ctx) {
     unload_others(nullptr);
   }
   if (!lm) lm = LoadedModel::load(entry.path, opts, &budget_, n_ctx);
-  prefault(*lm, entry.name);
+  lm->prefault(entry.name);
 
   auto m = std::make_unique<ResidentModel>();
   m->entry = entry;

@@ -413,6 +413,7 @@ void StateCache::insert_memory(const std::string& fingerprint, int64_t n_ctx, Sn
       break;
     }
   }
+  drop_superseded_in_memory(fingerprint, n_ctx, conv->fed_text);
   const uint64_t size = conv->memory_bytes();
   if (size > options_.memory_limit) {
     LOG_DEBUG("state cache: a " << format_bytes(size) << " snapshot does not fit the "
@@ -422,6 +423,67 @@ void StateCache::insert_memory(const std::string& fingerprint, int64_t n_ctx, Sn
   evict_memory_to_fit(size);
   entries_.push_front(Entry{fingerprint, n_ctx, std::move(conv), size});
   bytes_ += size;
+}
+
+namespace {
+bool is_strict_prefix(const std::string& prefix, const std::string& text) {
+  return prefix.size() < text.size() && text.compare(0, prefix.size(), prefix) == 0;
+}
+}  // namespace
+
+// A conversation that moves on leaves a chain of snapshots, each a prefix of
+// the next. Only the newest and the one just before it (its "anchor", e.g.
+// the end of the last prompt, so "regenerate" is free) are worth keeping:
+// older ancestors, and branches off the anchor that the conversation did not
+// take (a reply the client changed, or a regenerated one), would otherwise
+// make memory grow with every turn.
+bool StateCache::is_superseded(const std::string& candidate, const std::string& anchor, bool has_anchor,
+                               const std::string& text) {
+  if (candidate == text || (has_anchor && candidate == anchor)) return false;
+  if (is_strict_prefix(candidate, text)) return true;                            // older ancestor
+  return has_anchor && is_strict_prefix(anchor, candidate) && !is_strict_prefix(candidate, text);  // abandoned branch
+}
+
+void StateCache::drop_superseded_in_memory(const std::string& fingerprint, int64_t n_ctx, const std::string& text) {
+  const std::string* anchor = nullptr;
+  for (const Entry& e : entries_)
+    if (e.n_ctx == n_ctx && e.fingerprint == fingerprint && is_strict_prefix(e.conv->fed_text, text) &&
+        (!anchor || e.conv->fed_text.size() > anchor->size()))
+      anchor = &e.conv->fed_text;
+  const std::string anchor_text = anchor ? *anchor : std::string();
+  for (auto it = entries_.begin(); it != entries_.end();) {
+    if (it->n_ctx == n_ctx && it->fingerprint == fingerprint &&
+        is_superseded(it->conv->fed_text, anchor_text, anchor != nullptr, text)) {
+      bytes_ -= it->bytes;
+      it = entries_.erase(it);
+      ++counters_.superseded;
+    } else {
+      ++it;
+    }
+  }
+}
+
+// The same rule for state files, so a saved conversation stays two files.
+void StateCache::drop_superseded_on_disk(const StateFileIndex& newest) {
+  bool has_anchor = false;
+  std::string anchor;
+  for (const DiskEntry& d : disk_)
+    if (d.index.fingerprint == newest.fingerprint && d.index.n_ctx == newest.n_ctx &&
+        is_strict_prefix(d.index.fed_text, newest.fed_text) && (!has_anchor || d.index.fed_text.size() > anchor.size())) {
+      anchor = d.index.fed_text;
+      has_anchor = true;
+    }
+  for (auto it = disk_.begin(); it != disk_.end();) {
+    if (it->index.fingerprint == newest.fingerprint && it->index.n_ctx == newest.n_ctx &&
+        is_superseded(it->index.fed_text, anchor, has_anchor, newest.fed_text)) {
+      std::error_code ec;
+      std::filesystem::remove(it->index.path, ec);
+      disk_bytes_ -= it->index.file_bytes;
+      it = disk_.erase(it);
+    } else {
+      ++it;
+    }
+  }
 }
 
 void StateCache::evict_memory_to_fit(uint64_t incoming) {
@@ -450,6 +512,7 @@ void StateCache::write_to_disk(const PendingWrite& item) {
       break;
     }
   }
+  drop_superseded_on_disk(index);
   disk_bytes_ += index.file_bytes;
   disk_.push_back(DiskEntry{std::move(index), std::chrono::steady_clock::now()});
   trim_disk();

@@ -8,7 +8,9 @@
 // when the prompt begins with the snapshot's fed_text; the cache hands out a
 // copy of the longest such snapshot. Snapshots are taken at the end of each
 // processed prompt (so "regenerate" costs nothing) and at the end of each
-// reply (so the next turn only evaluates the new user message).
+// reply (so the next turn only evaluates the new user message). Of a chain of
+// snapshots of one conversation only the newest two are kept, so memory stays
+// flat however many turns it has.
 //
 // Memory is bounded (least recently used snapshots are dropped first). With a
 // state directory, snapshots are also written to disk by a background thread
@@ -103,6 +105,7 @@ struct StateCacheStats {
   uint64_t disk_hits = 0;   // ... of which were read from disk
   uint64_t misses = 0;
   uint64_t evictions = 0;   // snapshots dropped from memory for space
+  uint64_t superseded = 0;  // older snapshots of a conversation that moved on
   uint64_t rejected_files = 0;
 };
 
@@ -150,6 +153,10 @@ class StateCache {
   void scan_directory();
   std::string file_name_for(const std::string& fingerprint, int64_t n_ctx, const std::string& fed_text) const;
   void evict_memory_to_fit(uint64_t incoming);
+  void drop_superseded_in_memory(const std::string& fingerprint, int64_t n_ctx, const std::string& text);
+  void drop_superseded_on_disk(const StateFileIndex& newest);
+  static bool is_superseded(const std::string& candidate, const std::string& anchor, bool has_anchor,
+                            const std::string& text);
   void trim_disk();
   void insert_memory(const std::string& fingerprint, int64_t n_ctx, Snapshot conv);
   void write_to_disk(const PendingWrite& item);  // called by the writer thread without mutex_
