@@ -4,6 +4,7 @@
 
 #include "cli/common.h"
 #include "gguf/gguf.h"
+#include "runtime/model_catalog.h"
 #include "tokenizer/tokenizer.h"
 #include "util/error.h"
 
@@ -16,15 +17,6 @@ struct InfoOptions {
   bool metadata = false;
   bool tensors = false;
 };
-
-std::string human_count(uint64_t n) {
-  char buf[32];
-  if (n >= 1000000000ull) std::snprintf(buf, sizeof buf, "%.2fB", n / 1e9);
-  else if (n >= 1000000ull) std::snprintf(buf, sizeof buf, "%.2fM", n / 1e6);
-  else if (n >= 1000ull) std::snprintf(buf, sizeof buf, "%.1fK", n / 1e3);
-  else std::snprintf(buf, sizeof buf, "%llu", static_cast<unsigned long long>(n));
-  return buf;
-}
 
 void print_file_summary(const gguf::File& f) {
   std::printf("file:            %s\n", f.path().c_str());
@@ -81,7 +73,7 @@ void register_info(CLI::App& app) {
     const ModelInfo& mi = model->info();
     MemoryBudget budget = o.model.budget();
     std::printf("name:            %s\n", mi.name.c_str());
-    std::printf("parameters:      %s (%s per token read at decode)\n", human_count(mi.n_params).c_str(),
+    std::printf("parameters:      %s (%s per token read at decode)\n", human_parameter_count(mi.n_params).c_str(),
                 format_bytes(mi.bytes_per_token).c_str());
     std::printf("weight type:     %s\n", mi.file_type.c_str());
     std::printf("shape:           %lld layers, n_embd %lld, vocab %lld\n", static_cast<long long>(mi.n_layer),

@@ -24,8 +24,8 @@ int file_type_id(DType t) {
     case DType::Q8_0: return 7;
     case DType::Q5_0: return 8;
     case DType::Q5_1: return 9;
-    case DType::Q4_K: return 15;
-    case DType::Q5_K: return 17;
+    case DType::Q4_K: return 14;  // every matrix Q4_K: closest to llama.cpp's Q4_K_S
+    case DType::Q5_K: return 16;  // likewise Q5_K_S
     case DType::Q6_K: return 18;
     case DType::BF16: return 32;
     default: return 0;
