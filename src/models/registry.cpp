@@ -3,6 +3,8 @@
 #include <functional>
 #include <utility>
 
+#include "models/gemma3.h"
+#include "models/llama.h"
 #include "models/model.h"
 #include "util/error.h"
 
@@ -19,6 +21,8 @@ struct Registration {
 
 const std::vector<Registration>& registry() {
   static const std::vector<Registration> entries = {
+      {"llama", load_llama},
+      {"gemma3", load_gemma3},
   };
   return entries;
 }

@@ -1,0 +1,177 @@
+// AVX2 + FMA + F16C inner loops of attention() (only called when
+// active_isa() is Avx2 or better).
+#include <immintrin.h>
+
+#include <cmath>
+#include <cstring>
+
+#include "tensor/attention_kernels.h"
+#include "tensor/fp16.h"
+
+namespace flatline::attention_detail {
+
+namespace {
+
+float hsum(__m256 v) {
+  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+  s = _mm_add_ss(s, _mm_movehdup_ps(s));
+  return _mm_cvtss_f32(s);
+}
+
+// exp(x) to about 2 ulp (Cephes polynomial); inputs are clamped to
+// [-87.3, 88.3] so that 2^n stays a normal float.
+__m256 exp_ps(__m256 x) {
+  x = _mm256_min_ps(_mm256_max_ps(x, _mm256_set1_ps(-87.3365f)), _mm256_set1_ps(88.3762f));
+  const __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)),
+                                   _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), x);
+  r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), r);
+  __m256 p = _mm256_set1_ps(1.9875691500e-4f);
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.3981999507e-3f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(8.3334519073e-3f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(4.1665795894e-2f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.6666665459e-1f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(5.0000001201e-1f));
+  const __m256 r2 = _mm256_mul_ps(r, r);
+  const __m256 y = _mm256_add_ps(_mm256_fmadd_ps(p, r2, r), _mm256_set1_ps(1.0f));
+  // 2^n built in the exponent field; n lies in [-126, 127] after the clamp.
+  const __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
+  return _mm256_mul_ps(y, _mm256_castsi256_ps(e));
+}
+
+float dot_one(const float* q, const float* k, int64_t dim) {
+  __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
+  int64_t d = 0;
+  for (; d + 16 <= dim; d += 16) {
+    a0 = _mm256_fmadd_ps(_mm256_loadu_ps(q + d), _mm256_loadu_ps(k + d), a0);
+    a1 = _mm256_fmadd_ps(_mm256_loadu_ps(q + d + 8), _mm256_loadu_ps(k + d + 8), a1);
+  }
+  for (; d + 8 <= dim; d += 8) a0 = _mm256_fmadd_ps(_mm256_loadu_ps(q + d), _mm256_loadu_ps(k + d), a0);
+  float s = hsum(_mm256_add_ps(a0, a1));
+  for (; d < dim; ++d) s += q[d] * k[d];
+  return s;
+}
+
+void dots(const float* q, const float* k, int64_t n, int64_t dim, float* s) {
+  int64_t j = 0;
+  if (dim % 8 == 0) {
+    for (; j + 4 <= n; j += 4) {
+      const float* k0 = k + j * dim;
+      const float* k1 = k0 + dim;
+      const float* k2 = k1 + dim;
+      const float* k3 = k2 + dim;
+      __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps(), a2 = _mm256_setzero_ps(),
+             a3 = _mm256_setzero_ps();
+      for (int64_t d = 0; d < dim; d += 8) {
+        const __m256 qv = _mm256_loadu_ps(q + d);
+        a0 = _mm256_fmadd_ps(qv, _mm256_loadu_ps(k0 + d), a0);
+        a1 = _mm256_fmadd_ps(qv, _mm256_loadu_ps(k1 + d), a1);
+        a2 = _mm256_fmadd_ps(qv, _mm256_loadu_ps(k2 + d), a2);
+        a3 = _mm256_fmadd_ps(qv, _mm256_loadu_ps(k3 + d), a3);
+      }
+      s[j] = hsum(a0);
+      s[j + 1] = hsum(a1);
+      s[j + 2] = hsum(a2);
+      s[j + 3] = hsum(a3);
+    }
+  }
+  for (; j < n; ++j) s[j] = dot_one(q, k + j * dim, dim);
+}
+
+float exp_sum(float* x, int64_t n, float m) {
+  const __m256 mv = _mm256_set1_ps(m);
+  __m256 sum = _mm256_setzero_ps();
+  int64_t j = 0;
+  for (; j + 8 <= n; j += 8) {
+    const __m256 e = exp_ps(_mm256_sub_ps(_mm256_loadu_ps(x + j), mv));
+    _mm256_storeu_ps(x + j, e);
+    sum = _mm256_add_ps(sum, e);
+  }
+  float total = hsum(sum);
+  for (; j < n; ++j) {
+    x[j] = std::exp(x[j] - m);
+    total += x[j];
+  }
+  return total;
+}
+
+void accumulate(float* acc, float c, const float* p, const float* v, int64_t n, int64_t dim) {
+  const __m256 cv = _mm256_set1_ps(c);
+  int64_t d = 0;
+  for (; d + 32 <= dim; d += 32) {
+    __m256 a0 = _mm256_mul_ps(_mm256_loadu_ps(acc + d), cv);
+    __m256 a1 = _mm256_mul_ps(_mm256_loadu_ps(acc + d + 8), cv);
+    __m256 a2 = _mm256_mul_ps(_mm256_loadu_ps(acc + d + 16), cv);
+    __m256 a3 = _mm256_mul_ps(_mm256_loadu_ps(acc + d + 24), cv);
+    for (int64_t j = 0; j < n; ++j) {
+      const __m256 pj = _mm256_set1_ps(p[j]);
+      const float* vj = v + j * dim + d;
+      a0 = _mm256_fmadd_ps(pj, _mm256_loadu_ps(vj), a0);
+      a1 = _mm256_fmadd_ps(pj, _mm256_loadu_ps(vj + 8), a1);
+      a2 = _mm256_fmadd_ps(pj, _mm256_loadu_ps(vj + 16), a2);
+      a3 = _mm256_fmadd_ps(pj, _mm256_loadu_ps(vj + 24), a3);
+    }
+    _mm256_storeu_ps(acc + d, a0);
+    _mm256_storeu_ps(acc + d + 8, a1);
+    _mm256_storeu_ps(acc + d + 16, a2);
+    _mm256_storeu_ps(acc + d + 24, a3);
+  }
+  for (; d + 8 <= dim; d += 8) {
+    __m256 a = _mm256_mul_ps(_mm256_loadu_ps(acc + d), cv);
+    for (int64_t j = 0; j < n; ++j) a = _mm256_fmadd_ps(_mm256_set1_ps(p[j]), _mm256_loadu_ps(v + j * dim + d), a);
+    _mm256_storeu_ps(acc + d, a);
+  }
+  for (; d < dim; ++d) {
+    float a = acc[d] * c;
+    for (int64_t j = 0; j < n; ++j) a += p[j] * v[j * dim + d];
+    acc[d] = a;
+  }
+}
+
+void to_f32(DType type, const void* src, float* dst, int64_t n) {
+  switch (type) {
+    case DType::F32: std::memcpy(dst, src, static_cast<size_t>(n) * sizeof(float)); return;
+    case DType::F16: {
+      const uint16_t* h = static_cast<const uint16_t*>(src);
+      int64_t i = 0;
+      for (; i + 8 <= n; i += 8)
+        _mm256_storeu_ps(dst + i, _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(h + i))));
+      for (; i < n; ++i) dst[i] = fp16_to_fp32(h[i]);
+      return;
+    }
+    case DType::Q8_0: {
+      const BlockQ8_0* b = static_cast<const BlockQ8_0*>(src);
+      for (int64_t i = 0; i < n / 32; ++i) {
+        const __m256 d = _mm256_set1_ps(_cvtsh_ss(b[i].d));
+        for (int part = 0; part < 4; ++part) {
+          const __m128i q8 = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(b[i].qs + part * 8));
+          _mm256_storeu_ps(dst + i * 32 + part * 8, _mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(q8))));
+        }
+      }
+      return;
+    }
+    default: scalar_kernels().to_f32(type, src, dst, n);
+  }
+}
+
+void from_f32(DType type, const float* src, void* dst, int64_t n) {
+  if (type != DType::F16) {  // Q8_0 quantization is per token and cheap; the scalar path is fine
+    scalar_kernels().from_f32(type, src, dst, n);
+    return;
+  }
+  uint16_t* h = static_cast<uint16_t*>(dst);
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8)
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(h + i), _mm256_cvtps_ph(_mm256_loadu_ps(src + i), _MM_FROUND_TO_NEAREST_INT));
+  for (; i < n; ++i) h[i] = fp32_to_fp16(src[i]);
+}
+
+}  // namespace
+
+const Kernels& avx2_kernels() {
+  static const Kernels k{dots, exp_sum, accumulate, to_f32, from_f32};
+  return k;
+}
+
+}  // namespace flatline::attention_detail

@@ -1,0 +1,196 @@
+// AVX-512 inner loops of attention() (compiled with -mavx512f etc.; only
+// called when active_isa() is Avx512).
+// GCC 12 warns about the deliberately undefined lanes inside its own
+// avx512fintrin.h (_mm512_undefined_ps) when reductions are inlined.
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#include <immintrin.h>
+
+#include <cmath>
+#include <cstring>
+
+#include "tensor/attention_kernels.h"
+#include "tensor/fp16.h"
+#include "util/error.h"
+
+namespace flatline::attention_detail {
+
+namespace {
+
+__mmask16 tail_mask(int64_t n) { return static_cast<__mmask16>((1u << n) - 1); }
+
+// exp(x) to about 2 ulp (Cephes polynomial on [-ln2/2, ln2/2]); inputs
+// below -87.3 give values near the smallest normal float.
+__m512 exp_ps(__m512 x) {
+  x = _mm512_min_ps(_mm512_max_ps(x, _mm512_set1_ps(-87.3365f)), _mm512_set1_ps(88.3762f));
+  const __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
+                                        _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), x);
+  r = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.12194440e-4f), r);
+  __m512 p = _mm512_set1_ps(1.9875691500e-4f);
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.3981999507e-3f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(8.3334519073e-3f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(4.1665795894e-2f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.6666665459e-1f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(5.0000001201e-1f));
+  const __m512 r2 = _mm512_mul_ps(r, r);
+  const __m512 y = _mm512_add_ps(_mm512_fmadd_ps(p, r2, r), _mm512_set1_ps(1.0f));
+  return _mm512_scalef_ps(y, n);
+}
+
+float dot_one(const float* q, const float* k, int64_t dim) {
+  __m512 a0 = _mm512_setzero_ps(), a1 = _mm512_setzero_ps();
+  int64_t d = 0;
+  for (; d + 32 <= dim; d += 32) {
+    a0 = _mm512_fmadd_ps(_mm512_loadu_ps(q + d), _mm512_loadu_ps(k + d), a0);
+    a1 = _mm512_fmadd_ps(_mm512_loadu_ps(q + d + 16), _mm512_loadu_ps(k + d + 16), a1);
+  }
+  for (; d < dim; d += 16) {
+    const __mmask16 m = dim - d >= 16 ? static_cast<__mmask16>(0xffff) : tail_mask(dim - d);
+    a0 = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, q + d), _mm512_maskz_loadu_ps(m, k + d), a0);
+  }
+  return _mm512_reduce_add_ps(_mm512_add_ps(a0, a1));
+}
+
+void dots(const float* q, const float* k, int64_t n, int64_t dim, float* s) {
+  int64_t j = 0;
+  if (dim % 16 == 0) {
+    // Four keys at a time: each q vector is loaded once for four FMAs.
+    for (; j + 4 <= n; j += 4) {
+      const float* k0 = k + j * dim;
+      const float* k1 = k0 + dim;
+      const float* k2 = k1 + dim;
+      const float* k3 = k2 + dim;
+      __m512 a0 = _mm512_setzero_ps(), a1 = _mm512_setzero_ps(), a2 = _mm512_setzero_ps(),
+             a3 = _mm512_setzero_ps();
+      for (int64_t d = 0; d < dim; d += 16) {
+        const __m512 qv = _mm512_loadu_ps(q + d);
+        a0 = _mm512_fmadd_ps(qv, _mm512_loadu_ps(k0 + d), a0);
+        a1 = _mm512_fmadd_ps(qv, _mm512_loadu_ps(k1 + d), a1);
+        a2 = _mm512_fmadd_ps(qv, _mm512_loadu_ps(k2 + d), a2);
+        a3 = _mm512_fmadd_ps(qv, _mm512_loadu_ps(k3 + d), a3);
+      }
+      s[j] = _mm512_reduce_add_ps(a0);
+      s[j + 1] = _mm512_reduce_add_ps(a1);
+      s[j + 2] = _mm512_reduce_add_ps(a2);
+      s[j + 3] = _mm512_reduce_add_ps(a3);
+    }
+  }
+  for (; j < n; ++j) s[j] = dot_one(q, k + j * dim, dim);
+}
+
+float exp_sum(float* x, int64_t n, float m) {
+  const __m512 mv = _mm512_set1_ps(m);
+  __m512 sum = _mm512_setzero_ps();
+  int64_t j = 0;
+  for (; j + 16 <= n; j += 16) {
+    const __m512 e = exp_ps(_mm512_sub_ps(_mm512_loadu_ps(x + j), mv));
+    _mm512_storeu_ps(x + j, e);
+    sum = _mm512_add_ps(sum, e);
+  }
+  if (j < n) {
+    const __mmask16 mask = tail_mask(n - j);
+    const __m512 e = exp_ps(_mm512_sub_ps(_mm512_maskz_loadu_ps(mask, x + j), mv));
+    _mm512_mask_storeu_ps(x + j, mask, e);
+    sum = _mm512_mask_add_ps(sum, mask, sum, e);
+  }
+  return _mm512_reduce_add_ps(sum);
+}
+
+void accumulate(float* acc, float c, const float* p, const float* v, int64_t n, int64_t dim) {
+  const __m512 cv = _mm512_set1_ps(c);
+  int64_t d = 0;
+  // 64 output columns stay in registers while all n value rows stream by.
+  for (; d + 64 <= dim; d += 64) {
+    __m512 a0 = _mm512_mul_ps(_mm512_loadu_ps(acc + d), cv);
+    __m512 a1 = _mm512_mul_ps(_mm512_loadu_ps(acc + d + 16), cv);
+    __m512 a2 = _mm512_mul_ps(_mm512_loadu_ps(acc + d + 32), cv);
+    __m512 a3 = _mm512_mul_ps(_mm512_loadu_ps(acc + d + 48), cv);
+    for (int64_t j = 0; j < n; ++j) {
+      const __m512 pj = _mm512_set1_ps(p[j]);
+      const float* vj = v + j * dim + d;
+      a0 = _mm512_fmadd_ps(pj, _mm512_loadu_ps(vj), a0);
+      a1 = _mm512_fmadd_ps(pj, _mm512_loadu_ps(vj + 16), a1);
+      a2 = _mm512_fmadd_ps(pj, _mm512_loadu_ps(vj + 32), a2);
+      a3 = _mm512_fmadd_ps(pj, _mm512_loadu_ps(vj + 48), a3);
+    }
+    _mm512_storeu_ps(acc + d, a0);
+    _mm512_storeu_ps(acc + d + 16, a1);
+    _mm512_storeu_ps(acc + d + 32, a2);
+    _mm512_storeu_ps(acc + d + 48, a3);
+  }
+  for (; d < dim; d += 16) {
+    const __mmask16 mask = dim - d >= 16 ? static_cast<__mmask16>(0xffff) : tail_mask(dim - d);
+    __m512 a = _mm512_mul_ps(_mm512_maskz_loadu_ps(mask, acc + d), cv);
+    for (int64_t j = 0; j < n; ++j)
+      a = _mm512_fmadd_ps(_mm512_set1_ps(p[j]), _mm512_maskz_loadu_ps(mask, v + j * dim + d), a);
+    _mm512_mask_storeu_ps(acc + d, mask, a);
+  }
+}
+
+void to_f32(DType type, const void* src, float* dst, int64_t n) {
+  switch (type) {
+    case DType::F32: std::memcpy(dst, src, static_cast<size_t>(n) * sizeof(float)); return;
+    case DType::F16: {
+      const uint16_t* h = static_cast<const uint16_t*>(src);
+      int64_t i = 0;
+      for (; i + 16 <= n; i += 16)
+        _mm512_storeu_ps(dst + i, _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(h + i))));
+      for (; i < n; ++i) dst[i] = fp16_to_fp32(h[i]);
+      return;
+    }
+    case DType::Q8_0: {
+      const BlockQ8_0* b = static_cast<const BlockQ8_0*>(src);
+      for (int64_t i = 0; i < n / 32; ++i) {
+        const __m512 d = _mm512_set1_ps(_cvtsh_ss(b[i].d));
+        const __m128i lo = _mm_loadu_si128(reinterpret_cast<const __m128i*>(b[i].qs));
+        const __m128i hi = _mm_loadu_si128(reinterpret_cast<const __m128i*>(b[i].qs + 16));
+        _mm512_storeu_ps(dst + i * 32, _mm512_mul_ps(d, _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(lo))));
+        _mm512_storeu_ps(dst + i * 32 + 16, _mm512_mul_ps(d, _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(hi))));
+      }
+      return;
+    }
+    default: scalar_kernels().to_f32(type, src, dst, n);
+  }
+}
+
+void from_f32(DType type, const float* src, void* dst, int64_t n) {
+  switch (type) {
+    case DType::F16: {
+      uint16_t* h = static_cast<uint16_t*>(dst);
+      int64_t i = 0;
+      for (; i + 16 <= n; i += 16)
+        _mm256_storeu_si256(reinterpret_cast<__m256i*>(h + i),
+                            _mm512_cvtps_ph(_mm512_loadu_ps(src + i), _MM_FROUND_TO_NEAREST_INT));
+      for (; i < n; ++i) h[i] = fp32_to_fp16(src[i]);
+      return;
+    }
+    case DType::Q8_0: {
+      BlockQ8_0* b = static_cast<BlockQ8_0*>(dst);
+      const __m512 sign_off = _mm512_castsi512_ps(_mm512_set1_epi32(0x7fffffff));
+      for (int64_t i = 0; i < n / 32; ++i) {
+        const __m512 x0 = _mm512_loadu_ps(src + i * 32);
+        const __m512 x1 = _mm512_loadu_ps(src + i * 32 + 16);
+        const float amax = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_and_ps(x0, sign_off), _mm512_and_ps(x1, sign_off)));
+        const float d = amax / 127.0f;
+        const __m512 id = _mm512_set1_ps(d != 0.0f ? 1.0f / d : 0.0f);
+        b[i].d = fp32_to_fp16(d);
+        // cvtps rounds to nearest even, as the scalar path's nearbyint.
+        _mm_storeu_si128(reinterpret_cast<__m128i*>(b[i].qs), _mm512_cvtsepi32_epi8(_mm512_cvtps_epi32(_mm512_mul_ps(x0, id))));
+        _mm_storeu_si128(reinterpret_cast<__m128i*>(b[i].qs + 16),
+                         _mm512_cvtsepi32_epi8(_mm512_cvtps_epi32(_mm512_mul_ps(x1, id))));
+      }
+      return;
+    }
+    default: scalar_kernels().from_f32(type, src, dst, n);
+  }
+}
+
+}  // namespace
+
+const Kernels& avx512_kernels() {
+  static const Kernels k{dots, exp_sum, accumulate, to_f32, from_f32};
+  return k;
+}
+
+}  // namespace flatline::attention_detail
