@@ -108,6 +108,16 @@ float gelu_tanh(float x) {
 
 float silu(float x) { return x / (1.0f + std::exp(-x)); }
 
+// Element-wise work smaller than this runs on the calling thread: waking the
+// pool costs more than it saves (decode steps are full of such small loops).
+constexpr int64_t kMinParallelElements = 32768;
+
+template <typename F>
+void maybe_parallel(ThreadPool& pool, int64_t n_items, int64_t elements_per_item, F&& fn) {
+  if (n_items * elements_per_item < kMinParallelElements) fn(int64_t{0}, n_items);
+  else pool.parallel_for(n_items, fn);
+}
+
 // ---------------------------------------------------------------- state
 
 class TransformerState : public ModelState {
@@ -562,7 +572,7 @@ void TransformerModel::project(const Matrix& w, const std::vector<float>& bias, 
 void TransformerModel::norm_rows(const float* x, const std::vector<float>& w, float* y, int64_t n_rows,
                                  int64_t dim) {
   const float eps = cfg_.rms_eps;
-  pool_->parallel_for(n_rows, [&](int64_t r0, int64_t r1) {
+  maybe_parallel(*pool_, n_rows, dim, [&](int64_t r0, int64_t r1) {
     for (int64_t r = r0; r < r1; ++r) rms_norm(x + r * dim, w.data(), y + r * dim, dim, eps);
   });
 }
@@ -656,7 +666,7 @@ void TransformerModel::ffn_block(int64_t l, int64_t n) {
   project(w.w_gate, w.b_gate, xn_.data(), n, gate_.data());
   project(w.w_up, w.b_up, xn_.data(), n, up_.data());
   const bool gelu = cfg_.activation == FfnActivation::GeluTanh;
-  pool_->parallel_for(n * F, [&](int64_t i0, int64_t i1) {
+  maybe_parallel(*pool_, n * F, 1, [&](int64_t i0, int64_t i1) {
     for (int64_t i = i0; i < i1; ++i) gate_[i] = (gelu ? gelu_tanh(gate_[i]) : silu(gate_[i])) * up_[i];
   });
   project(w.w_down, w.b_down, gate_.data(), n, proj_.data());

@@ -117,6 +117,7 @@ constexpr int64_t kKeyTile = 64;        // keys converted and scored together
 constexpr int64_t kMaxRows = 32;        // query rows (tokens x group heads) per work item
 constexpr int64_t kMaxSplits = 16;      // key ranges of one decode query processed in parallel
 constexpr int64_t kMinSplitKeys = 256;  // below this a key range is not worth splitting
+constexpr int64_t kMinParallelFlops = 1 << 16;  // smaller calls run on the calling thread
 
 int64_t rows_per_tile(int64_t group) { return std::max<int64_t>(1, kMaxRows / group); }
 // Rows a thread's tiles must hold for any group size up to max_group.
@@ -327,7 +328,7 @@ void attention(const AttentionArgs& args, AttentionScratch& scratch, ThreadPool&
   };
 
   std::atomic<int64_t> next{0};
-  pool.run([&](int ith, int nth) {
+  auto work = [&](int ith) {
     float* base = scratch.buffer_.data() + scratch.per_thread_ * static_cast<size_t>(ith);
     ThreadTiles tiles = carve(base, alloc_rows, scratch.head_dim_k_, scratch.head_dim_v_);
     for (int64_t i = next.fetch_add(1); i < n_items; i = next.fetch_add(1)) {
@@ -335,7 +336,12 @@ void attention(const AttentionArgs& args, AttentionScratch& scratch, ThreadPool&
       float* partial = n_splits > 1 ? partials + (w.g * n_splits + i % n_splits) * split_floats : nullptr;
       run.run(w, tiles, partial);
     }
-  });
+  };
+  // Small problems (short contexts of small models) are not worth waking the pool for.
+  const int64_t span = last_pos + 1 - key_lo;
+  const int64_t flops = args.n_tokens * span * args.n_head * (args.head_dim_k + args.head_dim_v);
+  if (n_items == 1 || flops < kMinParallelFlops) work(0);
+  else pool.run([&](int ith, int) { work(ith); });
   if (n_splits > 1)
     for (int64_t g = 0; g < args.n_head_kv; ++g) run.merge(g, partials + g * n_splits * split_floats, n_splits);
 }
