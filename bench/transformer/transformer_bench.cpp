@@ -109,10 +109,12 @@ int main(int argc, char** argv) {
       auto s = model->new_state(o.prompt);
       auto ids = random_tokens(o.prompt, V, 11);
       auto t0 = Clock::now();
+      forward_times(*model, true);
       model->forward(*s, ids, LogitsMode::Last, logits.data());
       const double dt = seconds_since(t0);
-      std::printf("prompt processing: %lld tokens in %.2f s = %.2f tokens/s\n", static_cast<long long>(o.prompt), dt,
-                  o.prompt / dt);
+      const ForwardTimes ft = forward_times(*model, true);
+      std::printf("prompt processing: %lld tokens in %.2f s = %.2f tokens/s (matmul %.2f s, attention %.3f s)\n",
+                  static_cast<long long>(o.prompt), dt, o.prompt / dt, ft.matmul, ft.attention);
     }
 
     for (int64_t depth : o.depths) {
@@ -129,6 +131,7 @@ int main(int argc, char** argv) {
       }
       std::fflush(stdout);
       auto ids = random_tokens(o.gen, V, 19);
+      forward_times(*model, true);
       std::vector<double> steps;
       for (int64_t i = 0; i < o.gen; ++i) {
         auto t0 = Clock::now();
@@ -138,9 +141,12 @@ int main(int argc, char** argv) {
       std::sort(steps.begin(), steps.end());
       double total = 0;
       for (double t : steps) total += t;
-      std::printf("decode %lld tokens: %.3f tokens/s (mean %.1f ms, median %.1f ms, min %.1f ms)\n",
+      const ForwardTimes ft = forward_times(*model, true);
+      std::printf("decode %lld tokens: %.3f tokens/s (mean %.1f ms, median %.1f ms, min %.1f ms; per token: "
+                  "matmul %.1f ms, attention %.2f ms, other %.2f ms)\n",
                   static_cast<long long>(o.gen), o.gen / total, 1e3 * total / o.gen, 1e3 * steps[steps.size() / 2],
-                  1e3 * steps.front());
+                  1e3 * steps.front(), 1e3 * ft.matmul / o.gen, 1e3 * ft.attention / o.gen,
+                  1e3 * (ft.total - ft.matmul - ft.attention) / o.gen);
     }
   } catch (const std::exception& e) {
     std::fprintf(stderr, "error: %s\n", e.what());

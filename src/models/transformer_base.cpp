@@ -1,6 +1,7 @@
 #include "models/transformer_base.h"
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <cstring>
 #include <filesystem>
@@ -117,6 +118,17 @@ void maybe_parallel(ThreadPool& pool, int64_t n_items, int64_t elements_per_item
   if (n_items * elements_per_item < kMinParallelElements) fn(int64_t{0}, n_items);
   else pool.parallel_for(n_items, fn);
 }
+
+// Adds the wall time of its scope to a counter (for forward_times()).
+class ScopedTimer {
+ public:
+  explicit ScopedTimer(double& total) : total_(total), start_(std::chrono::steady_clock::now()) {}
+  ~ScopedTimer() { total_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count(); }
+
+ private:
+  double& total_;
+  std::chrono::steady_clock::time_point start_;
+};
 
 // ---------------------------------------------------------------- state
 
@@ -268,6 +280,8 @@ class TransformerModel : public Model {
   }
   uint64_t scratch_bytes() const override { return scratch_bytes_; }
   uint64_t kv_bytes_per_token() const override;
+  const ForwardTimes& times() const { return times_; }
+  void reset_times() { times_ = ForwardTimes{}; }
   void forward(ModelState& state, std::span<const int32_t> tokens, LogitsMode mode, float* logits) override;
 
  private:
@@ -312,6 +326,7 @@ class TransformerModel : public Model {
   std::vector<KvRows> k_rows_, v_rows_;
   AttentionScratch attn_scratch_;
   uint64_t scratch_bytes_ = 0;
+  ForwardTimes times_;
 };
 
 TransformerModel::TransformerModel(std::shared_ptr<const gguf::File> file, const LoadOptions& options,
@@ -524,6 +539,8 @@ void TransformerModel::forward(ModelState& state, std::span<const int32_t> token
                                std::to_string(st.n_ctx() - st.n_past()) + " more tokens fit");
   if (mode != LogitsMode::None && !logits) throw Error("transformer: logits requested but no buffer given");
   // Nothing below throws: the checks above are all that can fail.
+  ScopedTimer timer(times_.total);
+  times_.tokens += n;
   for (int64_t start = 0; start < n; start += max_batch_) {
     const int64_t count = std::min(max_batch_, n - start);
     const bool last_chunk = start + count == n;
@@ -562,6 +579,7 @@ void TransformerModel::embed(std::span<const int32_t> tokens) {
 
 void TransformerModel::project(const Matrix& w, const std::vector<float>& bias, const float* x, int64_t n,
                                float* y) {
+  ScopedTimer timer(times_.matmul);
   if (n == 1) matvec(w, x, y, *pool_);
   else matmul(w, x, n, y, *pool_);
   if (bias.empty()) return;
@@ -652,7 +670,10 @@ void TransformerModel::attention_block(TransformerState& st, int64_t l, int64_t 
   a.out = attn_.data();
   a.k = k_rows_.data();
   a.v = v_rows_.data();
-  attention(a, attn_scratch_, *pool_);
+  {
+    ScopedTimer timer(times_.attention);
+    attention(a, attn_scratch_, *pool_);
+  }
 
   project(w.wo, w.bo, attn_.data(), n, proj_.data());
   if (cfg_.post_norms) norm_rows(proj_.data(), w.post_attn_norm, proj_.data(), n, E);
@@ -747,6 +768,14 @@ std::vector<int64_t> per_layer_ints(const gguf::File& file, const std::string& k
     throw Error(file.path() + ": metadata " + key + ": expected 1 or " + std::to_string(n_layer) +
                 " values, found " + std::to_string(values.size()));
   return values;
+}
+
+ForwardTimes forward_times(const Model& model, bool reset) {
+  auto* m = dynamic_cast<const TransformerModel*>(&model);
+  if (!m) throw Error("forward_times: not a transformer model");
+  ForwardTimes t = m->times();
+  if (reset) const_cast<TransformerModel*>(m)->reset_times();
+  return t;
 }
 
 void fill_state_for_benchmark(ModelState& state, int64_t n_tokens, uint64_t seed) {

@@ -63,6 +63,15 @@ TransformerConfig read_base_config(const gguf::File& file, const std::string& ar
 // Reads an integer key that may be a scalar or a per-layer array.
 std::vector<int64_t> per_layer_ints(const gguf::File& file, const std::string& key, int64_t n_layer);
 
+// Wall time a transformer model spent in forward() since load (or the last
+// reset), split into weight matmuls and attention; the rest is norms, RoPE,
+// activations and KV writes. For benchmarks; throws Error for other models.
+struct ForwardTimes {
+  double total = 0, matmul = 0, attention = 0;  // seconds
+  int64_t tokens = 0;
+};
+ForwardTimes forward_times(const Model& model, bool reset = false);
+
 // Benchmarks only: makes `state` look as if n_tokens had been processed, with
 // random keys and values, so decoding at depth can be timed without a long
 // prompt. Throws Error if the state is not a transformer state or too small.
