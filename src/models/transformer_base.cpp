@@ -102,9 +102,11 @@ void rms_norm(const float* x, const float* w, float* y, int64_t n, float eps) {
   for (int64_t i = 0; i < n; ++i) y[i] = x[i] * scale * w[i];
 }
 
+// 0.5 x (1 + tanh(y)) with y = sqrt(2/pi) (x + 0.044715 x^3), written as
+// x / (1 + exp(-2y)): the same function with one expf instead of tanhf.
 float gelu_tanh(float x) {
-  constexpr float kSqrt2OverPi = 0.79788456080286535588f;
-  return 0.5f * x * (1.0f + std::tanh(kSqrt2OverPi * x * (1.0f + 0.044715f * x * x)));
+  constexpr float kTwoSqrt2OverPi = 2.0f * 0.79788456080286535588f;
+  return x / (1.0f + std::exp(-kTwoSqrt2OverPi * x * (1.0f + 0.044715f * x * x)));
 }
 
 float silu(float x) { return x / (1.0f + std::exp(-x)); }
