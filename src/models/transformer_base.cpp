@@ -296,6 +296,7 @@ class TransformerModel : public Model {
   void fill_info();
   void allocate_scratch();
   std::vector<KvLayerShape> kv_shapes(int64_t n_ctx) const;
+  KvLayerShape kv_shape(size_t layer, int64_t n_ctx) const;
   TransformerState& state_of(ModelState& state) const;
 
   void forward_chunk(TransformerState& st, std::span<const int32_t> tokens, bool all_logits, bool want_logits,
@@ -487,19 +488,22 @@ void TransformerModel::allocate_scratch() {
   scratch_bytes_ = floats * sizeof(float) + attn_scratch_.bytes();
 }
 
+KvLayerShape TransformerModel::kv_shape(size_t layer, int64_t n_ctx) const {
+  const TransformerLayerConfig& lc = cfg_.layers[layer];
+  KvLayerShape s;
+  s.n_head_kv = lc.n_head_kv;
+  s.head_dim_k = cfg_.head_dim_k;
+  s.head_dim_v = cfg_.head_dim_v;
+  s.window = lc.window;
+  // A window layer processing a chunk of up to max_batch tokens needs the
+  // window - 1 positions before the chunk plus the chunk itself.
+  s.capacity = lc.window > 0 && !kv_swa_full_ ? std::min(n_ctx, lc.window - 1 + max_batch_) : n_ctx;
+  return s;
+}
+
 std::vector<KvLayerShape> TransformerModel::kv_shapes(int64_t n_ctx) const {
   std::vector<KvLayerShape> shapes;
-  for (const auto& lc : cfg_.layers) {
-    KvLayerShape s;
-    s.n_head_kv = lc.n_head_kv;
-    s.head_dim_k = cfg_.head_dim_k;
-    s.head_dim_v = cfg_.head_dim_v;
-    s.window = lc.window;
-    // A window layer processing a chunk of up to max_batch tokens needs the
-    // window - 1 positions before the chunk plus the chunk itself.
-    s.capacity = lc.window > 0 && !kv_swa_full_ ? std::min(n_ctx, lc.window - 1 + max_batch_) : n_ctx;
-    shapes.push_back(s);
-  }
+  for (size_t l = 0; l < cfg_.layers.size(); ++l) shapes.push_back(kv_shape(l, n_ctx));
   return shapes;
 }
 
@@ -519,8 +523,10 @@ std::unique_ptr<ModelState> TransformerModel::new_state(int64_t n_ctx) const {
 TransformerState& TransformerModel::state_of(ModelState& state) const {
   auto* st = dynamic_cast<TransformerState*>(&state);
   if (!st) throw Error("transformer: the state was not made by a transformer model");
-  if (st->kv().type() != kv_type_ || st->kv().layers() != kv_shapes(st->n_ctx()))
-    throw Error("transformer: the state was made by a model of another shape or KV type");
+  // Compared layer by layer: forward() allocates nothing.
+  bool same = st->kv().type() == kv_type_ && st->kv().layers().size() == cfg_.layers.size();
+  for (size_t l = 0; same && l < cfg_.layers.size(); ++l) same = st->kv().layers()[l] == kv_shape(l, st->n_ctx());
+  if (!same) throw Error("transformer: the state was made by a model of another shape or KV type");
   return *st;
 }
 
