@@ -302,14 +302,18 @@ class TransformerModel : public Model {
   void forward_chunk(TransformerState& st, std::span<const int32_t> tokens, bool all_logits, bool want_logits,
                      float* logits);
   void embed(std::span<const int32_t> tokens);
-  void attention_block(TransformerState& st, int64_t l, int64_t n, int64_t pos0);
-  void ffn_block(int64_t l, int64_t n);
+  // Rows [first, n) of x_ carry on past layer l; the K and V of all n rows
+  // are stored in any case.
+  void attention_block(TransformerState& st, int64_t l, int64_t n, int64_t pos0, int64_t first);
+  void ffn_block(int64_t l, int64_t n, int64_t first);
   void output(int64_t first_row, int64_t n_rows, float* logits);
 
   void project(const Matrix& w, const std::vector<float>& bias, const float* x, int64_t n, float* y);
   void norm_rows(const float* x, const std::vector<float>& w, float* y, int64_t n_rows, int64_t dim);
   void compute_rope_tables(int64_t pos0, int64_t n);
-  void apply_rope(float* x, int64_t n, int64_t n_heads, int64_t head_dim, const RopeTable& table) const;
+  // Rotates n rows of heads whose first row is chunk token `first_token`.
+  void apply_rope(float* x, int64_t first_token, int64_t n, int64_t n_heads, int64_t head_dim,
+                  const RopeTable& table) const;
 
   TransformerConfig cfg_;
   std::shared_ptr<ThreadPool> pool_;
@@ -564,9 +568,12 @@ void TransformerModel::forward_chunk(TransformerState& st, std::span<const int32
   const int64_t pos0 = st.n_past();
   embed(tokens);
   compute_rope_tables(pos0, n);
-  for (int64_t l = 0; l < static_cast<int64_t>(layers_.size()); ++l) {
-    attention_block(st, l, n, pos0);
-    ffn_block(l, n);
+  const int64_t n_layer = static_cast<int64_t>(layers_.size());
+  for (int64_t l = 0; l < n_layer; ++l) {
+    // After the last layer only the rows whose logits are wanted matter.
+    const int64_t first = l + 1 < n_layer || all_logits ? 0 : want_logits ? n - 1 : n;
+    attention_block(st, l, n, pos0, first);
+    ffn_block(l, n, first);
   }
   st.advance(n);
   if (want_logits) {
@@ -617,15 +624,15 @@ void TransformerModel::compute_rope_tables(int64_t pos0, int64_t n) {
   }
 }
 
-void TransformerModel::apply_rope(float* x, int64_t n, int64_t n_heads, int64_t head_dim,
+void TransformerModel::apply_rope(float* x, int64_t first_token, int64_t n, int64_t n_heads, int64_t head_dim,
                                   const RopeTable& table) const {
   const int64_t half = cfg_.n_rot / 2;
   // Norm pairs (2j, 2j + 1); Neox pairs (j, j + n_rot/2).
   const int64_t stride = cfg_.rope_style == RopeStyle::Norm ? 2 : 1;
   const int64_t partner = cfg_.rope_style == RopeStyle::Norm ? 1 : half;
   for (int64_t t = 0; t < n; ++t) {
-    const float* c = table.cos.data() + t * half;
-    const float* s = table.sin.data() + t * half;
+    const float* c = table.cos.data() + (first_token + t) * half;
+    const float* s = table.sin.data() + (first_token + t) * half;
     for (int64_t h = 0; h < n_heads; ++h) {
       float* v = x + (t * n_heads + h) * head_dim;
       for (int64_t j = 0; j < half; ++j) {
@@ -639,21 +646,17 @@ void TransformerModel::apply_rope(float* x, int64_t n, int64_t n_heads, int64_t 
   }
 }
 
-void TransformerModel::attention_block(TransformerState& st, int64_t l, int64_t n, int64_t pos0) {
+void TransformerModel::attention_block(TransformerState& st, int64_t l, int64_t n, int64_t pos0, int64_t first) {
   const LayerWeights& w = layers_[l];
   const TransformerLayerConfig& lc = cfg_.layers[l];
   const int64_t E = cfg_.n_embd, dk = cfg_.head_dim_k, dv = cfg_.head_dim_v;
+  const int64_t m = n - first;  // query rows
   norm_rows(x_.data(), w.attn_norm, xn_.data(), n, E);
-  project(w.wq, w.bq, xn_.data(), n, q_.data());
   project(w.wk, w.bk, xn_.data(), n, k_.data());
   project(w.wv, w.bv, xn_.data(), n, v_.data());
-  if (cfg_.qk_norm) {
-    norm_rows(q_.data(), w.q_norm, q_.data(), n * lc.n_head, dk);
-    norm_rows(k_.data(), w.k_norm, k_.data(), n * lc.n_head_kv, dk);
-  }
+  if (cfg_.qk_norm) norm_rows(k_.data(), w.k_norm, k_.data(), n * lc.n_head_kv, dk);
   const RopeTable& rope = ropes_[layer_rope_[l]];
-  apply_rope(q_.data(), n, lc.n_head, dk, rope);
-  apply_rope(k_.data(), n, lc.n_head_kv, dk, rope);
+  apply_rope(k_.data(), 0, n, lc.n_head_kv, dk, rope);
 
   KvCache& kv = st.kv();
   for (int64_t t = 0; t < n; ++t)
@@ -661,13 +664,18 @@ void TransformerModel::attention_block(TransformerState& st, int64_t l, int64_t 
       kv_row_from_f32(kv.type(), k_.data() + (t * lc.n_head_kv + h) * dk, kv.k_row(l, h, pos0 + t), dk);
       kv_row_from_f32(kv.type(), v_.data() + (t * lc.n_head_kv + h) * dv, kv.v_row(l, h, pos0 + t), dv);
     }
+  if (m == 0) return;
+
+  project(w.wq, w.bq, xn_.data() + first * E, m, q_.data());
+  if (cfg_.qk_norm) norm_rows(q_.data(), w.q_norm, q_.data(), m * lc.n_head, dk);
+  apply_rope(q_.data(), first, m, lc.n_head, dk, rope);
   for (int64_t h = 0; h < lc.n_head_kv; ++h) {
     k_rows_[h] = kv.k_rows(l, h);
     v_rows_[h] = kv.v_rows(l, h);
   }
   AttentionArgs a;
-  a.n_tokens = n;
-  a.first_pos = pos0;
+  a.n_tokens = m;
+  a.first_pos = pos0 + first;
   a.n_head = lc.n_head;
   a.n_head_kv = lc.n_head_kv;
   a.head_dim_k = dk;
@@ -683,24 +691,28 @@ void TransformerModel::attention_block(TransformerState& st, int64_t l, int64_t 
     attention(a, attn_scratch_, *pool_);
   }
 
-  project(w.wo, w.bo, attn_.data(), n, proj_.data());
-  if (cfg_.post_norms) norm_rows(proj_.data(), w.post_attn_norm, proj_.data(), n, E);
-  for (int64_t i = 0; i < n * E; ++i) x_[i] += proj_[i];
+  project(w.wo, w.bo, attn_.data(), m, proj_.data());
+  if (cfg_.post_norms) norm_rows(proj_.data(), w.post_attn_norm, proj_.data(), m, E);
+  float* x = x_.data() + first * E;
+  for (int64_t i = 0; i < m * E; ++i) x[i] += proj_[i];
 }
 
-void TransformerModel::ffn_block(int64_t l, int64_t n) {
+void TransformerModel::ffn_block(int64_t l, int64_t n, int64_t first) {
   const LayerWeights& w = layers_[l];
   const int64_t E = cfg_.n_embd, F = cfg_.n_ff;
-  norm_rows(x_.data(), w.ffn_norm, xn_.data(), n, E);
-  project(w.w_gate, w.b_gate, xn_.data(), n, gate_.data());
-  project(w.w_up, w.b_up, xn_.data(), n, up_.data());
+  const int64_t m = n - first;
+  if (m == 0) return;
+  float* x = x_.data() + first * E;
+  norm_rows(x, w.ffn_norm, xn_.data(), m, E);
+  project(w.w_gate, w.b_gate, xn_.data(), m, gate_.data());
+  project(w.w_up, w.b_up, xn_.data(), m, up_.data());
   const bool gelu = cfg_.activation == FfnActivation::GeluTanh;
-  maybe_parallel(*pool_, n * F, 1, [&](int64_t i0, int64_t i1) {
+  maybe_parallel(*pool_, m * F, 1, [&](int64_t i0, int64_t i1) {
     for (int64_t i = i0; i < i1; ++i) gate_[i] = (gelu ? gelu_tanh(gate_[i]) : silu(gate_[i])) * up_[i];
   });
-  project(w.w_down, w.b_down, gate_.data(), n, proj_.data());
-  if (cfg_.post_norms) norm_rows(proj_.data(), w.post_ffn_norm, proj_.data(), n, E);
-  for (int64_t i = 0; i < n * E; ++i) x_[i] += proj_[i];
+  project(w.w_down, w.b_down, gate_.data(), m, proj_.data());
+  if (cfg_.post_norms) norm_rows(proj_.data(), w.post_ffn_norm, proj_.data(), m, E);
+  for (int64_t i = 0; i < m * E; ++i) x[i] += proj_[i];
 }
 
 void TransformerModel::output(int64_t first_row, int64_t n_rows, float* logits) {
