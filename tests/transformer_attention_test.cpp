@@ -23,6 +23,8 @@ struct Shape {
   DType type;
 };
 
+void PrintTo(const Shape& s, std::ostream* os) { *os << s.name; }
+
 // KV storage filled with random rows, kept as f32 (the values after a round
 // trip through the storage type) for the reference.
 struct Cache {

@@ -21,6 +21,8 @@ struct Fixture {
   const char* logits;
 };
 
+void PrintTo(const Fixture& s, std::ostream* os) { *os << s.gguf; }
+
 class TransformerFixture : public ::testing::TestWithParam<Fixture> {};
 
 TEST_P(TransformerFixture, BatchMatchesLlamaCpp) {

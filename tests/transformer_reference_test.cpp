@@ -37,6 +37,8 @@ struct Spec {
   float eps = 1e-5f;
 };
 
+void PrintTo(const Spec& s, std::ostream* os) { *os << s.arch; }
+
 class WeightMaker {
  public:
   explicit WeightMaker(uint64_t seed) : rng_(seed) {}

@@ -30,6 +30,8 @@ struct Case {
   bool swa_full;
 };
 
+void PrintTo(const Case& s, std::ostream* os) { *os << s.name; }
+
 class TransformerStateTest : public ::testing::TestWithParam<Case> {
  protected:
   void SetUp() override {

@@ -46,6 +46,24 @@ void scalar_accumulate(float* acc, float c, const float* p, const float* v, int6
   }
 }
 
+void scalar_scores_block(const float* q, int64_t n_rows, int64_t dk, const float* kt, int64_t kt_stride,
+                         int64_t n_keys, float* s, int64_t s_stride) {
+  for (int64_t r = 0; r < n_rows; ++r) {
+    float* sr = s + r * s_stride;
+    std::fill(sr, sr + n_keys, 0.0f);
+    for (int64_t e = 0; e < dk; ++e) {
+      const float qe = q[r * dk + e];
+      const float* ke = kt + e * kt_stride;
+      for (int64_t j = 0; j < n_keys; ++j) sr[j] += qe * ke[j];
+    }
+  }
+}
+
+void scalar_accumulate_block(float* acc, const float* c, int64_t n_rows, const float* p, int64_t p_stride,
+                             const float* v, int64_t n_keys, int64_t dv) {
+  for (int64_t r = 0; r < n_rows; ++r) scalar_accumulate(acc + r * dv, c[r], p + r * p_stride, v, n_keys, dv);
+}
+
 void scalar_to_f32(DType type, const void* src, float* dst, int64_t n) {
   switch (type) {
     case DType::F32: std::memcpy(dst, src, static_cast<size_t>(n) * sizeof(float)); return;
@@ -94,7 +112,8 @@ void scalar_from_f32(DType type, const float* src, void* dst, int64_t n) {
 }  // namespace
 
 const Kernels& scalar_kernels() {
-  static const Kernels k{scalar_dots, scalar_exp_sum, scalar_accumulate, scalar_to_f32, scalar_from_f32};
+  static const Kernels k{scalar_dots,         scalar_exp_sum,          scalar_accumulate, scalar_scores_block,
+                         scalar_accumulate_block, scalar_to_f32, scalar_from_f32};
   return k;
 }
 
@@ -125,17 +144,19 @@ int64_t max_rows(int64_t max_group) { return std::max(kMaxRows, max_group); }
 
 struct ThreadTiles {
   float* q;    // [rows][dk], already scaled
-  float* k;    // [kKeyTile][dk]
+  float* k;    // [kKeyTile][dk], or transposed [dk][kKeyTile]
   float* v;    // [kKeyTile][dv]
   float* s;    // [rows][kKeyTile]
   float* acc;  // [rows][dv]
   float* m;    // [rows] running max
   float* l;    // [rows] running sum
+  float* c;    // [rows] rescale factor of the current tile
+  float* row;  // [max(dk, dv)] one converted row
 };
 
 size_t thread_floats(int64_t rows, int64_t dk, int64_t dv) {
   auto r = static_cast<size_t>(rows);
-  return r * dk + kKeyTile * dk + kKeyTile * dv + r * kKeyTile + r * dv + 2 * r;
+  return r * dk + kKeyTile * dk + kKeyTile * dv + r * kKeyTile + r * dv + 3 * r + std::max(dk, dv);
 }
 
 ThreadTiles carve(float* base, int64_t rows, int64_t dk, int64_t dv) {
@@ -147,6 +168,8 @@ ThreadTiles carve(float* base, int64_t rows, int64_t dk, int64_t dv) {
   t.acc = t.s + rows * kKeyTile;
   t.m = t.acc + rows * dv;
   t.l = t.m + rows;
+  t.c = t.l + rows;
+  t.row = t.c + rows;
   return t;
 }
 
@@ -175,16 +198,30 @@ class AttentionRun {
     std::fill(t.acc, t.acc + rows * dv, 0.0f);
     const KvRows& kr = a_.k[item.g];
     const KvRows& vr = a_.v[item.g];
+    // One query position (decode): few rows, scored key by key. Several
+    // positions (prompt chunks): blocks of rows against transposed key tiles.
+    const bool one_position = item.t1 - item.t0 == 1;
     for (int64_t j0 = item.key_begin; j0 < item.key_end; j0 += kKeyTile) {
       const int64_t j1 = std::min(j0 + kKeyTile, item.key_end);
-      for (int64_t j = j0; j < j1; ++j) kern_.to_f32(kr.type, kr.row_at(j), t.k + (j - j0) * dk, dk);
+      if (one_position) {
+        for (int64_t j = j0; j < j1; ++j) kern_.to_f32(kr.type, kr.row_at(j), t.k + (j - j0) * dk, dk);
+      } else {
+        for (int64_t j = j0; j < j1; ++j) {
+          kern_.to_f32(kr.type, kr.row_at(j), t.row, dk);
+          for (int64_t e = 0; e < dk; ++e) t.k[e * kKeyTile + (j - j0)] = t.row[e];
+        }
+      }
       for (int64_t j = j0; j < j1; ++j) kern_.to_f32(vr.type, vr.row_at(j), t.v + (j - j0) * dv, dv);
-      for (int64_t r = 0; r < rows; ++r) {
-        const int64_t pos = a_.first_pos + item.t0 + r / group_;
-        const int64_t a = std::max(j0, first_visible(pos));
-        const int64_t b = std::min(j1, pos + 1);
-        if (a >= b) continue;
-        update_row(t, r, a - j0, b - a);
+      if (one_position) {
+        for (int64_t r = 0; r < rows; ++r) {
+          const int64_t pos = a_.first_pos + item.t0 + r / group_;
+          const int64_t a = std::max(j0, first_visible(pos));
+          const int64_t b = std::min(j1, pos + 1);
+          if (a >= b) continue;
+          update_row(t, r, a - j0, b - a);
+        }
+      } else {
+        update_block(t, item, rows, j0, j1);
       }
     }
     for (int64_t r = 0; r < rows; ++r) {
@@ -238,6 +275,35 @@ class AttentionRun {
         for (int64_t d = 0; d < dk; ++d) dst[d] = src[d] * a_.scale;
       }
     }
+  }
+
+  // Online softmax step for all rows over the keys [j0, j1) of a
+  // transposed key tile; keys a row may not see get probability 0.
+  void update_block(ThreadTiles& t, const WorkItem& item, int64_t rows, int64_t j0, int64_t j1) const {
+    const int64_t n = j1 - j0;
+    kern_.scores_block(t.q, rows, a_.head_dim_k, t.k, kKeyTile, n, t.s, kKeyTile);
+    for (int64_t r = 0; r < rows; ++r) {
+      const int64_t pos = a_.first_pos + item.t0 + r / group_;
+      const int64_t a = std::max(j0, first_visible(pos)) - j0;
+      const int64_t b = std::min(j1, pos + 1) - j0;
+      float* s = t.s + r * kKeyTile;
+      if (a >= b) {
+        std::fill(s, s + n, 0.0f);
+        t.c[r] = 1.0f;
+        continue;
+      }
+      float tile_max = s[a];
+      for (int64_t j = a + 1; j < b; ++j) tile_max = std::max(tile_max, s[j]);
+      const float m_old = t.m[r];
+      const float m_new = std::max(m_old, tile_max);
+      t.c[r] = m_old == -std::numeric_limits<float>::infinity() ? 0.0f : std::exp(m_old - m_new);
+      const float sum = kern_.exp_sum(s + a, b - a, m_new);
+      std::fill(s, s + a, 0.0f);
+      std::fill(s + b, s + n, 0.0f);
+      t.l[r] = t.l[r] * t.c[r] + sum;
+      t.m[r] = m_new;
+    }
+    kern_.accumulate_block(t.acc, t.c, rows, t.s, kKeyTile, t.v, n, a_.head_dim_v);
   }
 
   // Online softmax step for row r over n keys starting at tile offset off.

@@ -129,6 +129,77 @@ void accumulate(float* acc, float c, const float* p, const float* v, int64_t n, 
   }
 }
 
+// 4 query rows x 16 keys (two vectors), accumulated in registers over dk.
+template <int RB>
+void scores_tile(const float* q, int64_t dk, const float* kt, int64_t kt_stride, float* s, int64_t s_stride) {
+  __m256 acc[RB][2];
+  for (int r = 0; r < RB; ++r) acc[r][0] = acc[r][1] = _mm256_setzero_ps();
+  for (int64_t e = 0; e < dk; ++e) {
+    const __m256 k0 = _mm256_loadu_ps(kt + e * kt_stride);
+    const __m256 k1 = _mm256_loadu_ps(kt + e * kt_stride + 8);
+    for (int r = 0; r < RB; ++r) {
+      const __m256 qr = _mm256_broadcast_ss(q + r * dk + e);
+      acc[r][0] = _mm256_fmadd_ps(qr, k0, acc[r][0]);
+      acc[r][1] = _mm256_fmadd_ps(qr, k1, acc[r][1]);
+    }
+  }
+  for (int r = 0; r < RB; ++r) {
+    _mm256_storeu_ps(s + r * s_stride, acc[r][0]);
+    _mm256_storeu_ps(s + r * s_stride + 8, acc[r][1]);
+  }
+}
+
+void scores_block(const float* q, int64_t n_rows, int64_t dk, const float* kt, int64_t kt_stride, int64_t n_keys,
+                  float* s, int64_t s_stride) {
+  // Whole 16-key tiles, possibly past n_keys (the caller leaves room).
+  for (int64_t j = 0; j < n_keys; j += 16) {
+    int64_t r = 0;
+    for (; r + 4 <= n_rows; r += 4) scores_tile<4>(q + r * dk, dk, kt + j, kt_stride, s + r * s_stride + j, s_stride);
+    for (; r < n_rows; ++r) scores_tile<1>(q + r * dk, dk, kt + j, kt_stride, s + r * s_stride + j, s_stride);
+  }
+}
+
+template <int RB>
+void accumulate_rows(float* acc, const float* c, const float* p, int64_t p_stride, const float* v, int64_t n_keys,
+                     int64_t dv) {
+  int64_t d = 0;
+  for (; d + 16 <= dv; d += 16) {
+    __m256 a[RB][2];
+    for (int r = 0; r < RB; ++r) {
+      const __m256 cr = _mm256_set1_ps(c[r]);
+      a[r][0] = _mm256_mul_ps(_mm256_loadu_ps(acc + r * dv + d), cr);
+      a[r][1] = _mm256_mul_ps(_mm256_loadu_ps(acc + r * dv + d + 8), cr);
+    }
+    for (int64_t j = 0; j < n_keys; ++j) {
+      const __m256 v0 = _mm256_loadu_ps(v + j * dv + d);
+      const __m256 v1 = _mm256_loadu_ps(v + j * dv + d + 8);
+      for (int r = 0; r < RB; ++r) {
+        const __m256 pr = _mm256_broadcast_ss(p + r * p_stride + j);
+        a[r][0] = _mm256_fmadd_ps(pr, v0, a[r][0]);
+        a[r][1] = _mm256_fmadd_ps(pr, v1, a[r][1]);
+      }
+    }
+    for (int r = 0; r < RB; ++r) {
+      _mm256_storeu_ps(acc + r * dv + d, a[r][0]);
+      _mm256_storeu_ps(acc + r * dv + d + 8, a[r][1]);
+    }
+  }
+  for (; d < dv; ++d)
+    for (int r = 0; r < RB; ++r) {
+      float x = acc[r * dv + d] * c[r];
+      for (int64_t j = 0; j < n_keys; ++j) x += p[r * p_stride + j] * v[j * dv + d];
+      acc[r * dv + d] = x;
+    }
+}
+
+void accumulate_block(float* acc, const float* c, int64_t n_rows, const float* p, int64_t p_stride, const float* v,
+                      int64_t n_keys, int64_t dv) {
+  int64_t r = 0;
+  for (; r + 4 <= n_rows; r += 4)
+    accumulate_rows<4>(acc + r * dv, c + r, p + r * p_stride, p_stride, v, n_keys, dv);
+  for (; r < n_rows; ++r) accumulate_rows<1>(acc + r * dv, c + r, p + r * p_stride, p_stride, v, n_keys, dv);
+}
+
 void to_f32(DType type, const void* src, float* dst, int64_t n) {
   switch (type) {
     case DType::F32: std::memcpy(dst, src, static_cast<size_t>(n) * sizeof(float)); return;
@@ -170,7 +241,7 @@ void from_f32(DType type, const float* src, void* dst, int64_t n) {
 }  // namespace
 
 const Kernels& avx2_kernels() {
-  static const Kernels k{dots, exp_sum, accumulate, to_f32, from_f32};
+  static const Kernels k{dots, exp_sum, accumulate, scores_block, accumulate_block, to_f32, from_f32};
   return k;
 }
 

@@ -128,6 +128,87 @@ void accumulate(float* acc, float c, const float* p, const float* v, int64_t n, 
   }
 }
 
+// RB query rows x NC chunks of 16 keys, accumulated in registers over dk.
+template <int RB, int NC>
+void scores_tile(const float* q, int64_t dk, const float* kt, int64_t kt_stride, float* s, int64_t s_stride) {
+  __m512 acc[RB][NC];
+  for (int r = 0; r < RB; ++r)
+    for (int c = 0; c < NC; ++c) acc[r][c] = _mm512_setzero_ps();
+  for (int64_t e = 0; e < dk; ++e) {
+    __m512 k[NC];
+    for (int c = 0; c < NC; ++c) k[c] = _mm512_loadu_ps(kt + e * kt_stride + 16 * c);
+    for (int r = 0; r < RB; ++r) {
+      const __m512 qr = _mm512_set1_ps(q[r * dk + e]);
+      for (int c = 0; c < NC; ++c) acc[r][c] = _mm512_fmadd_ps(qr, k[c], acc[r][c]);
+    }
+  }
+  for (int r = 0; r < RB; ++r)
+    for (int c = 0; c < NC; ++c) _mm512_storeu_ps(s + r * s_stride + 16 * c, acc[r][c]);
+}
+
+template <int RB>
+void scores_rows(const float* q, int64_t dk, const float* kt, int64_t kt_stride, int64_t n_keys, float* s,
+                 int64_t s_stride) {
+  int64_t j = 0;
+  for (; j + 48 < n_keys; j += 64) scores_tile<RB, 4>(q, dk, kt + j, kt_stride, s + j, s_stride);
+  switch ((n_keys - j + 15) / 16) {  // 0 to 3 chunks of 16 keys remain
+    case 3: scores_tile<RB, 3>(q, dk, kt + j, kt_stride, s + j, s_stride); break;
+    case 2: scores_tile<RB, 2>(q, dk, kt + j, kt_stride, s + j, s_stride); break;
+    case 1: scores_tile<RB, 1>(q, dk, kt + j, kt_stride, s + j, s_stride); break;
+    default: break;
+  }
+}
+
+void scores_block(const float* q, int64_t n_rows, int64_t dk, const float* kt, int64_t kt_stride, int64_t n_keys,
+                  float* s, int64_t s_stride) {
+  int64_t r = 0;
+  for (; r + 4 <= n_rows; r += 4) scores_rows<4>(q + r * dk, dk, kt, kt_stride, n_keys, s + r * s_stride, s_stride);
+  for (; r < n_rows; ++r) scores_rows<1>(q + r * dk, dk, kt, kt_stride, n_keys, s + r * s_stride, s_stride);
+}
+
+// RB rows of acc, 64 columns at a time in registers while the value rows stream by.
+template <int RB>
+void accumulate_rows(float* acc, const float* c, const float* p, int64_t p_stride, const float* v, int64_t n_keys,
+                     int64_t dv) {
+  int64_t d = 0;
+  for (; d + 64 <= dv; d += 64) {
+    __m512 a[RB][4];
+    for (int r = 0; r < RB; ++r) {
+      const __m512 cr = _mm512_set1_ps(c[r]);
+      for (int k = 0; k < 4; ++k) a[r][k] = _mm512_mul_ps(_mm512_loadu_ps(acc + r * dv + d + 16 * k), cr);
+    }
+    for (int64_t j = 0; j < n_keys; ++j) {
+      __m512 vj[4];
+      for (int k = 0; k < 4; ++k) vj[k] = _mm512_loadu_ps(v + j * dv + d + 16 * k);
+      for (int r = 0; r < RB; ++r) {
+        const __m512 pr = _mm512_set1_ps(p[r * p_stride + j]);
+        for (int k = 0; k < 4; ++k) a[r][k] = _mm512_fmadd_ps(pr, vj[k], a[r][k]);
+      }
+    }
+    for (int r = 0; r < RB; ++r)
+      for (int k = 0; k < 4; ++k) _mm512_storeu_ps(acc + r * dv + d + 16 * k, a[r][k]);
+  }
+  for (; d < dv; d += 16) {
+    const __mmask16 mask = dv - d >= 16 ? static_cast<__mmask16>(0xffff) : tail_mask(dv - d);
+    __m512 a[RB];
+    for (int r = 0; r < RB; ++r)
+      a[r] = _mm512_mul_ps(_mm512_maskz_loadu_ps(mask, acc + r * dv + d), _mm512_set1_ps(c[r]));
+    for (int64_t j = 0; j < n_keys; ++j) {
+      const __m512 vj = _mm512_maskz_loadu_ps(mask, v + j * dv + d);
+      for (int r = 0; r < RB; ++r) a[r] = _mm512_fmadd_ps(_mm512_set1_ps(p[r * p_stride + j]), vj, a[r]);
+    }
+    for (int r = 0; r < RB; ++r) _mm512_mask_storeu_ps(acc + r * dv + d, mask, a[r]);
+  }
+}
+
+void accumulate_block(float* acc, const float* c, int64_t n_rows, const float* p, int64_t p_stride, const float* v,
+                      int64_t n_keys, int64_t dv) {
+  int64_t r = 0;
+  for (; r + 4 <= n_rows; r += 4)
+    accumulate_rows<4>(acc + r * dv, c + r, p + r * p_stride, p_stride, v, n_keys, dv);
+  for (; r < n_rows; ++r) accumulate_rows<1>(acc + r * dv, c + r, p + r * p_stride, p_stride, v, n_keys, dv);
+}
+
 void to_f32(DType type, const void* src, float* dst, int64_t n) {
   switch (type) {
     case DType::F32: std::memcpy(dst, src, static_cast<size_t>(n) * sizeof(float)); return;
@@ -189,7 +270,7 @@ void from_f32(DType type, const float* src, void* dst, int64_t n) {
 }  // namespace
 
 const Kernels& avx512_kernels() {
-  static const Kernels k{dots, exp_sum, accumulate, to_f32, from_f32};
+  static const Kernels k{dots, exp_sum, accumulate, scores_block, accumulate_block, to_f32, from_f32};
   return k;
 }
 

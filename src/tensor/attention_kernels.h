@@ -23,6 +23,16 @@ struct Kernels {
   float (*exp_sum)(float* x, int64_t n, float m);
   // acc = acc * c + sum_j p[j] * v[j * dim ...], over dim elements.
   void (*accumulate)(float* acc, float c, const float* p, const float* v, int64_t n, int64_t dim);
+  // Blocks of query rows against a tile of keys (prompt processing):
+  // s[r * s_stride + j] = dot(q + r * dk, column j of kt) for r < n_rows and
+  // j < n_keys, where kt holds the keys transposed (kt[e * kt_stride + j]).
+  // May also write entries up to j < round_up(n_keys, 16): both strides must
+  // leave room for that.
+  void (*scores_block)(const float* q, int64_t n_rows, int64_t dk, const float* kt, int64_t kt_stride,
+                       int64_t n_keys, float* s, int64_t s_stride);
+  // acc[r] = acc[r] * c[r] + sum_j p[r * p_stride + j] * v[j * dv ...] for r < n_rows.
+  void (*accumulate_block)(float* acc, const float* c, int64_t n_rows, const float* p, int64_t p_stride,
+                           const float* v, int64_t n_keys, int64_t dv);
   // Row conversions for the KV storage types F32, F16, Q8_0.
   void (*to_f32)(DType type, const void* src, float* dst, int64_t n);
   void (*from_f32)(DType type, const float* src, void* dst, int64_t n);
