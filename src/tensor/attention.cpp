@@ -64,6 +64,12 @@ void scalar_accumulate_block(float* acc, const float* c, int64_t n_rows, const f
   for (int64_t r = 0; r < n_rows; ++r) scalar_accumulate(acc + r * dv, c[r], p + r * p_stride, v, n_keys, dv);
 }
 
+void scalar_transpose(const float* src, int64_t rows, int64_t cols, int64_t src_stride, float* dst,
+                      int64_t dst_stride) {
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t c = 0; c < cols; ++c) dst[c * dst_stride + r] = src[r * src_stride + c];
+}
+
 void scalar_to_f32(DType type, const void* src, float* dst, int64_t n) {
   switch (type) {
     case DType::F32: std::memcpy(dst, src, static_cast<size_t>(n) * sizeof(float)); return;
@@ -112,8 +118,8 @@ void scalar_from_f32(DType type, const float* src, void* dst, int64_t n) {
 }  // namespace
 
 const Kernels& scalar_kernels() {
-  static const Kernels k{scalar_dots,         scalar_exp_sum,          scalar_accumulate, scalar_scores_block,
-                         scalar_accumulate_block, scalar_to_f32, scalar_from_f32};
+  static const Kernels k{scalar_dots,   scalar_exp_sum,   scalar_accumulate, scalar_scores_block, scalar_accumulate_block,
+                         scalar_transpose, scalar_to_f32, scalar_from_f32};
   return k;
 }
 
@@ -133,7 +139,7 @@ using attention_detail::Kernels;
 namespace {
 
 constexpr int64_t kKeyTile = 64;        // keys converted and scored together
-constexpr int64_t kMaxRows = 32;        // query rows (tokens x group heads) per work item
+constexpr int64_t kMaxRows = 64;        // query rows (tokens x group heads) per work item
 constexpr int64_t kMaxSplits = 16;      // key ranges of one decode query processed in parallel
 constexpr int64_t kMinSplitKeys = 256;  // below this a key range is not worth splitting
 constexpr int64_t kMinParallelFlops = 1 << 16;  // smaller calls run on the calling thread
@@ -151,12 +157,12 @@ struct ThreadTiles {
   float* m;    // [rows] running max
   float* l;    // [rows] running sum
   float* c;    // [rows] rescale factor of the current tile
-  float* row;  // [max(dk, dv)] one converted row
+  float* row;  // [kKeyTile][dk] keys before transposing
 };
 
 size_t thread_floats(int64_t rows, int64_t dk, int64_t dv) {
   auto r = static_cast<size_t>(rows);
-  return r * dk + kKeyTile * dk + kKeyTile * dv + r * kKeyTile + r * dv + 3 * r + std::max(dk, dv);
+  return r * dk + 2 * kKeyTile * dk + kKeyTile * dv + r * kKeyTile + r * dv + 3 * r;
 }
 
 ThreadTiles carve(float* base, int64_t rows, int64_t dk, int64_t dv) {
@@ -206,10 +212,8 @@ class AttentionRun {
       if (one_position) {
         for (int64_t j = j0; j < j1; ++j) kern_.to_f32(kr.type, kr.row_at(j), t.k + (j - j0) * dk, dk);
       } else {
-        for (int64_t j = j0; j < j1; ++j) {
-          kern_.to_f32(kr.type, kr.row_at(j), t.row, dk);
-          for (int64_t e = 0; e < dk; ++e) t.k[e * kKeyTile + (j - j0)] = t.row[e];
-        }
+        for (int64_t j = j0; j < j1; ++j) kern_.to_f32(kr.type, kr.row_at(j), t.row + (j - j0) * dk, dk);
+        kern_.transpose(t.row, j1 - j0, dk, dk, t.k, kKeyTile);
       }
       for (int64_t j = j0; j < j1; ++j) kern_.to_f32(vr.type, vr.row_at(j), t.v + (j - j0) * dv, dv);
       if (one_position) {

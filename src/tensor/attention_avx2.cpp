@@ -133,16 +133,19 @@ void accumulate(float* acc, float c, const float* p, const float* v, int64_t n, 
 template <int RB>
 void scores_tile(const float* q, int64_t dk, const float* kt, int64_t kt_stride, float* s, int64_t s_stride) {
   __m256 acc[RB][2];
+  #pragma GCC unroll 16
   for (int r = 0; r < RB; ++r) acc[r][0] = acc[r][1] = _mm256_setzero_ps();
   for (int64_t e = 0; e < dk; ++e) {
     const __m256 k0 = _mm256_loadu_ps(kt + e * kt_stride);
     const __m256 k1 = _mm256_loadu_ps(kt + e * kt_stride + 8);
+    #pragma GCC unroll 16
     for (int r = 0; r < RB; ++r) {
       const __m256 qr = _mm256_broadcast_ss(q + r * dk + e);
       acc[r][0] = _mm256_fmadd_ps(qr, k0, acc[r][0]);
       acc[r][1] = _mm256_fmadd_ps(qr, k1, acc[r][1]);
     }
   }
+  #pragma GCC unroll 16
   for (int r = 0; r < RB; ++r) {
     _mm256_storeu_ps(s + r * s_stride, acc[r][0]);
     _mm256_storeu_ps(s + r * s_stride + 8, acc[r][1]);
@@ -165,6 +168,7 @@ void accumulate_rows(float* acc, const float* c, const float* p, int64_t p_strid
   int64_t d = 0;
   for (; d + 16 <= dv; d += 16) {
     __m256 a[RB][2];
+    #pragma GCC unroll 16
     for (int r = 0; r < RB; ++r) {
       const __m256 cr = _mm256_set1_ps(c[r]);
       a[r][0] = _mm256_mul_ps(_mm256_loadu_ps(acc + r * dv + d), cr);
@@ -173,18 +177,21 @@ void accumulate_rows(float* acc, const float* c, const float* p, int64_t p_strid
     for (int64_t j = 0; j < n_keys; ++j) {
       const __m256 v0 = _mm256_loadu_ps(v + j * dv + d);
       const __m256 v1 = _mm256_loadu_ps(v + j * dv + d + 8);
+      #pragma GCC unroll 16
       for (int r = 0; r < RB; ++r) {
         const __m256 pr = _mm256_broadcast_ss(p + r * p_stride + j);
         a[r][0] = _mm256_fmadd_ps(pr, v0, a[r][0]);
         a[r][1] = _mm256_fmadd_ps(pr, v1, a[r][1]);
       }
     }
+    #pragma GCC unroll 16
     for (int r = 0; r < RB; ++r) {
       _mm256_storeu_ps(acc + r * dv + d, a[r][0]);
       _mm256_storeu_ps(acc + r * dv + d + 8, a[r][1]);
     }
   }
   for (; d < dv; ++d)
+    #pragma GCC unroll 16
     for (int r = 0; r < RB; ++r) {
       float x = acc[r * dv + d] * c[r];
       for (int64_t j = 0; j < n_keys; ++j) x += p[r * p_stride + j] * v[j * dv + d];
@@ -198,6 +205,34 @@ void accumulate_block(float* acc, const float* c, int64_t n_rows, const float* p
   for (; r + 4 <= n_rows; r += 4)
     accumulate_rows<4>(acc + r * dv, c + r, p + r * p_stride, p_stride, v, n_keys, dv);
   for (; r < n_rows; ++r) accumulate_rows<1>(acc + r * dv, c + r, p + r * p_stride, p_stride, v, n_keys, dv);
+}
+
+// One 8 x 8 block: the classic unpack / shuffle / lane-permute sequence.
+void transpose8x8(const float* src, int64_t ss, float* dst, int64_t ds) {
+  const __m256 r0 = _mm256_loadu_ps(src), r1 = _mm256_loadu_ps(src + ss), r2 = _mm256_loadu_ps(src + 2 * ss),
+               r3 = _mm256_loadu_ps(src + 3 * ss), r4 = _mm256_loadu_ps(src + 4 * ss),
+               r5 = _mm256_loadu_ps(src + 5 * ss), r6 = _mm256_loadu_ps(src + 6 * ss),
+               r7 = _mm256_loadu_ps(src + 7 * ss);
+  const __m256 t0 = _mm256_unpacklo_ps(r0, r1), t1 = _mm256_unpackhi_ps(r0, r1);
+  const __m256 t2 = _mm256_unpacklo_ps(r2, r3), t3 = _mm256_unpackhi_ps(r2, r3);
+  const __m256 t4 = _mm256_unpacklo_ps(r4, r5), t5 = _mm256_unpackhi_ps(r4, r5);
+  const __m256 t6 = _mm256_unpacklo_ps(r6, r7), t7 = _mm256_unpackhi_ps(r6, r7);
+  const __m256 s0 = _mm256_shuffle_ps(t0, t2, _MM_SHUFFLE(1, 0, 1, 0));
+  const __m256 s1 = _mm256_shuffle_ps(t0, t2, _MM_SHUFFLE(3, 2, 3, 2));
+  const __m256 s2 = _mm256_shuffle_ps(t1, t3, _MM_SHUFFLE(1, 0, 1, 0));
+  const __m256 s3 = _mm256_shuffle_ps(t1, t3, _MM_SHUFFLE(3, 2, 3, 2));
+  const __m256 s4 = _mm256_shuffle_ps(t4, t6, _MM_SHUFFLE(1, 0, 1, 0));
+  const __m256 s5 = _mm256_shuffle_ps(t4, t6, _MM_SHUFFLE(3, 2, 3, 2));
+  const __m256 s6 = _mm256_shuffle_ps(t5, t7, _MM_SHUFFLE(1, 0, 1, 0));
+  const __m256 s7 = _mm256_shuffle_ps(t5, t7, _MM_SHUFFLE(3, 2, 3, 2));
+  _mm256_storeu_ps(dst, _mm256_permute2f128_ps(s0, s4, 0x20));
+  _mm256_storeu_ps(dst + ds, _mm256_permute2f128_ps(s1, s5, 0x20));
+  _mm256_storeu_ps(dst + 2 * ds, _mm256_permute2f128_ps(s2, s6, 0x20));
+  _mm256_storeu_ps(dst + 3 * ds, _mm256_permute2f128_ps(s3, s7, 0x20));
+  _mm256_storeu_ps(dst + 4 * ds, _mm256_permute2f128_ps(s0, s4, 0x31));
+  _mm256_storeu_ps(dst + 5 * ds, _mm256_permute2f128_ps(s1, s5, 0x31));
+  _mm256_storeu_ps(dst + 6 * ds, _mm256_permute2f128_ps(s2, s6, 0x31));
+  _mm256_storeu_ps(dst + 7 * ds, _mm256_permute2f128_ps(s3, s7, 0x31));
 }
 
 void to_f32(DType type, const void* src, float* dst, int64_t n) {
@@ -240,8 +275,17 @@ void from_f32(DType type, const float* src, void* dst, int64_t n) {
 
 }  // namespace
 
+void transpose_avx2(const float* src, int64_t rows, int64_t cols, int64_t src_stride, float* dst,
+                    int64_t dst_stride) {
+  const int64_t r8 = rows / 8 * 8, c8 = cols / 8 * 8;
+  for (int64_t r = 0; r < r8; r += 8)
+    for (int64_t c = 0; c < c8; c += 8) transpose8x8(src + r * src_stride + c, src_stride, dst + c * dst_stride + r, dst_stride);
+  for (int64_t r = 0; r < rows; ++r)  // the edges outside whole 8 x 8 blocks
+    for (int64_t c = r < r8 ? c8 : 0; c < cols; ++c) dst[c * dst_stride + r] = src[r * src_stride + c];
+}
+
 const Kernels& avx2_kernels() {
-  static const Kernels k{dots, exp_sum, accumulate, scores_block, accumulate_block, to_f32, from_f32};
+  static const Kernels k{dots, exp_sum, accumulate, scores_block, accumulate_block, transpose_avx2, to_f32, from_f32};
   return k;
 }
 

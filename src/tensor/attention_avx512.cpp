@@ -132,17 +132,24 @@ void accumulate(float* acc, float c, const float* p, const float* v, int64_t n, 
 template <int RB, int NC>
 void scores_tile(const float* q, int64_t dk, const float* kt, int64_t kt_stride, float* s, int64_t s_stride) {
   __m512 acc[RB][NC];
+  #pragma GCC unroll 16
   for (int r = 0; r < RB; ++r)
+    #pragma GCC unroll 16
     for (int c = 0; c < NC; ++c) acc[r][c] = _mm512_setzero_ps();
   for (int64_t e = 0; e < dk; ++e) {
     __m512 k[NC];
+    #pragma GCC unroll 16
     for (int c = 0; c < NC; ++c) k[c] = _mm512_loadu_ps(kt + e * kt_stride + 16 * c);
+    #pragma GCC unroll 16
     for (int r = 0; r < RB; ++r) {
       const __m512 qr = _mm512_set1_ps(q[r * dk + e]);
+      #pragma GCC unroll 16
       for (int c = 0; c < NC; ++c) acc[r][c] = _mm512_fmadd_ps(qr, k[c], acc[r][c]);
     }
   }
+  #pragma GCC unroll 16
   for (int r = 0; r < RB; ++r)
+    #pragma GCC unroll 16
     for (int c = 0; c < NC; ++c) _mm512_storeu_ps(s + r * s_stride + 16 * c, acc[r][c]);
 }
 
@@ -173,30 +180,40 @@ void accumulate_rows(float* acc, const float* c, const float* p, int64_t p_strid
   int64_t d = 0;
   for (; d + 64 <= dv; d += 64) {
     __m512 a[RB][4];
+    #pragma GCC unroll 16
     for (int r = 0; r < RB; ++r) {
       const __m512 cr = _mm512_set1_ps(c[r]);
+      #pragma GCC unroll 16
       for (int k = 0; k < 4; ++k) a[r][k] = _mm512_mul_ps(_mm512_loadu_ps(acc + r * dv + d + 16 * k), cr);
     }
     for (int64_t j = 0; j < n_keys; ++j) {
       __m512 vj[4];
+      #pragma GCC unroll 16
       for (int k = 0; k < 4; ++k) vj[k] = _mm512_loadu_ps(v + j * dv + d + 16 * k);
+      #pragma GCC unroll 16
       for (int r = 0; r < RB; ++r) {
         const __m512 pr = _mm512_set1_ps(p[r * p_stride + j]);
+        #pragma GCC unroll 16
         for (int k = 0; k < 4; ++k) a[r][k] = _mm512_fmadd_ps(pr, vj[k], a[r][k]);
       }
     }
+    #pragma GCC unroll 16
     for (int r = 0; r < RB; ++r)
+      #pragma GCC unroll 16
       for (int k = 0; k < 4; ++k) _mm512_storeu_ps(acc + r * dv + d + 16 * k, a[r][k]);
   }
   for (; d < dv; d += 16) {
     const __mmask16 mask = dv - d >= 16 ? static_cast<__mmask16>(0xffff) : tail_mask(dv - d);
     __m512 a[RB];
+    #pragma GCC unroll 16
     for (int r = 0; r < RB; ++r)
       a[r] = _mm512_mul_ps(_mm512_maskz_loadu_ps(mask, acc + r * dv + d), _mm512_set1_ps(c[r]));
     for (int64_t j = 0; j < n_keys; ++j) {
       const __m512 vj = _mm512_maskz_loadu_ps(mask, v + j * dv + d);
+      #pragma GCC unroll 16
       for (int r = 0; r < RB; ++r) a[r] = _mm512_fmadd_ps(_mm512_set1_ps(p[r * p_stride + j]), vj, a[r]);
     }
+    #pragma GCC unroll 16
     for (int r = 0; r < RB; ++r) _mm512_mask_storeu_ps(acc + r * dv + d, mask, a[r]);
   }
 }
@@ -270,7 +287,7 @@ void from_f32(DType type, const float* src, void* dst, int64_t n) {
 }  // namespace
 
 const Kernels& avx512_kernels() {
-  static const Kernels k{dots, exp_sum, accumulate, scores_block, accumulate_block, to_f32, from_f32};
+  static const Kernels k{dots, exp_sum, accumulate, scores_block, accumulate_block, transpose_avx2, to_f32, from_f32};
   return k;
 }
 

@@ -33,10 +33,17 @@ struct Kernels {
   // acc[r] = acc[r] * c[r] + sum_j p[r * p_stride + j] * v[j * dv ...] for r < n_rows.
   void (*accumulate_block)(float* acc, const float* c, int64_t n_rows, const float* p, int64_t p_stride,
                            const float* v, int64_t n_keys, int64_t dv);
+  // dst[c * dst_stride + r] = src[r * src_stride + c] for r < rows, c < cols.
+  void (*transpose)(const float* src, int64_t rows, int64_t cols, int64_t src_stride, float* dst,
+                    int64_t dst_stride);
   // Row conversions for the KV storage types F32, F16, Q8_0.
   void (*to_f32)(DType type, const void* src, float* dst, int64_t n);
   void (*from_f32)(DType type, const float* src, void* dst, int64_t n);
 };
+
+// The AVX2 transpose, shared by the AVX-512 table.
+void transpose_avx2(const float* src, int64_t rows, int64_t cols, int64_t src_stride, float* dst,
+                    int64_t dst_stride);
 
 const Kernels& scalar_kernels();
 const Kernels& avx2_kernels();
