@@ -12,6 +12,10 @@ namespace flatline::attention_detail {
 
 namespace {
 
+// The register-blocked kernels below index small __m512/__m256 arrays in
+// loops with constant bounds; at -O2 GCC leaves those loops rolled and the
+// arrays in memory, so each one carries `#pragma GCC unroll`.
+
 float hsum(__m256 v) {
   __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
   s = _mm_add_ps(s, _mm_movehl_ps(s, s));

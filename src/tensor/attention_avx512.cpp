@@ -17,6 +17,10 @@ namespace flatline::attention_detail {
 
 namespace {
 
+// The register-blocked kernels below index small __m512/__m256 arrays in
+// loops with constant bounds; at -O2 GCC leaves those loops rolled and the
+// arrays in memory, so each one carries `#pragma GCC unroll`.
+
 __mmask16 tail_mask(int64_t n) { return static_cast<__mmask16>((1u << n) - 1); }
 
 // exp(x) to about 2 ulp (Cephes polynomial on [-ln2/2, ln2/2]); inputs
