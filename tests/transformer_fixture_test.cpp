@@ -41,7 +41,8 @@ TEST_P(TransformerFixture, TokenByTokenAndChunksAgreeWithOneBatch) {
   REQUIRE_SHARED_MODEL(path, std::string("random/") + GetParam().gguf);
   REQUIRE_SHARED_MODEL(ref_path, std::string("random/") + GetParam().logits);
   auto ref = test::read_f32_file(ref_path);
-  auto m = load_transformer(path);
+  // One thread: 64 single-token steps on a pool of two are slow on a busy machine.
+  auto m = load_transformer(path, DType::F32, 256, false, 1);
   auto whole = logits_in_pieces(*m.model, *m.model->new_state(64), standard_ids(), {64});
   for (const std::vector<int>& pieces : {std::vector<int>{1}, std::vector<int>{5, 17, 1, 41}, std::vector<int>{2, 3}}) {
     auto got = logits_in_pieces(*m.model, *m.model->new_state(64), standard_ids(), pieces);
@@ -49,7 +50,7 @@ TEST_P(TransformerFixture, TokenByTokenAndChunksAgreeWithOneBatch) {
     EXPECT_LT(max_abs_diff(got, ref), 1e-3f) << "pieces starting " << pieces[0];
   }
   // Internal chunking: max_batch 7 splits the 64 tokens into 10 matmul chunks.
-  auto small = load_transformer(path, DType::F32, 7);
+  auto small = load_transformer(path, DType::F32, 7, false, 1);
   auto got = logits_in_pieces(*small.model, *small.model->new_state(64), standard_ids(), {64});
   EXPECT_LT(max_abs_diff(got, whole), 1e-4f);
 }
