@@ -111,6 +111,7 @@ class File {
   uint64_t alignment() const { return alignment_; }
   uint64_t file_size() const { return bytes_.size(); }
   uint64_t data_offset() const { return data_offset_; }
+  std::span<const uint8_t> bytes() const { return bytes_; }  // the whole file
 
   // Metadata in file order.
   const std::vector<std::pair<std::string, Value>>& metadata() const { return metadata_; }

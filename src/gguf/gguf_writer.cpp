@@ -134,21 +134,31 @@ void Writer::add_value(std::string_view k, const Value& v) {
   }
 }
 
-void Writer::add_tensor(const std::string& name, DType type, const std::vector<int64_t>& dims, const void* data,
-                        size_t n_bytes) {
+size_t Writer::checked_size(const std::string& name, DType type, const std::vector<int64_t>& dims) const {
   if (dims.empty() || dims.size() > kMaxDims) throw Error("GGUF writer: tensor " + name + " needs 1-4 dims");
   int64_t n = 1;
   for (int64_t d : dims) n *= d;
-  size_t expected = row_bytes(type, dims[0]) * static_cast<size_t>(n / std::max<int64_t>(dims[0], 1));
-  if (dims[0] == 0) expected = 0;
+  size_t bytes = dims[0] == 0 ? 0 : row_bytes(type, dims[0]) * static_cast<size_t>(n / dims[0]);
+  for (const auto& t : tensors_)
+    if (t.name == name) throw Error("GGUF writer: duplicate tensor " + name);
+  return bytes;
+}
+
+void Writer::add_tensor(const std::string& name, DType type, const std::vector<int64_t>& dims, const void* data,
+                        size_t n_bytes) {
+  size_t expected = checked_size(name, type, dims);
   if (expected != n_bytes)
     throw Error("GGUF writer: tensor " + name + " has " + std::to_string(n_bytes) + " bytes, expected " +
                 std::to_string(expected));
-  for (const auto& t : tensors_)
-    if (t.name == name) throw Error("GGUF writer: duplicate tensor " + name);
-  PendingTensor t{name, type, dims, {}};
+  PendingTensor t{name, type, dims, n_bytes, {}, nullptr};
   t.bytes.assign(static_cast<const uint8_t*>(data), static_cast<const uint8_t*>(data) + n_bytes);
   tensors_.push_back(std::move(t));
+}
+
+void Writer::add_tensor_deferred(const std::string& name, DType type, const std::vector<int64_t>& dims,
+                                 Producer produce) {
+  size_t n_bytes = checked_size(name, type, dims);
+  tensors_.push_back(PendingTensor{name, type, dims, n_bytes, {}, std::move(produce)});
 }
 
 void Writer::write(const std::string& path) const {
@@ -166,16 +176,26 @@ void Writer::write(const std::string& path) const {
     for (int64_t d : t.dims) put<uint64_t>(header, static_cast<uint64_t>(d));
     put<uint32_t>(header, static_cast<uint32_t>(t.type));
     put<uint64_t>(header, offset);
-    offset = pad(offset + t.bytes.size());
+    offset = pad(offset + t.n_bytes);
   }
   header.resize(pad(header.size()), 0);
 
   AtomicFileWriter out(path);
   out.write(header.data(), header.size());
   static const std::vector<uint8_t> zeros(4096, 0);
+  std::vector<uint8_t> produced;
   for (const auto& t : tensors_) {
-    out.write(t.bytes.data(), t.bytes.size());
-    size_t padding = pad(t.bytes.size()) - t.bytes.size();
+    const std::vector<uint8_t>* bytes = &t.bytes;
+    if (t.produce) {
+      produced.clear();
+      t.produce(produced);
+      if (produced.size() != t.n_bytes)
+        throw Error("GGUF writer: tensor " + t.name + " produced " + std::to_string(produced.size()) +
+                    " bytes, expected " + std::to_string(t.n_bytes));
+      bytes = &produced;
+    }
+    out.write(bytes->data(), bytes->size());
+    size_t padding = pad(bytes->size()) - bytes->size();
     while (padding > 0) {
       size_t n = std::min(padding, zeros.size());
       out.write(zeros.data(), n);

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -38,6 +39,11 @@ class Writer {
   // dims in ggml order (dims[0] = row length). The bytes are copied.
   void add_tensor(const std::string& name, DType type, const std::vector<int64_t>& dims, const void* data,
                   size_t n_bytes);
+  // A tensor whose bytes are produced only while the file is written, one
+  // tensor at a time, so converting a model never holds all of it in memory.
+  // `produce` must fill exactly the tensor's byte size.
+  using Producer = std::function<void(std::vector<uint8_t>& bytes)>;
+  void add_tensor_deferred(const std::string& name, DType type, const std::vector<int64_t>& dims, Producer produce);
 
   bool has_key(std::string_view key) const;
   void write(const std::string& path) const;  // throws Error
@@ -48,8 +54,11 @@ class Writer {
     std::string name;
     DType type;
     std::vector<int64_t> dims;
-    std::vector<uint8_t> bytes;
+    size_t n_bytes = 0;
+    std::vector<uint8_t> bytes;  // filled now, or by `produce` at write time
+    Producer produce;
   };
+  size_t checked_size(const std::string& name, DType type, const std::vector<int64_t>& dims) const;
   uint32_t alignment_ = kDefaultAlignment;
   uint64_t kv_count_ = 0;
   std::vector<std::string> keys_;

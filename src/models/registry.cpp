@@ -6,6 +6,7 @@
 #include "models/gemma3.h"
 #include "models/llama.h"
 #include "models/model.h"
+#include "models/rwkv7.h"
 #include "util/error.h"
 
 namespace flatline {
@@ -23,6 +24,7 @@ const std::vector<Registration>& registry() {
   static const std::vector<Registration> entries = {
       {"llama", load_llama},
       {"gemma3", load_gemma3},
+      {"rwkv7", make_rwkv7},
   };
   return entries;
 }

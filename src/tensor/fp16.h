@@ -1,4 +1,6 @@
 // IEEE half and bfloat16 conversions (scalar; SIMD kernels use F16C/AVX-512).
+// fp16 conversions give the same bits as F16C (NaNs included); bf16 ones
+// are ggml's (round to nearest even, NaN kept quiet, denormals kept).
 #pragma once
 
 #include <cstdint>
@@ -23,8 +25,8 @@ inline float fp16_to_fp32(uint16_t h) {
       mant &= 0x3ff;
       bits = sign | static_cast<uint32_t>(127 - 15 - e) << 23 | mant << 13;
     }
-  } else if (exp == 31) {
-    bits = sign | 0x7f800000u | mant << 13;
+  } else if (exp == 31) {  // inf, or NaN made quiet (as F16C does)
+    bits = sign | 0x7f800000u | mant << 13 | (mant ? 0x00400000u : 0);
   } else {
     bits = sign | (exp + 127 - 15) << 23 | mant << 13;
   }
@@ -39,7 +41,8 @@ inline uint16_t fp32_to_fp16(float f) {
   std::memcpy(&x, &f, 4);
   uint32_t sign = (x >> 16) & 0x8000;
   uint32_t abs = x & 0x7fffffff;
-  if (abs >= 0x7f800000) return static_cast<uint16_t>(sign | 0x7c00 | (abs > 0x7f800000 ? 0x200 : 0));  // inf/nan
+  if (abs > 0x7f800000) return static_cast<uint16_t>(sign | 0x7e00 | ((abs & 0x7fffff) >> 13));  // quiet NaN, as F16C
+  if (abs == 0x7f800000) return static_cast<uint16_t>(sign | 0x7c00);                          // inf
   if (abs >= 0x477ff000) return static_cast<uint16_t>(sign | 0x7c00);                                      // overflow
   if (abs < 0x38800000) {  // subnormal or zero in half
     if (abs < 0x33000000) return static_cast<uint16_t>(sign);

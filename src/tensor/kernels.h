@@ -38,7 +38,15 @@ void matmul(const Matrix& w, const float* x, int64_t n, float* y, ThreadPool& po
 
 // Row conversions; n must be a multiple of the type's block size.
 void dequantize_row(DType type, const void* src, float* dst, int64_t n);
+// Types quantize_row can produce: F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1,
+// Q8_0, Q4_K, Q5_K, Q6_K. The quantized types follow ggml's reference
+// quantizers (what llama-quantize writes without an importance matrix).
 bool can_quantize(DType type);
 void quantize_row(DType type, const float* src, void* dst, int64_t n);  // throws Error if !can_quantize
+
+// The format ggml converts activations to for a dot product with a weight of
+// this type: Q8_0, Q8_1, Q8_K, or F32 (for F32/F16/BF16 weights flatline keeps
+// f32 activations, where ggml would round them to F16/BF16).
+DType activation_type(DType weight);
 
 }  // namespace flatline

@@ -9,7 +9,7 @@ namespace flatline {
 namespace {
 // Workers spin this many iterations before sleeping. Per-token work is split
 // into many short tasks, and a futex wake-up costs more than a short spin.
-constexpr int kSpinIterations = 20000;
+constexpr int kSpinIterations = 4000;
 }  // namespace
 
 ThreadPool::ThreadPool(int n_threads) {
@@ -42,7 +42,12 @@ void ThreadPool::dispatch(TaskFn fn, void* ctx) {
   }
   wake_.notify_all();
   fn(ctx, 0, n_threads_);
-  while (pending_.load(std::memory_order_acquire) != 0) _mm_pause();
+  // Spin briefly (the usual case: workers finish at the same time), then
+  // yield so that an oversubscribed machine still makes progress.
+  for (int spins = 0; pending_.load(std::memory_order_acquire) != 0; ++spins) {
+    if (spins < 2000) _mm_pause();
+    else std::this_thread::yield();
+  }
 }
 
 void ThreadPool::worker_loop(int ith) {
@@ -50,7 +55,8 @@ void ThreadPool::worker_loop(int ith) {
   for (;;) {
     int spins = 0;
     while (generation_.load(std::memory_order_acquire) == seen && spins < kSpinIterations) {
-      _mm_pause();
+      if (spins % 64 == 63) std::this_thread::yield();
+      else _mm_pause();
       ++spins;
     }
     if (generation_.load(std::memory_order_acquire) == seen) {

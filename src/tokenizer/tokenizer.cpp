@@ -2,13 +2,22 @@
 
 #include <algorithm>
 
+#include "tokenizer/bpe_tokenizer.h"
+#include "tokenizer/rwkv_tokenizer.h"
+#include "tokenizer/spm_tokenizer.h"
 #include "util/error.h"
 
 namespace flatline {
 
 std::string Tokenizer::decode(std::span<const int32_t> ids, bool render_special) const {
   std::string out;
-  for (int32_t id : ids) out += token_bytes(id, render_special);
+  for (size_t i = 0; i < ids.size(); ++i) {
+    std::string piece = token_bytes(ids[i], render_special);
+    if (i == 0 && strip_decoded_prefix_space_ && !piece.empty() && piece[0] == ' ' && !is_control(ids[0])) {
+      piece.erase(0, 1);
+    }
+    out += piece;
+  }
   return out;
 }
 
@@ -17,9 +26,18 @@ bool Tokenizer::is_end_of_generation(int32_t id) const {
 }
 
 std::unique_ptr<Tokenizer> Tokenizer::from_gguf(const gguf::File& file) {
-  std::string kind = file.get_string("tokenizer.ggml.model", "");
-  if (kind.empty()) throw Error(file.path() + ": no tokenizer (tokenizer.ggml.model is missing)");
-  throw Error(file.path() + ": tokenizer kind '" + kind + "' is not supported");
+  const gguf::Value* model = file.find("tokenizer.ggml.model");
+  if (!model) throw Error(file.path() + ": no tokenizer (tokenizer.ggml.model is missing)");
+  if (model->type() != gguf::ValueType::String) {
+    throw Error(file.path() + ": tokenizer.ggml.model: expected a string, found " +
+                gguf::value_type_name(model->type()));
+  }
+  const std::string kind(model->as_string());
+  if (kind == "rwkv") return std::make_unique<tokenizer_detail::RwkvTokenizer>(file);
+  if (kind == "llama") return std::make_unique<tokenizer_detail::SpmTokenizer>(file);
+  if (kind == "gpt2") return std::make_unique<tokenizer_detail::BpeTokenizer>(file);
+  throw Error(file.path() + ": tokenizer.ggml.model '" + kind +
+              "' is not supported (expected one of: rwkv, llama, gpt2)");
 }
 
 }  // namespace flatline

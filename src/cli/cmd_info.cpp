@@ -1,0 +1,115 @@
+// `flatline info`: what a GGUF file is and what running it will cost.
+#include <cstdio>
+#include <map>
+
+#include "cli/common.h"
+#include "gguf/gguf.h"
+#include "tokenizer/tokenizer.h"
+#include "util/error.h"
+
+namespace flatline::cli {
+
+namespace {
+
+struct InfoOptions {
+  ModelOptions model;
+  bool metadata = false;
+  bool tensors = false;
+};
+
+std::string human_count(uint64_t n) {
+  char buf[32];
+  if (n >= 1000000000ull) std::snprintf(buf, sizeof buf, "%.2fB", n / 1e9);
+  else if (n >= 1000000ull) std::snprintf(buf, sizeof buf, "%.2fM", n / 1e6);
+  else if (n >= 1000ull) std::snprintf(buf, sizeof buf, "%.1fK", n / 1e3);
+  else std::snprintf(buf, sizeof buf, "%llu", static_cast<unsigned long long>(n));
+  return buf;
+}
+
+void print_file_summary(const gguf::File& f) {
+  std::printf("file:            %s\n", f.path().c_str());
+  std::printf("file size:       %s (GGUF v%u, %zu tensors, %zu metadata keys)\n", format_bytes(f.file_size()).c_str(),
+              f.version(), f.tensors().size(), f.metadata().size());
+  std::printf("architecture:    %s\n", f.get_string("general.architecture", "(none)").c_str());
+  std::map<std::string, std::pair<int, uint64_t>> types;
+  for (const auto& t : f.tensors()) {
+    auto& e = types[traits(t.type).name];
+    e.first++;
+    e.second += t.n_bytes;
+  }
+  std::string list;
+  for (const auto& [name, e] : types)
+    list += (list.empty() ? "" : ", ") + name + " x" + std::to_string(e.first) + " (" + format_bytes(e.second) + ")";
+  if (!list.empty()) std::printf("tensor types:    %s\n", list.c_str());
+}
+
+void print_tokenizer(const gguf::File& f) {
+  if (!f.has("tokenizer.ggml.model")) return;
+  auto tok = Tokenizer::from_gguf(f);
+  std::printf("tokenizer:       %s, %d tokens, bos %d, eos %d, eot %d, add_bos %s\n",
+              f.get_string("tokenizer.ggml.model").c_str(), tok->n_vocab(), tok->bos_id(), tok->eos_id(), tok->eot_id(),
+              tok->add_bos() ? "yes" : "no");
+  std::printf("chat template:   %s\n", std::string(ChatTemplate::from_gguf(f).name()).c_str());
+}
+
+}  // namespace
+
+void register_info(CLI::App& app) {
+  auto opts = std::make_shared<InfoOptions>();
+  auto* sub = app.add_subcommand("info", "Describe a GGUF model: architecture, size, memory it needs");
+  opts->model.add_to(*sub);
+  sub->add_flag("--metadata", opts->metadata, "Also list every metadata key");
+  sub->add_flag("--tensors", opts->tensors, "Also list every tensor");
+  sub->callback([opts] {
+    const InfoOptions& o = *opts;
+    auto file = std::make_shared<gguf::File>(gguf::File::open(o.model.model_path));
+    print_file_summary(*file);
+    if (o.metadata)
+      for (const auto& [key, value] : file->metadata()) std::printf("  %-48s %s\n", key.c_str(), value.to_string().c_str());
+    if (o.tensors)
+      for (const auto& t : file->tensors())
+        std::printf("  %-40s %-6s %s\n", t.name.c_str(), traits(t.type).name, t.shape_string().c_str());
+    if (file->tensors().empty()) {
+      std::printf("weights:         none (vocabulary-only file)\n");
+      print_tokenizer(*file);
+      return;
+    }
+    LoadOptions lo;
+    lo.pool = std::make_shared<ThreadPool>(1);
+    lo.max_batch = o.model.batch;
+    auto model = load_model(file, lo);
+    const ModelInfo& mi = model->info();
+    MemoryBudget budget = o.model.budget();
+    std::printf("name:            %s\n", mi.name.c_str());
+    std::printf("parameters:      %s (%s per token read at decode)\n", human_count(mi.n_params).c_str(),
+                format_bytes(mi.bytes_per_token).c_str());
+    std::printf("weight type:     %s\n", mi.file_type.c_str());
+    std::printf("shape:           %lld layers, n_embd %lld, vocab %lld\n", static_cast<long long>(mi.n_layer),
+                static_cast<long long>(mi.n_embd), static_cast<long long>(mi.n_vocab));
+    std::printf("memory:\n");
+    std::printf("  weights        %s (memory-mapped)\n", format_bytes(mi.weight_bytes).c_str());
+    std::printf("  scratch        %s (for %lld-token prompt chunks)\n", format_bytes(model->scratch_bytes()).c_str(),
+                static_cast<long long>(o.model.batch));
+    if (mi.recurrent) {
+      std::printf("  state          %s per conversation, whatever its length (recurrent)\n",
+                  format_bytes(model->state_bytes(0)).c_str());
+    } else {
+      uint64_t per_token = model->state_bytes(1025) - model->state_bytes(1024);
+      std::printf("  KV cache       %s per token, %s for a %lld-token context\n", format_bytes(per_token).c_str(),
+                  format_bytes(model->state_bytes(o.model.ctx)).c_str(), static_cast<long long>(o.model.ctx));
+      uint64_t fixed = file->file_size() + model->scratch_bytes() + model->state_bytes(0);
+      uint64_t room = budget.limit() > fixed ? budget.limit() - fixed : 0;
+      int64_t max_ctx = per_token ? static_cast<int64_t>(room / per_token) : 0;
+      if (mi.n_ctx_train > 0) max_ctx = std::min<int64_t>(max_ctx, mi.n_ctx_train);
+      std::printf("  max context    %lld tokens fit in the %s budget (trained for %lld)\n",
+                  static_cast<long long>(max_ctx), format_bytes(budget.limit()).c_str(),
+                  static_cast<long long>(mi.n_ctx_train));
+    }
+    uint64_t total = file->file_size() + model->scratch_bytes() + model->state_bytes(o.model.ctx);
+    std::printf("  total          %s for one conversation (budget %s)\n", format_bytes(total).c_str(),
+                format_bytes(budget.limit()).c_str());
+    print_tokenizer(*file);
+  });
+}
+
+}  // namespace flatline::cli

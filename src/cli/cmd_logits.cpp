@@ -1,0 +1,42 @@
+// `flatline logits`: raw f32 logits for verification against other engines.
+#include <cstdio>
+#include <fstream>
+
+#include "cli/common.h"
+#include "util/error.h"
+
+namespace flatline::cli {
+
+void register_logits(CLI::App& app) {
+  struct Options {
+    ModelOptions model;
+    std::string tokens, out;
+    bool all = false;
+  };
+  auto opts = std::make_shared<Options>();
+  auto* sub = app.add_subcommand(
+      "logits", "Write raw little-endian f32 logits of the last position (or all, row-major [n_tokens][n_vocab])");
+  opts->model.add_to(*sub);
+  sub->add_option("--tokens", opts->tokens, "Comma-separated token ids, fed from a fresh state")->required();
+  sub->add_option("--out", opts->out, "Output file")->required();
+  sub->add_flag("--all", opts->all, "Logits of every position");
+  sub->callback([opts] {
+    auto ids = parse_token_list(opts->tokens);
+    MemoryBudget budget = opts->model.budget();
+    ModelOptions mo = opts->model;
+    mo.ctx = std::max<int64_t>(mo.ctx, static_cast<int64_t>(ids.size()));
+    auto model = mo.load(budget);
+    const int64_t n_vocab = model->info().n_vocab;
+    auto state = model->model().new_state(mo.ctx);
+    std::vector<float> logits(static_cast<size_t>((opts->all ? ids.size() : 1) * n_vocab));
+    model->model().forward(*state, ids, opts->all ? LogitsMode::All : LogitsMode::Last, logits.data());
+    std::ofstream out(opts->out, std::ios::binary);
+    if (!out) throw Error("cannot write " + opts->out);
+    out.write(reinterpret_cast<const char*>(logits.data()), static_cast<std::streamsize>(logits.size() * sizeof(float)));
+    if (!out) throw Error("cannot write " + opts->out);
+    std::fprintf(stderr, "wrote %zu x %lld logits to %s\n", opts->all ? ids.size() : size_t{1},
+                 static_cast<long long>(n_vocab), opts->out.c_str());
+  });
+}
+
+}  // namespace flatline::cli

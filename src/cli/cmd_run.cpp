@@ -1,0 +1,137 @@
+// `flatline run`: one completion (-p), one chat turn (-m), or an interactive
+// multi-turn chat that keeps the model state between turns.
+#include <signal.h>
+
+#include <csignal>
+#include <cstdio>
+#include <iostream>
+#include <string>
+
+#include "cli/common.h"
+#include "runtime/chat_template.h"
+#include "util/error.h"
+#include "util/system_info.h"
+
+namespace flatline::cli {
+
+namespace {
+
+volatile std::sig_atomic_t g_interrupted = 0;
+void on_sigint(int) { g_interrupted = 1; }
+
+struct RunOptions {
+  ModelOptions model;
+  SamplingOptions sampling;
+  std::string prompt;   // raw completion
+  std::string message;  // one chat turn
+  std::string system;
+  bool show_stats = false;
+};
+
+bool print_piece(std::string_view text) {
+  std::fwrite(text.data(), 1, text.size(), stdout);
+  std::fflush(stdout);
+  return g_interrupted == 0;
+}
+
+void print_stats(const GenerateResult& r) {
+  double gen_s = r.eval_ns / 1e9;
+  double prompt_ms = r.prompt_eval_ns / 1e6;
+  std::fprintf(stderr, "\n[%lld tokens, %.2f tok/s | prompt: %lld new tokens in %.1f ms | RSS %s]\n",
+               static_cast<long long>(r.eval_count), gen_s > 0 ? r.eval_count / gen_s : 0.0,
+               static_cast<long long>(r.prompt_eval_count), prompt_ms, format_bytes(current_rss_bytes()).c_str());
+}
+
+GenerateOptions generate_options(const RunOptions& o) {
+  GenerateOptions g;
+  g.sampling = o.sampling.params;
+  g.num_predict = o.sampling.num_predict;
+  g.stop = o.sampling.stop;
+  return g;
+}
+
+void run_completion(Engine& engine, const RunOptions& o) {
+  Conversation conv = engine.new_conversation(o.model.ctx);
+  GenerateOptions g = generate_options(o);
+  g.use_template_stops = false;
+  std::fwrite(o.prompt.data(), 1, o.prompt.size(), stdout);
+  auto r = engine.generate(conv, o.prompt, g, print_piece);
+  std::printf("\n");
+  if (o.show_stats) print_stats(r);
+}
+
+void run_chat(Engine& engine, const RunOptions& o, bool interactive) {
+  const ChatTemplate& tmpl = engine.loaded().chat_template();
+  std::vector<ChatMessage> messages;
+  if (!o.system.empty()) messages.push_back({"system", o.system});
+  Conversation conv = engine.new_conversation(o.model.ctx);
+  GenerateOptions g = generate_options(o);
+  auto turn = [&](const std::string& user_text) {
+    messages.push_back({"user", user_text});
+    g_interrupted = 0;
+    std::string prompt = tmpl.render(messages);
+    auto r = engine.generate(conv, prompt, g, print_piece);
+    std::printf("\n");
+    if (r.done_reason == "cancelled") std::fprintf(stderr, "[stopped]\n");
+    if (o.show_stats || interactive) print_stats(r);
+    messages.push_back({"assistant", r.text});
+  };
+  if (!interactive) {
+    turn(o.message);
+    return;
+  }
+  std::fprintf(stderr, "Chat with %s (%s format). Ctrl-D ends, Ctrl-C stops a reply.\n",
+               engine.loaded().info().name.c_str(), std::string(tmpl.name()).c_str());
+  std::string line;
+  for (;;) {
+    std::fprintf(stderr, ">>> ");
+    g_interrupted = 0;
+    if (!std::getline(std::cin, line)) break;
+    if (line.empty()) continue;
+    try {
+      turn(line);
+    } catch (const ContextOverflowError& e) {
+      std::fprintf(stderr, "\nerror: %s\n", e.what());
+      messages.pop_back();
+    }
+  }
+  std::fprintf(stderr, "\n");
+}
+
+}  // namespace
+
+void register_run(CLI::App& app) {
+  auto opts = std::make_shared<RunOptions>();
+  auto* sub = app.add_subcommand("run", "Generate text or chat (no MODEL: the bundled demo model)");
+  opts->model.add_to(*sub, /*model_required=*/false);
+  opts->sampling.add_to(*sub, -1);
+  sub->add_option("-p,--prompt", opts->prompt, "Raw text to continue (no chat template)");
+  sub->add_option("-m,--message", opts->message, "One chat message: print the reply and exit");
+  sub->add_option("-s,--system", opts->system, "System prompt for chat");
+  sub->add_flag("--stats", opts->show_stats, "Print speed and memory after the reply");
+  sub->callback([opts] {
+    RunOptions& o = *opts;
+    if (o.model.model_path.empty()) {
+      o.model.model_path = default_model_path();
+      if (o.model.model_path.empty())
+        throw Error("no model given and the bundled demo model (models/flatline-demo-kjv.gguf) was not found");
+      std::fprintf(stderr, "Using the bundled demo model %s\n", o.model.model_path.c_str());
+    }
+    if (!o.prompt.empty() && o.sampling.num_predict < 0) o.sampling.num_predict = 256;
+    MemoryBudget budget = o.model.budget();
+    auto model = o.model.load(budget);
+    Engine engine(*model);
+    // No SA_RESTART: Ctrl-C at the ">>>" prompt interrupts the read and ends
+    // the chat; during a reply it only stops the reply.
+    struct sigaction sa {};
+    sa.sa_handler = on_sigint;
+    sigemptyset(&sa.sa_mask);
+    sa.sa_flags = 0;
+    sigaction(SIGINT, &sa, nullptr);
+    if (!o.prompt.empty()) run_completion(engine, o);
+    else if (!o.message.empty()) run_chat(engine, o, false);
+    else run_chat(engine, o, true);
+  });
+}
+
+}  // namespace flatline::cli

@@ -1,0 +1,86 @@
+#include "cli/common.h"
+
+#include <unistd.h>
+
+#include <filesystem>
+#include <sstream>
+
+#include "models/model.h"
+#include "util/error.h"
+
+namespace flatline::cli {
+
+void ModelOptions::add_to(CLI::App& app, bool model_required) {
+  auto* opt = app.add_option("model", model_path, "GGUF model file");
+  if (model_required) opt->required();
+  app.add_option("-t,--threads", threads, "Threads (default: physical cores)");
+  app.add_option("-b,--batch", batch, "Tokens per prompt-processing chunk")->capture_default_str();
+  app.add_option("-c,--ctx", ctx, "Context size in tokens for transformer models")->capture_default_str();
+  app.add_option("--max-memory", max_memory, "Memory budget, e.g. 6G (default: available memory minus 10%)");
+  app.add_option("--kv-type", kv_type, "KV cache type for transformers: f16 or q8_0")->capture_default_str();
+}
+
+MemoryBudget ModelOptions::budget() const {
+  return MemoryBudget(max_memory.empty() ? 0 : parse_byte_size(max_memory));
+}
+
+std::unique_ptr<LoadedModel> ModelOptions::load(MemoryBudget& budget) const {
+  LoadOptions opts;
+  opts.pool = std::make_shared<ThreadPool>(threads);
+  opts.max_batch = batch;
+  return LoadedModel::load(model_path, opts, &budget, ctx);
+}
+
+void SamplingOptions::add_to(CLI::App& app, int64_t default_predict) {
+  num_predict = default_predict;
+  app.add_option("-n,--num-predict", num_predict, "Tokens to generate (-1: until end of text)")->capture_default_str();
+  app.add_option("--temp,--temperature", params.temperature, "Temperature (0: greedy)")->capture_default_str();
+  app.add_option("--top-k", params.top_k, "Top-k (0: off)")->capture_default_str();
+  app.add_option("--top-p", params.top_p, "Top-p (1: off)")->capture_default_str();
+  app.add_option("--min-p", params.min_p, "Min-p (0: off)")->capture_default_str();
+  app.add_option("--repeat-penalty", params.repeat_penalty, "Repeat penalty (1: off)")->capture_default_str();
+  app.add_option("--repeat-last-n", params.repeat_last_n, "Penalty window in tokens (-1: all)")->capture_default_str();
+  app.add_option("--presence-penalty", params.presence_penalty, "Presence penalty")->capture_default_str();
+  app.add_option("--frequency-penalty", params.frequency_penalty, "Frequency penalty")->capture_default_str();
+  app.add_option("--seed", params.seed, "Random seed (-1: random)")->capture_default_str();
+  app.add_option("--stop", stop, "Stop string (repeatable)");
+}
+
+std::string default_model_path() {
+  if (const char* env = std::getenv("FLATLINE_MODEL"); env && *env) return env;
+  const std::string name = "models/flatline-demo-kjv.gguf";
+  std::vector<std::filesystem::path> candidates;
+  std::error_code ec;
+  auto exe = std::filesystem::read_symlink("/proc/self/exe", ec);
+  if (!ec) {
+    candidates.push_back(exe.parent_path() / ".." / name);        // build/ next to models/
+    candidates.push_back(exe.parent_path() / ".." / ".." / name);
+    candidates.push_back(exe.parent_path() / ".." / "share" / "flatline" / name);
+  }
+  candidates.push_back(std::filesystem::path(FLATLINE_SOURCE_DIR) / name);
+  for (const auto& c : candidates)
+    if (std::filesystem::exists(c, ec)) return std::filesystem::weakly_canonical(c, ec).string();
+  return "";
+}
+
+std::vector<int32_t> parse_token_list(const std::string& text) {
+  std::vector<int32_t> ids;
+  std::stringstream ss(text);
+  std::string item;
+  while (std::getline(ss, item, ',')) {
+    size_t used = 0;
+    long long v = 0;
+    try {
+      v = std::stoll(item, &used);
+    } catch (...) {
+      used = 0;
+    }
+    if (used == 0 || used != item.size() || v < 0 || v > INT32_MAX)
+      throw Error("--tokens: '" + item + "' is not a token id (expected e.g. 1,2,3)");
+    ids.push_back(static_cast<int32_t>(v));
+  }
+  if (ids.empty()) throw Error("--tokens: no token ids given");
+  return ids;
+}
+
+}  // namespace flatline::cli

@@ -1,0 +1,58 @@
+// Pieces shared by the `flatline` subcommands.
+#pragma once
+
+#include <CLI/CLI.hpp>
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "runtime/engine.h"
+#include "runtime/memory_budget.h"
+#include "runtime/sampler.h"
+
+namespace flatline::cli {
+
+// Options every command that loads a model takes.
+struct ModelOptions {
+  std::string model_path;
+  int threads = 0;           // 0: physical cores
+  int64_t batch = 256;       // tokens per prompt-processing chunk
+  int64_t ctx = 4096;        // context for transformers (recurrent models ignore it)
+  std::string max_memory;    // "" = from the system
+  std::string kv_type = "f16";
+
+  void add_to(CLI::App& app, bool model_required = true);
+  std::unique_ptr<LoadedModel> load(MemoryBudget& budget) const;
+  MemoryBudget budget() const;
+};
+
+struct SamplingOptions {
+  SamplerParams params;
+  std::vector<std::string> stop;
+  int64_t num_predict = -1;
+  void add_to(CLI::App& app, int64_t default_predict);
+};
+
+// The bundled demo model: $FLATLINE_MODEL, else models/flatline-demo-kjv.gguf
+// next to the binary's source tree or install prefix. "" if none exists.
+std::string default_model_path();
+
+// Parses "1,2,3" into ids. Throws Error.
+std::vector<int32_t> parse_token_list(const std::string& text);
+
+int run_command(CLI::App& app, int argc, char** argv);
+
+// Subcommand registration; each returns the callback run after parsing.
+void register_run(CLI::App& app);
+void register_info(CLI::App& app);
+void register_tokenize(CLI::App& app);
+void register_logits(CLI::App& app);
+void register_bench(CLI::App& app);
+void register_serve(CLI::App& app);
+void register_perplexity(CLI::App& app);
+void register_quantize(CLI::App& app);
+void register_synth(CLI::App& app);
+
+}  // namespace flatline::cli

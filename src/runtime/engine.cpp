@@ -1,0 +1,199 @@
+#include "runtime/engine.h"
+
+#include <chrono>
+#include <cstring>
+
+#include "runtime/text_stream.h"
+#include "util/error.h"
+#include "util/log.h"
+
+namespace flatline {
+
+namespace {
+
+int64_t now_ns() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+
+bool starts_with(std::string_view s, std::string_view prefix) {
+  return s.size() >= prefix.size() && s.compare(0, prefix.size(), prefix) == 0;
+}
+
+// FNV-1a over the file header (metadata + tensor table) and the file size:
+// any re-conversion or re-quantisation changes it.
+std::string fingerprint_of(const gguf::File& file) {
+  uint64_t h = 1469598103934665603ull;
+  auto bytes = file.bytes();
+  for (uint64_t i = 0; i < file.data_offset() && i < bytes.size(); ++i) {
+    h ^= bytes[i];
+    h *= 1099511628211ull;
+  }
+  char buf[64];
+  std::snprintf(buf, sizeof buf, "%016llx-%llu", static_cast<unsigned long long>(h),
+                static_cast<unsigned long long>(file.file_size()));
+  return buf;
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------------------
+// LoadedModel
+
+std::unique_ptr<LoadedModel> LoadedModel::load(const std::string& path, const LoadOptions& options,
+                                               MemoryBudget* budget, int64_t n_ctx) {
+  auto lm = std::unique_ptr<LoadedModel>(new LoadedModel());
+  lm->path_ = path;
+  auto file = std::make_shared<gguf::File>(gguf::File::open(path));
+  if (budget) {
+    // Weights are mapped, not copied, but a decode step touches all of them:
+    // they must fit in RAM or every token would come from disk.
+    budget->require(file->file_size(), "model " + path + " (weights)");
+  }
+  lm->file_ = file;
+  lm->model_ = load_model(file, options);
+  lm->tokenizer_ = Tokenizer::from_gguf(*file);
+  if (lm->tokenizer_->n_vocab() > lm->model_->info().n_vocab)
+    throw Error(path + ": the tokenizer has " + std::to_string(lm->tokenizer_->n_vocab()) +
+                " tokens but the model only " + std::to_string(lm->model_->info().n_vocab));
+  lm->template_ = ChatTemplate::from_gguf(*file);
+  lm->fingerprint_ = fingerprint_of(*file);
+  if (budget) budget->require(lm->resident_estimate(n_ctx), "model " + path + " with a " + std::to_string(n_ctx) + "-token context");
+  return lm;
+}
+
+uint64_t LoadedModel::resident_estimate(int64_t n_ctx) const {
+  return file_->file_size() + model_->scratch_bytes() + model_->state_bytes(n_ctx);
+}
+
+// ---------------------------------------------------------------------------
+// Conversation
+
+Conversation Conversation::clone() const {
+  Conversation c;
+  c.state = state ? state->clone() : nullptr;
+  c.fed_text = fed_text;
+  c.tokens = tokens;
+  c.pending_tokens = pending_tokens;
+  c.pending_text = pending_text;
+  c.last_logits = last_logits;
+  return c;
+}
+
+uint64_t Conversation::memory_bytes() const {
+  return (state ? state->memory_bytes() : 0) + fed_text.size() + tokens.size() * sizeof(int32_t) +
+         last_logits.size() * sizeof(float) + pending_text.size() + sizeof(*this);
+}
+
+// ---------------------------------------------------------------------------
+// Engine
+
+Engine::Engine(LoadedModel& model) : model_(model), logits_(static_cast<size_t>(model.info().n_vocab)) {}
+
+Conversation Engine::new_conversation(int64_t n_ctx) const {
+  Conversation c;
+  c.state = model_.model().new_state(n_ctx);
+  return c;
+}
+
+std::vector<int32_t> Engine::tokenize_continuation(const Conversation& conv, std::string_view suffix) const {
+  const Tokenizer& tok = model_.tokenizer();
+  std::vector<int32_t> ids;
+  if (conv.state->n_past() == 0 && conv.pending_tokens.empty() && tok.add_bos() && tok.bos_id() >= 0)
+    ids.push_back(tok.bos_id());
+  if (!conv.pending_tokens.empty() && starts_with(suffix, conv.pending_text)) {
+    ids.insert(ids.end(), conv.pending_tokens.begin(), conv.pending_tokens.end());
+    suffix.remove_prefix(conv.pending_text.size());
+  }
+  auto rest = tok.encode(suffix, /*parse_special=*/true);
+  ids.insert(ids.end(), rest.begin(), rest.end());
+  return ids;
+}
+
+int64_t Engine::feed_prompt(Conversation& conv, std::string_view prompt) {
+  if (!starts_with(prompt, conv.fed_text)) throw Error("internal error: prompt does not extend the conversation");
+  std::vector<int32_t> ids = tokenize_continuation(conv, prompt.substr(conv.fed_text.size()));
+  if (ids.empty()) {
+    if (conv.last_logits.empty()) throw Error("empty prompt: nothing to generate from");
+    conv.pending_tokens.clear();
+    conv.pending_text.clear();
+    return 0;
+  }
+  ModelState& st = *conv.state;
+  const int64_t n_ctx = st.n_ctx();
+  if (n_ctx > 0 && st.n_past() + static_cast<int64_t>(ids.size()) > n_ctx) {
+    throw ContextOverflowError("the prompt needs " + std::to_string(st.n_past() + ids.size()) +
+                               " tokens but the context holds " + std::to_string(n_ctx) + " (" +
+                               std::to_string(ids.size()) + " new tokens after " + std::to_string(st.n_past()) +
+                               " already in it); raise num_ctx or start a new conversation");
+  }
+  conv.last_logits.resize(static_cast<size_t>(model_.info().n_vocab));
+  model_.model().forward(st, ids, LogitsMode::Last, conv.last_logits.data());
+  conv.tokens.insert(conv.tokens.end(), ids.begin(), ids.end());
+  conv.fed_text.assign(prompt);
+  conv.pending_tokens.clear();
+  conv.pending_text.clear();
+  return static_cast<int64_t>(ids.size());
+}
+
+GenerateResult Engine::generate(Conversation& conv, std::string_view prompt, const GenerateOptions& options,
+                                const TextCallback& on_text) {
+  GenerateResult r;
+  const int64_t t0 = now_ns();
+  r.prompt_eval_count = feed_prompt(conv, prompt);
+  r.prompt_tokens = static_cast<int64_t>(conv.tokens.size());
+  const int64_t t1 = now_ns();
+  r.prompt_eval_ns = t1 - t0;
+
+  const Tokenizer& tok = model_.tokenizer();
+  std::vector<std::string> stops = options.stop;
+  if (options.use_template_stops)
+    for (auto& s : model_.chat_template().stop_strings()) stops.push_back(s);
+  TextStream stream(stops);
+  Sampler sampler(options.sampling, static_cast<int32_t>(model_.info().n_vocab));
+  ModelState& st = *conv.state;
+  bool cancelled = false;
+
+  auto emit = [&](const std::string& text) {
+    if (!text.empty() && on_text && !cancelled && !on_text(text)) cancelled = true;
+  };
+  auto keep_pending = [&](int32_t id, const std::string& text) {
+    conv.pending_tokens.assign(1, id);
+    conv.pending_text = text;
+  };
+
+  for (;;) {
+    if (options.num_predict >= 0 && r.eval_count >= options.num_predict) {
+      r.done_reason = "length";
+      break;
+    }
+    std::memcpy(logits_.data(), conv.last_logits.data(), logits_.size() * sizeof(float));
+    const int32_t id = sampler.sample(logits_.data(), conv.tokens);
+    if (tok.is_end_of_generation(id)) {
+      keep_pending(id, tok.token_bytes(id, /*render_special=*/true));
+      r.done_reason = "stop";
+      break;
+    }
+    ++r.eval_count;
+    r.generated.push_back(id);
+    const std::string bytes = tok.token_bytes(id, /*render_special=*/true);
+    const bool hit_stop = stream.push(tok.token_bytes(id));
+    emit(stream.release());
+    const bool context_full = st.n_ctx() > 0 && st.n_past() + 1 > st.n_ctx();
+    const bool out_of_budget = options.num_predict >= 0 && r.eval_count >= options.num_predict;
+    if (hit_stop || cancelled || context_full || out_of_budget) {
+      keep_pending(id, bytes);
+      r.done_reason = hit_stop ? "stop" : cancelled ? "cancelled" : "length";
+      break;
+    }
+    model_.model().forward(st, std::span<const int32_t>(&id, 1), LogitsMode::Last, conv.last_logits.data());
+    conv.tokens.push_back(id);
+    conv.fed_text += bytes;
+  }
+  emit(stream.flush());
+  r.text = stream.text();
+  r.eval_ns = now_ns() - t1;
+  return r;
+}
+
+}  // namespace flatline

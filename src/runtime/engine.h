@@ -1,0 +1,109 @@
+// One loaded model and the generation loop every front end shares (the CLI's
+// run/chat, the server, `bench turns`): feed a prompt after what a
+// conversation state already holds, then sample, stream and stop.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "models/model.h"
+#include "runtime/chat_template.h"
+#include "runtime/memory_budget.h"
+#include "runtime/sampler.h"
+#include "tokenizer/tokenizer.h"
+
+namespace flatline {
+
+class LoadedModel {
+ public:
+  // Maps the file, builds model + tokenizer + chat template. When a budget
+  // is given, refuses (MemoryBudgetError) before allocating if the weights,
+  // scratch buffers and one state of n_ctx tokens would not fit.
+  static std::unique_ptr<LoadedModel> load(const std::string& path, const LoadOptions& options,
+                                           MemoryBudget* budget = nullptr, int64_t n_ctx = 4096);
+
+  const std::string& path() const { return path_; }
+  Model& model() { return *model_; }
+  const Model& model() const { return *model_; }
+  const Tokenizer& tokenizer() const { return *tokenizer_; }
+  const ChatTemplate& chat_template() const { return template_; }
+  const ModelInfo& info() const { return model_->info(); }
+  // Identifies the exact weights: used to refuse states saved by another model.
+  const std::string& fingerprint() const { return fingerprint_; }
+  uint64_t resident_estimate(int64_t n_ctx) const;  // weights + scratch + one state
+
+ private:
+  std::string path_;
+  std::shared_ptr<const gguf::File> file_;
+  std::unique_ptr<Model> model_;
+  std::unique_ptr<Tokenizer> tokenizer_;
+  ChatTemplate template_{ChatFormat::Plain};
+  std::string fingerprint_;
+};
+
+// What a model state has consumed. `fed_text` is the exact text whose tokens
+// are in the state; `pending` is the last sampled token, which was shown but
+// not yet fed (feeding it would cost a decode step nobody may need).
+struct Conversation {
+  std::unique_ptr<ModelState> state;
+  std::string fed_text;
+  std::vector<int32_t> tokens;  // ids in the state, oldest first
+  std::vector<int32_t> pending_tokens;
+  std::string pending_text;
+  std::vector<float> last_logits;  // logits after the last fed token (empty if none yet)
+
+  Conversation clone() const;
+  uint64_t memory_bytes() const;
+};
+
+struct GenerateOptions {
+  SamplerParams sampling;
+  int64_t num_predict = -1;         // < 0: until end of generation or context
+  std::vector<std::string> stop;    // extra stop strings (the template's are added)
+  bool use_template_stops = true;
+};
+
+struct GenerateResult {
+  std::string text;                 // the reply, stop string removed
+  std::vector<int32_t> generated;   // sampled ids (without the end-of-generation token)
+  int64_t prompt_tokens = 0;        // tokens of the whole prompt (cached + evaluated)
+  int64_t prompt_eval_count = 0;    // tokens actually evaluated for this prompt
+  int64_t prompt_eval_ns = 0;
+  int64_t eval_count = 0;           // generated tokens
+  int64_t eval_ns = 0;
+  std::string done_reason;          // "stop", "length" or "cancelled"
+};
+
+// Called with each piece of visible text; return false to cancel.
+using TextCallback = std::function<bool(std::string_view)>;
+
+class Engine {
+ public:
+  explicit Engine(LoadedModel& model);
+
+  Conversation new_conversation(int64_t n_ctx) const;
+
+  // Feeds `prompt` into `conv`. `prompt` must start with conv.fed_text; only
+  // the rest is tokenized and evaluated (plus a pending token when the
+  // prompt continues with its text). Throws ContextOverflowError if it does
+  // not fit, leaving conv unchanged. Returns the number of tokens evaluated.
+  int64_t feed_prompt(Conversation& conv, std::string_view prompt);
+
+  // feed_prompt + sampling loop.
+  GenerateResult generate(Conversation& conv, std::string_view prompt, const GenerateOptions& options,
+                          const TextCallback& on_text = {});
+
+  LoadedModel& loaded() { return model_; }
+
+ private:
+  std::vector<int32_t> tokenize_continuation(const Conversation& conv, std::string_view suffix) const;
+
+  LoadedModel& model_;
+  std::vector<float> logits_;  // n_vocab, reused
+};
+
+}  // namespace flatline

@@ -1,0 +1,18 @@
+#!/bin/sh
+# Installs what building and testing flatline needs, from Debian 12 packages
+# only (see "Dependencies" in README.md for why each one). Safe to re-run.
+set -eu
+SUDO=""
+if [ "$(id -u)" != "0" ]; then SUDO="sudo"; fi
+PACKAGES="build-essential cmake ninja-build pkg-config git \
+  libcpp-httplib-dev nlohmann-json3-dev libcli11-dev libgtest-dev libbenchmark-dev python3"
+# Node.js + npm run the client-compatibility tests (npm packages `ollama`, `openai`).
+if ! command -v npm >/dev/null 2>&1; then PACKAGES="$PACKAGES nodejs npm"; fi
+missing=""
+for p in $PACKAGES; do
+  dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"
+done
+if [ -n "$missing" ]; then
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq $missing
+fi
