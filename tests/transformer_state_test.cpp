@@ -81,7 +81,9 @@ TEST_P(TransformerStateTest, CloneContinuesIdentically) {
   auto a = continue_from(*s, kSplit);
   auto b = continue_from(*copy, kSplit);
   EXPECT_EQ(max_abs_diff(a, b), 0.0f);
-  if (GetParam().kv_type == DType::F32) EXPECT_LT(max_abs_diff(a, reference_from(kSplit)), 1e-3f);
+  if (GetParam().kv_type == DType::F32) {
+    EXPECT_LT(max_abs_diff(a, reference_from(kSplit)), 1e-3f);
+  }
 }
 
 TEST_P(TransformerStateTest, SaveLoadContinuesIdentically) {
