@@ -1,13 +1,15 @@
 // stories260K, a real trained Llama (karpathy's tinyllamas, GGUF from
-// ggml-org): greedy decoding must reproduce the token ids of the independent
-// reference runs in ../shared/models/stories260K/reference (whose text equals
-// llama2.c's expected output), and its logits for the first 16 positions.
+// ggml-org): greedy decoding must reproduce the token ids and the text of the
+// independent reference runs in ../shared/models/stories260K/reference (whose
+// text equals llama2.c's expected output), and its logits for the first 16
+// positions.
 #include <gtest/gtest.h>
 
 #include <fstream>
 #include <nlohmann/json.hpp>
 
 #include "test_support.h"
+#include "tokenizer/tokenizer.h"
 #include "transformer_test_util.h"
 
 namespace flatline {
@@ -61,8 +63,12 @@ TEST(TransformerStories, GreedyFromBosReproducesReference) {
   for (DType kv : {DType::F32, DType::F16}) {
     auto m = load_transformer(path, kv, 256, false, 1);
     std::vector<float> logits;
-    auto fed = greedy(*m.model, {1}, expected.size(), &logits, 16);
-    EXPECT_EQ(fed, expected) << "KV type " << dtype_name(kv);
+    // One more step than fed: run.c also prints the token predicted at the last position.
+    auto fed = greedy(*m.model, {1}, expected.size() + 1, &logits, 16);
+    EXPECT_EQ(std::vector<int32_t>(fed.begin(), fed.end() - 1), expected) << "KV type " << dtype_name(kv);
+    // The text through flatline's SentencePiece tokenizer is llama2.c's (which prints from position 1).
+    auto tok = Tokenizer::from_gguf(*m.file);
+    EXPECT_EQ(tok->decode(std::span<const int32_t>(fed).subspan(1)), ref["generated_text"].get<std::string>());
     auto want = test::read_f32_file(ref_logits);
     ASSERT_EQ(logits.size(), want.size());
     float diff = test::max_abs_diff(logits, want);
@@ -81,7 +87,11 @@ TEST(TransformerStories, GreedyAfterPromptsReproducesReference) {
     auto prompt = key_starting(r, "prompt_token_ids").get<std::vector<int32_t>>();
     auto expected = key_starting(r, "fed_token_ids").get<std::vector<int32_t>>();
     ASSERT_GT(expected.size(), prompt.size());
-    EXPECT_EQ(greedy(*m.model, prompt, expected.size()), expected) << r["prompt"];
+    auto fed = greedy(*m.model, prompt, expected.size() + 1);
+    EXPECT_EQ(std::vector<int32_t>(fed.begin(), fed.end() - 1), expected) << r["prompt"];
+    auto tok = Tokenizer::from_gguf(*m.file);
+    EXPECT_EQ(std::vector<int32_t>(prompt.begin() + 1, prompt.end()), tok->encode(r["prompt"].get<std::string>()));
+    EXPECT_EQ(tok->decode(std::span<const int32_t>(fed).subspan(1)), key_starting(r, "printed_text").get<std::string>());
   }
 }
 
