@@ -138,7 +138,11 @@ using attention_detail::Kernels;
 
 namespace {
 
-constexpr int64_t kKeyTile = 64;        // keys converted and scored together
+// Keys converted and scored together. Decode reads each key once for a few
+// query rows, so it takes long runs (the hardware prefetcher streams them
+// better); prompt tiles are reused by many rows and stay in L1/L2.
+constexpr int64_t kDecodeTile = 256;
+constexpr int64_t kPromptTile = 64;
 constexpr int64_t kMaxRows = 64;        // query rows (tokens x group heads) per work item
 constexpr int64_t kMaxSplits = 16;      // key ranges of one decode query processed in parallel
 constexpr int64_t kMinSplitKeys = 256;  // below this a key range is not worth splitting
@@ -150,28 +154,28 @@ int64_t max_rows(int64_t max_group) { return std::max(kMaxRows, max_group); }
 
 struct ThreadTiles {
   float* q;    // [rows][dk], already scaled
-  float* k;    // [kKeyTile][dk], or transposed [dk][kKeyTile]
-  float* v;    // [kKeyTile][dv]
-  float* s;    // [rows][kKeyTile]
+  float* k;    // [kDecodeTile][dk], or transposed [dk][kPromptTile]
+  float* v;    // [kDecodeTile][dv]
+  float* s;    // [rows][kDecodeTile]
   float* acc;  // [rows][dv]
   float* m;    // [rows] running max
   float* l;    // [rows] running sum
   float* c;    // [rows] rescale factor of the current tile
-  float* row;  // [kKeyTile][dk] keys before transposing
+  float* row;  // [kPromptTile][dk] keys before transposing
 };
 
 size_t thread_floats(int64_t rows, int64_t dk, int64_t dv) {
   auto r = static_cast<size_t>(rows);
-  return r * dk + 2 * kKeyTile * dk + kKeyTile * dv + r * kKeyTile + r * dv + 3 * r;
+  return r * dk + kDecodeTile * (dk + dv) + kPromptTile * dk + r * kDecodeTile + r * dv + 3 * r;
 }
 
 ThreadTiles carve(float* base, int64_t rows, int64_t dk, int64_t dv) {
   ThreadTiles t;
   t.q = base;
   t.k = t.q + rows * dk;
-  t.v = t.k + kKeyTile * dk;
-  t.s = t.v + kKeyTile * dv;
-  t.acc = t.s + rows * kKeyTile;
+  t.v = t.k + kDecodeTile * dk;
+  t.s = t.v + kDecodeTile * dv;
+  t.acc = t.s + rows * kDecodeTile;
   t.m = t.acc + rows * dv;
   t.l = t.m + rows;
   t.c = t.l + rows;
@@ -207,15 +211,20 @@ class AttentionRun {
     // One query position (decode): few rows, scored key by key. Several
     // positions (prompt chunks): blocks of rows against transposed key tiles.
     const bool one_position = item.t1 - item.t0 == 1;
-    for (int64_t j0 = item.key_begin; j0 < item.key_end; j0 += kKeyTile) {
-      const int64_t j1 = std::min(j0 + kKeyTile, item.key_end);
+    const int64_t tile = one_position ? kDecodeTile : kPromptTile;
+    for (int64_t j0 = item.key_begin; j0 < item.key_end; j0 += tile) {
+      const int64_t j1 = std::min(j0 + tile, item.key_end);
       if (one_position) {
-        for (int64_t j = j0; j < j1; ++j) kern_.to_f32(kr.type, kr.row_at(j), t.k + (j - j0) * dk, dk);
+        load_rows(kr, j0, j1, dk, t.k);
       } else {
-        for (int64_t j = j0; j < j1; ++j) kern_.to_f32(kr.type, kr.row_at(j), t.row + (j - j0) * dk, dk);
-        kern_.transpose(t.row, j1 - j0, dk, dk, t.k, kKeyTile);
+        load_rows(kr, j0, j1, dk, t.row);
+        kern_.transpose(t.row, j1 - j0, dk, dk, t.k, kPromptTile);
       }
-      for (int64_t j = j0; j < j1; ++j) kern_.to_f32(vr.type, vr.row_at(j), t.v + (j - j0) * dv, dv);
+      load_rows(vr, j0, j1, dv, t.v);
+      if (one_position) {
+        prefetch_rows(kr, j1, std::min(j1 + tile, item.key_end));
+        prefetch_rows(vr, j1, std::min(j1 + tile, item.key_end));
+      }
       if (one_position) {
         for (int64_t r = 0; r < rows; ++r) {
           const int64_t pos = a_.first_pos + item.t0 + r / group_;
@@ -270,6 +279,32 @@ class AttentionRun {
     return a_.out + (token * a_.n_head + head) * a_.head_dim_v;
   }
 
+  // Converts the rows of positions [j0, j1) to f32, [j1 - j0][dim]. Rows of
+  // consecutive slots are contiguous in storage, so each run between ring
+  // wrap-arounds is one conversion call.
+  void load_rows(const KvRows& rows, int64_t j0, int64_t j1, int64_t dim, float* dst) const {
+    for (int64_t j = j0; j < j1;) {
+      const int64_t slot = j % rows.capacity;
+      const int64_t run = std::min(j1 - j, rows.capacity - slot);
+      kern_.to_f32(rows.type, rows.data + static_cast<size_t>(slot) * rows.row_bytes, dst + (j - j0) * dim, run * dim);
+      j += run;
+    }
+  }
+
+  // Asks for the next tile's rows while this one is computed: decode reads
+  // the cache once, in short runs per head, which the hardware prefetcher
+  // alone follows poorly.
+  static void prefetch_rows(const KvRows& rows, int64_t j0, int64_t j1) {
+    for (int64_t j = j0; j < j1;) {
+      const int64_t slot = j % rows.capacity;
+      const int64_t run = std::min(j1 - j, rows.capacity - slot);
+      const uint8_t* p = rows.data + static_cast<size_t>(slot) * rows.row_bytes;
+      const size_t bytes = static_cast<size_t>(run) * rows.row_bytes;
+      for (size_t off = 0; off < bytes; off += 64) __builtin_prefetch(p + off);
+      j += run;
+    }
+  }
+
   void load_queries(const WorkItem& item, ThreadTiles& t) const {
     const int64_t dk = a_.head_dim_k;
     for (int64_t tok = item.t0; tok < item.t1; ++tok) {
@@ -285,12 +320,12 @@ class AttentionRun {
   // transposed key tile; keys a row may not see get probability 0.
   void update_block(ThreadTiles& t, const WorkItem& item, int64_t rows, int64_t j0, int64_t j1) const {
     const int64_t n = j1 - j0;
-    kern_.scores_block(t.q, rows, a_.head_dim_k, t.k, kKeyTile, n, t.s, kKeyTile);
+    kern_.scores_block(t.q, rows, a_.head_dim_k, t.k, kPromptTile, n, t.s, kPromptTile);
     for (int64_t r = 0; r < rows; ++r) {
       const int64_t pos = a_.first_pos + item.t0 + r / group_;
       const int64_t a = std::max(j0, first_visible(pos)) - j0;
       const int64_t b = std::min(j1, pos + 1) - j0;
-      float* s = t.s + r * kKeyTile;
+      float* s = t.s + r * kPromptTile;
       if (a >= b) {
         std::fill(s, s + n, 0.0f);
         t.c[r] = 1.0f;
@@ -307,13 +342,13 @@ class AttentionRun {
       t.l[r] = t.l[r] * t.c[r] + sum;
       t.m[r] = m_new;
     }
-    kern_.accumulate_block(t.acc, t.c, rows, t.s, kKeyTile, t.v, n, a_.head_dim_v);
+    kern_.accumulate_block(t.acc, t.c, rows, t.s, kPromptTile, t.v, n, a_.head_dim_v);
   }
 
   // Online softmax step for row r over n keys starting at tile offset off.
   void update_row(ThreadTiles& t, int64_t r, int64_t off, int64_t n) const {
     const int64_t dk = a_.head_dim_k, dv = a_.head_dim_v;
-    float* s = t.s + r * kKeyTile;
+    float* s = t.s + r * kDecodeTile;
     kern_.dots(t.q + r * dk, t.k + off * dk, n, dk, s);
     float tile_max = s[0];
     for (int64_t j = 1; j < n; ++j) tile_max = std::max(tile_max, s[j]);
