@@ -26,7 +26,7 @@ import numpy as np
 
 ALIGN = 32
 GGML_F32, GGML_F16, GGML_Q8_0 = 0, 1, 8
-GGUF_U32, GGUF_F32, GGUF_STR = 4, 6, 8
+GGUF_U32, GGUF_I32, GGUF_F32, GGUF_BOOL, GGUF_STR, GGUF_ARR = 4, 5, 6, 7, 8, 9
 
 SHAPES = {
     "gemma3-4b": dict(arch="gemma3", n_embd=2560, n_layer=34, n_head=8, n_head_kv=4, head_dim=256, n_ff=10240,
@@ -63,7 +63,33 @@ def metadata(shape):
     if shape["rope_factor"]:
         kv += [(a + ".rope.scaling.type", GGUF_STR, "linear"),
                (a + ".rope.scaling.factor", GGUF_F32, shape["rope_factor"])]
+    # A stand-in tokenizer (as `flatline synth` writes for RWKV): bytes as
+    # tokens 0-255, padding after, so tools that need one (flatline bench) load.
+    tokens = ["\\x%02x" % i if i < 256 else "[PAD%d]" % i for i in range(shape["n_vocab"])]
+    kv += [("tokenizer.ggml.model", GGUF_STR, "rwkv"),
+           ("tokenizer.ggml.tokens", GGUF_ARR, (GGUF_STR, tokens)),
+           ("tokenizer.ggml.token_type", GGUF_ARR, (GGUF_I32, [1 if i < 256 else 5 for i in range(shape["n_vocab"])])),
+           ("tokenizer.ggml.add_bos_token", GGUF_BOOL, False)]
     return kv
+
+
+def gguf_value(vtype, value):
+    if vtype == GGUF_STR:
+        return gguf_string(value)
+    if vtype == GGUF_U32:
+        return struct.pack("<I", value)
+    if vtype == GGUF_I32:
+        return struct.pack("<i", value)
+    if vtype == GGUF_BOOL:
+        return struct.pack("<?", value)
+    if vtype == GGUF_F32:
+        return struct.pack("<f", value)
+    etype, items = value
+    if etype == GGUF_I32:
+        body = np.asarray(items, dtype="<i4").tobytes()
+    else:
+        body = b"".join(gguf_value(etype, v) for v in items)
+    return struct.pack("<IQ", etype, len(items)) + body
 
 
 def tensors(shape):
@@ -128,13 +154,7 @@ def main():
 
     header = b"GGUF" + struct.pack("<IQQ", 3, len(ts), len(kv))
     for key, vtype, value in kv:
-        header += gguf_string(key) + struct.pack("<I", vtype)
-        if vtype == GGUF_STR:
-            header += gguf_string(value)
-        elif vtype == GGUF_U32:
-            header += struct.pack("<I", value)
-        else:
-            header += struct.pack("<f", value)
+        header += gguf_string(key) + struct.pack("<I", vtype) + gguf_value(vtype, value)
     offset = 0
     for name, dims, kind in ts:
         ttype = GGML_F32 if kind == "norm" else mtype
