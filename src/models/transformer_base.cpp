@@ -328,7 +328,6 @@ class TransformerModel : public Model {
   std::vector<int> layer_rope_;       // index into ropes_ per layer
 
   // scratch, sized for max_batch tokens at load
-  int64_t max_q_ = 0, max_kv_k_ = 0, max_kv_v_ = 0, max_attn_ = 0;
   std::vector<float> x_, xn_, q_, k_, v_, attn_, proj_, gate_, up_;
   std::vector<KvRows> k_rows_, v_rows_;
   AttentionScratch attn_scratch_;
