@@ -1,8 +1,223 @@
-// PLACEHOLDER: `flatline bench turns` is implemented on the server branch.
+// `flatline bench turns MODEL...`: a 10-question conversation, resent in
+// full each turn as a chat client does, through the same chat service and
+// state cache as the server's /api/chat. Per turn: tokens generated and
+// their speed, prompt tokens actually evaluated and how long that took, and
+// resident memory, one column group per model.
+#include <chrono>
+#include <cstdio>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
 #include "cli/common.h"
+#include "runtime/chat_service.h"
+#include "runtime/state_cache.h"
+#include "util/error.h"
+#include "util/log.h"
+#include "util/system_info.h"
 
 namespace flatline::cli {
 
-void register_bench_turns(CLI::App& bench) { (void)bench; }
+namespace {
+
+const char* const kQuestions[] = {
+    "What is beekeeping?",
+    "What are Layens hives?",
+    "How do you harvest honey?",
+    "What is the newspaper method for combining colonies?",
+    "How do you treat varroa mites naturally?",
+    "What flowers are best for bees in California?",
+    "How do you split a colony in spring?",
+    "What is a swarm trap and how do you use one?",
+    "How do you overwinter a hive in mild climates?",
+    "Summarize everything we discussed about beekeeping.",
+};
+constexpr int kQuestionCount = sizeof(kQuestions) / sizeof(kQuestions[0]);
+
+struct BenchTurnsOptions {
+  std::vector<std::string> models;
+  int turns = kQuestionCount;
+  bool json = false;
+  int threads = 0;
+  int64_t batch = 256;
+  int64_t ctx = 4096;
+  std::string max_memory;
+  std::string cache_memory = "1G";
+  SamplingOptions sampling;
+};
+
+struct TurnRow {
+  int turn = 0;
+  std::string question;
+  int64_t eval_count = 0;
+  double eval_tps = 0;
+  int64_t prompt_tokens = 0;      // whole prompt
+  int64_t prompt_eval_count = 0;  // evaluated this turn
+  int64_t cached_tokens = 0;
+  double prompt_ms = 0;
+  uint64_t rss = 0;
+  std::string done_reason;
+  std::string error;  // set when the turn could not run (e.g. context full)
+};
+
+struct ModelRun {
+  std::string path;
+  std::string name;
+  std::string error;  // the model could not be loaded
+  std::vector<TurnRow> rows;
+};
+
+ModelRun run_model(const std::string& path, const BenchTurnsOptions& o, std::shared_ptr<ThreadPool> pool) {
+  ModelRun run;
+  run.path = path;
+  MemoryBudget budget(o.max_memory.empty() ? 0 : parse_byte_size(o.max_memory));
+  LoadOptions lo;
+  lo.pool = std::move(pool);
+  lo.max_batch = o.batch;
+  std::unique_ptr<LoadedModel> model;
+  try {
+    model = LoadedModel::load(path, lo, &budget, o.ctx);
+  } catch (const Error& e) {
+    run.error = e.what();
+    return run;
+  }
+  run.name = model->info().name;
+  Engine engine(*model);
+  StateCacheOptions co;
+  co.memory_limit = parse_byte_size(o.cache_memory);
+  StateCache cache(co);
+  ChatService service(cache);
+  TurnOptions topts;
+  topts.sampling = o.sampling.params;
+  topts.num_predict = o.sampling.num_predict;
+  topts.stop = o.sampling.stop;
+  topts.recurrent_reply_cap = o.ctx;
+
+  std::vector<ChatMessage> messages;
+  for (int i = 0; i < o.turns; ++i) {
+    TurnRow row;
+    row.turn = i + 1;
+    row.question = kQuestions[i % kQuestionCount];
+    messages.push_back({"user", row.question});
+    try {
+      TurnResult r = service.chat(engine, o.ctx, messages, topts);
+      const GenerateResult& g = r.generation;
+      row.eval_count = g.eval_count;
+      row.eval_tps = g.eval_ns > 0 ? g.eval_count * 1e9 / g.eval_ns : 0;
+      row.prompt_tokens = g.prompt_tokens;
+      row.prompt_eval_count = g.prompt_eval_count;
+      row.cached_tokens = r.cached_tokens;
+      row.prompt_ms = g.prompt_eval_ns / 1e6;
+      row.done_reason = g.done_reason;
+      messages.push_back({"assistant", g.text});
+    } catch (const ContextOverflowError& e) {
+      // Policy: a turn that does not fit the context is refused whole (no
+      // silent truncation of the history); the conversation ends there.
+      row.error = e.what();
+    }
+    row.rss = current_rss_bytes();
+    run.rows.push_back(row);
+    if (!o.json)
+      std::fprintf(stderr, "%s turn %d: %s\n", run.name.c_str(), row.turn,
+                   row.error.empty() ? (std::to_string(row.eval_count) + " tokens, " +
+                                        std::to_string(row.prompt_eval_count) + " prompt tokens evaluated")
+                                           .c_str()
+                                     : row.error.c_str());
+    if (!row.error.empty()) break;
+  }
+  return run;
+}
+
+void print_table(const std::vector<ModelRun>& runs, int turns) {
+  std::printf("%-5s", "turn");
+  for (const auto& r : runs) std::printf(" | %-47.47s", (r.name.empty() ? r.path : r.name).c_str());
+  std::printf("\n%-5s", "");
+  for (size_t i = 0; i < runs.size(); ++i)
+    std::printf(" | %6s %8s %8s %10s %10s", "gen", "tok/s", "prompt", "prompt ms", "RSS");
+  std::printf("\n");
+  for (int t = 0; t < turns; ++t) {
+    std::printf("%-5d", t + 1);
+    for (const auto& r : runs) {
+      if (!r.error.empty()) {
+        std::printf(" | %-47.47s", t == 0 ? ("error: " + r.error).c_str() : "");
+      } else if (t >= static_cast<int>(r.rows.size())) {
+        std::printf(" | %-47s", "");
+      } else if (!r.rows[t].error.empty()) {
+        std::printf(" | %-47.47s", ("stopped: " + r.rows[t].error).c_str());
+      } else {
+        const TurnRow& row = r.rows[t];
+        std::printf(" | %6lld %8.2f %8lld %10.1f %10s", static_cast<long long>(row.eval_count), row.eval_tps,
+                    static_cast<long long>(row.prompt_eval_count), row.prompt_ms, format_bytes(row.rss).c_str());
+      }
+    }
+    std::printf("\n");
+  }
+  // Full error texts (the table cuts them).
+  for (const auto& r : runs) {
+    if (!r.error.empty()) std::printf("%s: %s\n", r.path.c_str(), r.error.c_str());
+    for (const auto& row : r.rows)
+      if (!row.error.empty()) std::printf("%s turn %d: %s\n", r.name.c_str(), row.turn, row.error.c_str());
+  }
+}
+
+void print_json(const std::vector<ModelRun>& runs, int turns) {
+  nlohmann::ordered_json out;
+  out["turns"] = turns;
+  out["models"] = nlohmann::ordered_json::array();
+  for (const auto& r : runs) {
+    nlohmann::ordered_json m;
+    m["model"] = r.path;
+    m["name"] = r.name;
+    if (!r.error.empty()) m["error"] = r.error;
+    m["turns"] = nlohmann::ordered_json::array();
+    for (const auto& row : r.rows) {
+      nlohmann::ordered_json t;
+      t["turn"] = row.turn;
+      t["question"] = row.question;
+      if (!row.error.empty()) {
+        t["error"] = row.error;
+      } else {
+        t["eval_count"] = row.eval_count;
+        t["eval_tokens_per_second"] = row.eval_tps;
+        t["prompt_tokens"] = row.prompt_tokens;
+        t["prompt_eval_count"] = row.prompt_eval_count;
+        t["cached_tokens"] = row.cached_tokens;
+        t["prompt_eval_ms"] = row.prompt_ms;
+        t["done_reason"] = row.done_reason;
+      }
+      t["rss_bytes"] = row.rss;
+      m["turns"].push_back(t);
+    }
+    out["models"].push_back(m);
+  }
+  std::printf("%s\n", out.dump(2, ' ', false, nlohmann::ordered_json::error_handler_t::replace).c_str());
+}
+
+}  // namespace
+
+void register_bench_turns(CLI::App& bench) {
+  auto o = std::make_shared<BenchTurnsOptions>();
+  auto* sub = bench.add_subcommand("turns", "Multi-turn chat benchmark (10 beekeeping questions, history resent each turn)");
+  sub->add_option("models", o->models, "GGUF model files (one column group each)")->required();
+  sub->add_option("--turns", o->turns, "Number of turns (the 10 questions repeat beyond 10)")->capture_default_str();
+  sub->add_flag("--json", o->json, "Machine-readable output");
+  sub->add_option("-t,--threads", o->threads, "Threads (default: physical cores)");
+  sub->add_option("-b,--batch", o->batch, "Tokens per prompt-processing chunk")->capture_default_str();
+  sub->add_option("-c,--ctx", o->ctx, "Context for transformer models; cap on one reply for recurrent ones")
+      ->capture_default_str();
+  sub->add_option("--max-memory", o->max_memory, "Memory budget, e.g. 6G (default: available memory minus 10%)");
+  sub->add_option("--cache-memory", o->cache_memory, "Memory for cached conversation states")->capture_default_str();
+  o->sampling.params.seed = 42;
+  o->sampling.add_to(*sub, 128);
+  sub->callback([o] {
+    if (o->turns < 1) throw Error("--turns must be at least 1, got " + std::to_string(o->turns));
+    auto pool = std::make_shared<ThreadPool>(o->threads);
+    std::vector<ModelRun> runs;
+    for (const auto& path : o->models) runs.push_back(run_model(path, *o, pool));
+    if (o->json) print_json(runs, o->turns);
+    else print_table(runs, o->turns);
+  });
+}
 
 }  // namespace flatline::cli

@@ -47,6 +47,7 @@ GenerateOptions generate_options(const RunOptions& o) {
   g.sampling = o.sampling.params;
   g.num_predict = o.sampling.num_predict;
   g.stop = o.sampling.stop;
+  g.should_stop = [] { return g_interrupted != 0; };
   return g;
 }
 
@@ -66,10 +67,16 @@ void run_chat(Engine& engine, const RunOptions& o, bool interactive) {
   if (!o.system.empty()) messages.push_back({"system", o.system});
   Conversation conv = engine.new_conversation(o.model.ctx);
   GenerateOptions g = generate_options(o);
+  // The state before the last reply: when a reply was cut short (Ctrl-C,
+  // -n) its rendered form may not extend what the model consumed, and the
+  // next turn continues from here instead (costing the reply's tokens once).
+  Conversation before_reply = conv.clone();
   auto turn = [&](const std::string& user_text) {
     messages.push_back({"user", user_text});
     g_interrupted = 0;
     std::string prompt = tmpl.render(messages);
+    if (prompt.compare(0, conv.fed_text.size(), conv.fed_text) != 0) conv = before_reply.clone();
+    before_reply = conv.clone();
     auto r = engine.generate(conv, prompt, g, print_piece);
     std::printf("\n");
     if (r.done_reason == "cancelled") std::fprintf(stderr, "[stopped]\n");
@@ -86,7 +93,15 @@ void run_chat(Engine& engine, const RunOptions& o, bool interactive) {
   for (;;) {
     std::fprintf(stderr, ">>> ");
     g_interrupted = 0;
-    if (!std::getline(std::cin, line)) break;
+    if (!std::getline(std::cin, line)) {
+      if (g_interrupted) {  // Ctrl-C at the prompt (the read failed with EINTR): keep the chat
+        std::cin.clear();
+        clearerr(stdin);
+        std::fprintf(stderr, "\n(use Ctrl-D to exit)\n");
+        continue;
+      }
+      break;
+    }
     if (line.empty()) continue;
     try {
       turn(line);
@@ -121,8 +136,8 @@ void register_run(CLI::App& app) {
     MemoryBudget budget = o.model.budget();
     auto model = o.model.load(budget);
     Engine engine(*model);
-    // No SA_RESTART: Ctrl-C at the ">>>" prompt interrupts the read and ends
-    // the chat; during a reply it only stops the reply.
+    // No SA_RESTART: Ctrl-C at the ">>>" prompt interrupts the read (the chat
+    // goes on, Ctrl-D ends it); during a reply it stops the reply.
     struct sigaction sa {};
     sa.sa_handler = on_sigint;
     sigemptyset(&sa.sa_mask);

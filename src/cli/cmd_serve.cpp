@@ -1,4 +1,132 @@
+// `flatline serve`: the Ollama-compatible server (src/server, docs/SERVER.md).
+#include <pthread.h>
+#include <signal.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <thread>
+
 #include "cli/common.h"
+#include "server/request_options.h"
+#include "server/server.h"
+#include "util/error.h"
+#include "util/log.h"
+
 namespace flatline::cli {
-void register_serve(CLI::App& app) { (void)app; }
+
+namespace {
+
+struct ServeOptions {
+  std::string host = "127.0.0.1";
+  int port = 11434;
+  std::string models_dir;
+  std::string state_dir;
+  std::string max_memory;
+  std::string cache_memory;
+  std::string state_disk = "4G";
+  std::string keep_alive = "5m";
+  std::string max_body = "32M";
+  int threads = 0;
+  int64_t batch = 256;
+  int64_t ctx = 4096;
+  int max_loaded = 1;
+  int max_queue = 32;
+  int http_threads = 48;
+};
+
+int64_t parse_keep_alive_flag(const std::string& text) {
+  char* end = nullptr;
+  double seconds = std::strtod(text.c_str(), &end);
+  int64_t ns = (end && *end == '\0' && end != text.c_str()) ? static_cast<int64_t>(seconds * 1e9)
+                                                             : server::parse_go_duration_ns(text);
+  return ns < 0 ? KeepAlive::kForever : ns;
+}
+
+// $FLATLINE_MODELS, else the folder of the bundled demo model (so a fresh
+// checkout serves it with no setup), else ./models.
+std::string default_models_dir() {
+  if (const char* env = std::getenv("FLATLINE_MODELS"); env && *env) return env;
+  std::string bundled = default_model_path();
+  if (!bundled.empty()) return std::filesystem::path(bundled).parent_path().string();
+  return "models";
+}
+
+// A share of the budget for cached conversation states: a fifth, at least
+// 64 MiB, at most 4 GiB.
+uint64_t default_cache_memory(uint64_t budget) {
+  return std::clamp<uint64_t>(budget / 5, 64ull << 20, 4ull << 30);
+}
+
+void serve(const ServeOptions& o) {
+  server::ServerOptions so;
+  so.host = o.host;
+  so.port = o.port;
+  so.models.models_dir = o.models_dir.empty() ? default_models_dir() : o.models_dir;
+  so.models.max_memory = o.max_memory.empty() ? 0 : parse_byte_size(o.max_memory);
+  so.models.threads = o.threads;
+  so.models.batch = o.batch;
+  so.models.default_ctx = o.ctx;
+  so.models.max_loaded = o.max_loaded;
+  so.models.max_queue = static_cast<size_t>(std::max(1, o.max_queue));
+  so.models.default_keep_alive.ns = parse_keep_alive_flag(o.keep_alive);
+  const uint64_t budget = MemoryBudget(so.models.max_memory).limit();
+  so.cache.memory_limit = o.cache_memory.empty() ? default_cache_memory(budget) : parse_byte_size(o.cache_memory);
+  so.cache.directory = o.state_dir;
+  so.cache.disk_limit = parse_byte_size(o.state_disk);
+  so.max_body_bytes = parse_byte_size(o.max_body);
+  // Each queued request holds an HTTP thread: keep some free for listings.
+  so.http_threads = std::max(o.http_threads, o.max_queue + 8);
+
+  // Signals go to one thread that stops the server; every other thread
+  // (HTTP workers, the compute pool) inherits the blocked mask.
+  // A shell starts background jobs with SIGINT ignored; an ignored signal
+  // is never delivered to sigwait, so restore the default first.
+  signal(SIGINT, SIG_DFL);
+  signal(SIGTERM, SIG_DFL);
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+
+  server::Server srv(so);
+  srv.bind();
+  std::thread stopper([&srv, signals] {
+    int sig = 0;
+    sigwait(&signals, &sig);
+    LOG_INFO("signal " << sig << ": shutting down");
+    srv.stop();
+  });
+  stopper.detach();
+  std::printf("listening on %s\n", srv.url().c_str());
+  std::fflush(stdout);
+  srv.run();
+}
+
+}  // namespace
+
+void register_serve(CLI::App& app) {
+  auto o = std::make_shared<ServeOptions>();
+  auto* sub = app.add_subcommand("serve", "Serve models over Ollama's HTTP API (and OpenAI's /v1), keeping conversation states");
+  sub->add_option("--host", o->host, "Address to listen on")->capture_default_str();
+  sub->add_option("--port", o->port, "Port (0: any free port)")->capture_default_str();
+  sub->add_option("--models", o->models_dir, "Directory of .gguf models (default: $FLATLINE_MODELS, else the bundled models/ folder)");
+  sub->add_option("--state-dir", o->state_dir, "Save conversation states here so they survive a restart");
+  sub->add_option("--state-disk", o->state_disk, "Disk space for saved states (oldest deleted first)")->capture_default_str();
+  sub->add_option("--max-memory", o->max_memory, "Memory budget, e.g. 6G (default: available memory minus 10%)");
+  sub->add_option("--cache-memory", o->cache_memory, "Part of the budget for cached states (default: a fifth, 64 MiB..4 GiB)");
+  sub->add_option("-t,--threads", o->threads, "Compute threads (default: physical cores)");
+  sub->add_option("-b,--batch", o->batch, "Tokens per prompt-processing chunk")->capture_default_str();
+  sub->add_option("-c,--ctx", o->ctx, "Default num_ctx (context tokens) for transformer models")->capture_default_str();
+  sub->add_option("--keep-alive", o->keep_alive, "Default keep_alive (Go duration or seconds; negative = forever)")
+      ->capture_default_str();
+  sub->add_option("--max-loaded", o->max_loaded, "Models resident at once")->capture_default_str();
+  sub->add_option("--max-queue", o->max_queue, "Requests that may wait for the model before 503")->capture_default_str();
+  sub->add_option("--max-body", o->max_body, "Largest request body (413 beyond)")->capture_default_str();
+  sub->add_option("--http-threads", o->http_threads, "HTTP worker threads")->capture_default_str();
+  sub->callback([o] { serve(*o); });
+}
+
 }  // namespace flatline::cli

@@ -167,6 +167,10 @@ GenerateResult Engine::generate(Conversation& conv, std::string_view prompt, con
       r.done_reason = "length";
       break;
     }
+    if (options.should_stop && options.should_stop()) {
+      r.done_reason = "cancelled";
+      break;
+    }
     std::memcpy(logits_.data(), conv.last_logits.data(), logits_.size() * sizeof(float));
     const int32_t id = sampler.sample(logits_.data(), conv.tokens);
     if (tok.is_end_of_generation(id)) {

@@ -65,6 +65,9 @@ struct GenerateOptions {
   int64_t num_predict = -1;         // < 0: until end of generation or context
   std::vector<std::string> stop;    // extra stop strings (the template's are added)
   bool use_template_stops = true;
+  // Polled before every token: return true to stop (done_reason "cancelled"),
+  // e.g. on Ctrl-C or a closed connection, even while nothing visible is produced.
+  std::function<bool()> should_stop;
 };
 
 struct GenerateResult {

@@ -32,27 +32,27 @@ uint64_t read_sum_sse2(const void* p, size_t bytes) {
 }  // namespace kernels
 
 double measure_read_bandwidth_gbs(ThreadPool& pool, size_t bytes, int runs) {
-  constexpr size_t kAlign = 4096;
-  const size_t nth = static_cast<size_t>(pool.size());
-  // Every thread's part is a multiple of 256 bytes and page aligned.
-  const size_t part = std::max<size_t>(bytes / nth / kAlign * kAlign, kAlign);
-  const size_t total = part * nth;
-  std::unique_ptr<uint8_t, decltype(&std::free)> buf(static_cast<uint8_t*>(std::aligned_alloc(kAlign, total)),
-                                                     &std::free);
+  // Pieces of 4 MiB handed out dynamically (as the kernels do), so a thread
+  // that the OS deschedules for a moment does not stall the measurement.
+  constexpr size_t kPiece = size_t{4} << 20;
+  const size_t pieces = std::max<size_t>(1, bytes / kPiece);
+  const size_t total = pieces * kPiece;
+  std::unique_ptr<uint8_t, decltype(&std::free)> buf(static_cast<uint8_t*>(std::aligned_alloc(4096, total)), &std::free);
   if (!buf) throw std::bad_alloc();
   uint8_t* base = buf.get();
-  // Touch the pages from the threads that will read them.
-  pool.run([&](int ith, int) { std::memset(base + ith * part, ith + 1, part); });
+  pool.parallel_chunks(static_cast<int64_t>(pieces), 1, [&](int64_t p0, int64_t p1) {
+    std::memset(base + p0 * kPiece, static_cast<int>(p0 & 0xff), static_cast<size_t>(p1 - p0) * kPiece);
+  });
 
   const bool avx2 = active_isa() != Isa::Scalar;
   std::atomic<uint64_t> sink{0};
   double best = 0;
   for (int run = 0; run < std::max(1, runs); ++run) {
     const auto start = std::chrono::steady_clock::now();
-    pool.run([&](int ith, int) {
-      const uint8_t* p = base + ith * part;
-      sink.fetch_xor(avx2 ? kernels::read_sum_avx2(p, part) : kernels::read_sum_sse2(p, part),
-                     std::memory_order_relaxed);
+    pool.parallel_chunks(static_cast<int64_t>(pieces), 1, [&](int64_t p0, int64_t p1) {
+      const uint8_t* p = base + p0 * kPiece;
+      const size_t len = static_cast<size_t>(p1 - p0) * kPiece;
+      sink.fetch_xor(avx2 ? kernels::read_sum_avx2(p, len) : kernels::read_sum_sse2(p, len), std::memory_order_relaxed);
     });
     const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     best = std::max(best, static_cast<double>(total) / seconds / 1e9);

@@ -10,8 +10,8 @@
 
 namespace flatline {
 
-// Best of `runs` multi-threaded streaming reads (SIMD loads, every pool
-// thread reading its own contiguous part) over a freshly allocated buffer of
+// Best of `runs` multi-threaded streaming reads (SIMD loads; the pool's
+// threads take 4 MiB pieces in turn) over a freshly allocated buffer of
 // `bytes` (default 1 GiB, far larger than any L3). GB/s = 1e9 bytes / s.
 double measure_read_bandwidth_gbs(ThreadPool& pool, size_t bytes = size_t{1} << 30, int runs = 5);
 

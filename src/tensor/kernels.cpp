@@ -79,22 +79,25 @@ thread_local Scratch t_scratch;
 // Below this many multiply-adds the work runs on the calling thread only:
 // waking the pool costs more than it saves.
 constexpr int64_t kMinParallelWork = 1 << 16;
-// Output rows handed to a thread are a multiple of this (the tile height of
-// the SIMD kernels), so tiles are not split between threads.
+// Output rows are handed out in chunks that are a multiple of this (the tile
+// height of the SIMD kernels), so tiles are not split between threads.
 constexpr int64_t kRowGranule = 8;
-// Token chunk so the quantized activations a chunk reads stay in L2.
-constexpr size_t kActChunkBytes = 512 * 1024;
+// Weight bytes per chunk of rows: big enough that a thread streams long runs
+// of memory, small enough to balance threads that run at unequal speed.
+constexpr size_t kChunkBytes = 256 * 1024;
+// Token chunk so the quantized activations a chunk reads stay in L2 (with
+// room for the packed row tile the AVX-512 kernels keep beside them).
+constexpr size_t kActChunkBytes = 1024 * 1024;
 
 size_t align64(size_t v) { return (v + 63) / 64 * 64; }
 
-// Rows [begin, end) of thread ith out of nth.
-void thread_rows(int64_t rows, int ith, int nth, int64_t& begin, int64_t& end) {
-  const int64_t granules = (rows + kRowGranule - 1) / kRowGranule;
-  const int64_t per = granules / nth, extra = granules % nth;
-  const int64_t g0 = ith * per + std::min<int64_t>(ith, extra);
-  const int64_t g1 = g0 + per + (ith < extra ? 1 : 0);
-  begin = std::min(rows, g0 * kRowGranule);
-  end = std::min(rows, g1 * kRowGranule);
+int64_t round_up(int64_t v, int64_t m) { return (v + m - 1) / m * m; }
+
+// Rows per chunk handed to a thread.
+int64_t row_grain(const Matrix& w, int64_t n, int threads) {
+  const int64_t by_bytes = static_cast<int64_t>(kChunkBytes / std::max<size_t>(1, w.row_stride * std::min<int64_t>(n, 4)));
+  const int64_t for_balance = (w.rows + 4 * threads - 1) / (4 * threads);  // at least ~4 chunks per thread
+  return round_up(std::max<int64_t>(1, std::min(by_bytes, for_balance)), kRowGranule);
 }
 
 }  // namespace
@@ -148,7 +151,7 @@ void matmul(const Matrix& w, const float* x, int64_t n, float* y, ThreadPool& po
     auto quantize = [&](int64_t t0, int64_t t1) {
       for (int64_t t = t0; t < t1; ++t) k.quantize_act(x + t * w.cols, w.cols, buf + t * act_stride);
     };
-    if (parallel && n > 1) pool.parallel_for(n, quantize);
+    if (parallel && n > 1) pool.parallel_chunks(n, std::max<int64_t>(1, (1 << 16) / w.cols), quantize);
     else quantize(0, n);
     act = buf;
   }
@@ -156,22 +159,14 @@ void matmul(const Matrix& w, const float* x, int64_t n, float* y, ThreadPool& po
   const size_t y_stride = static_cast<size_t>(w.rows);
   const int64_t chunk = std::max<int64_t>(16, static_cast<int64_t>(kActChunkBytes / act_stride)) / 4 * 4;
   auto run_rows = [&](int64_t r0, int64_t r1) {
-    if (r0 >= r1) return;
     for (int64_t t0 = 0; t0 < n; t0 += chunk) {
       const int64_t tn = std::min(chunk, n - t0);
       k.gemm(w, r0, r1, static_cast<const uint8_t*>(act) + t0 * act_stride, act_stride, tn, y + t0 * y_stride,
              y_stride);
     }
   };
-  if (!parallel) {
-    run_rows(0, w.rows);
-    return;
-  }
-  pool.run([&](int ith, int nth) {
-    int64_t r0, r1;
-    thread_rows(w.rows, ith, nth, r0, r1);
-    run_rows(r0, r1);
-  });
+  if (!parallel) run_rows(0, w.rows);
+  else pool.parallel_chunks(w.rows, row_grain(w, n, pool.size()), run_rows);
 }
 
 }  // namespace flatline

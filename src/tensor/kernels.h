@@ -5,8 +5,9 @@
 //
 // Activation handling follows ggml so results stay close to llama.cpp: for
 // Q4_0/Q5_0/Q8_0 weights x is quantized to Q8_0 blocks, for Q4_1/Q5_1 to
-// Q8_1, for K-quants to Q8_K, and the dot products are integer; F32, F16 and
-// BF16 weights use f32 activations.
+// Q8_1, for K-quants to Q8_K, exactly as ggml's x86 CPU backend does (same
+// bytes), and the dot products sum the same integers; F32, F16 and BF16
+// weights use f32 activations (ggml would round them to F16 / BF16 first).
 #pragma once
 
 #include <cstddef>
@@ -30,10 +31,16 @@ struct Matrix {
   size_t bytes() const { return static_cast<size_t>(rows) * row_stride; }
 };
 
-// y[rows] = W x[cols]
+// y[rows] = W x[cols]. x and y must not overlap. Rows are shared out over
+// the pool's threads in chunks; must not be called from inside a task of the
+// same pool. Allocates nothing once the per-thread scratch buffers have grown
+// to the largest shape seen.
 void matvec(const Matrix& w, const float* x, float* y, ThreadPool& pool);
 
-// y[n][rows] = x[n][cols] * W^T  (x and y row-major, one row per token)
+// y[n][rows] = x[n][cols] * W^T  (x and y row-major, one row per token).
+// The n activation rows are quantized once, then tiles of rows x tokens
+// reuse every weight block loaded for several tokens: far cheaper per token
+// than n matvecs. Results equal matvec's up to float rounding order.
 void matmul(const Matrix& w, const float* x, int64_t n, float* y, ThreadPool& pool);
 
 // Row conversions; n must be a multiple of the type's block size.

@@ -3,13 +3,16 @@
 //
 // Every kernel computes a tile of R weight rows x T tokens over the whole row
 // length, so each weight vector loaded is used T times and each activation
-// vector R times; matvec uses T = 1 and more rows. Integer dots per 32-element
+// vector R times. matvec uses one row and one token per tile: a single
+// sequential memory stream per thread reads faster than several rows
+// interleaved. Integer dots per 32-element
 // block use the usual AVX2 idiom: maddubs(|w|, sign(x, w)) then madd with
 // ones, exact because |w| <= 128 and |x| <= 127 keep the int16 pair sums
 // below 2^15.
 #include <immintrin.h>
 
 #include <cstring>
+#include <type_traits>
 
 #include "tensor/kernels_impl.h"
 #include "tensor/quant_blocks.h"
@@ -193,6 +196,10 @@ namespace {
 using split::Act;
 using split::Layout;
 
+// Row r of w. (Not Matrix::row: inline functions with external linkage must
+// not be instantiated in ISA-specific files, see split_act.h.)
+const uint8_t* row_ptr(const Matrix& w, int64_t r) { return w.data + static_cast<size_t>(r) * w.row_stride; }
+
 // ---- tile driver -------------------------------------------------------------------
 
 // Runs K::tile<R, T> over rows [r0, r1) x tokens [0, n), with smaller tiles
@@ -265,7 +272,7 @@ struct FloatKernel {
     const int64_t K = w.cols;
     const uint8_t* rows[R];
     const float* x[T];
-    UNROLL for (int i = 0; i < R; ++i) rows[i] = w.row(r + i);
+    UNROLL for (int i = 0; i < R; ++i) rows[i] = row_ptr(w, r + i);
     UNROLL for (int t = 0; t < T; ++t) x[t] = reinterpret_cast<const float*>(act + t * stride);
     __m256 acc[U][R][T];
     UNROLL for (int u = 0; u < U; ++u)
@@ -337,7 +344,7 @@ struct Q8_0Kernel {
     const int64_t nb = w.cols / 32;
     const uint8_t* rows[R];
     Act x[T];
-    UNROLL for (int i = 0; i < R; ++i) rows[i] = w.row(r + i);
+    UNROLL for (int i = 0; i < R; ++i) rows[i] = row_ptr(w, r + i);
     UNROLL for (int t = 0; t < T; ++t) x[t] = split::view(act + t * stride, layout);
     __m256 acc[R][T];
     UNROLL for (int i = 0; i < R; ++i)
@@ -394,7 +401,7 @@ struct Q8_1Kernel {
     const int64_t nb = w.cols / 32;
     const uint8_t* rows[R];
     Act x[T];
-    UNROLL for (int i = 0; i < R; ++i) rows[i] = w.row(r + i);
+    UNROLL for (int i = 0; i < R; ++i) rows[i] = row_ptr(w, r + i);
     UNROLL for (int t = 0; t < T; ++t) x[t] = split::view(act + t * stride, layout);
     __m256 acc[R][T];
     float mins[R][T] = {};
@@ -421,18 +428,261 @@ struct Q8_1Kernel {
   }
 };
 
-size_t no_act(int64_t) { return 0; }
+// ---- Q4_K / Q5_K / Q6_K weights, Q8_K activations --------------------------------------
+//
+// One ymm covers a 32-element sub-block (Q4_K/Q5_K) or two 16-element ones
+// (Q6_K). maddubs(unsigned quant, signed activation) gives exact int16 pair
+// sums (quants <= 63), madd with the int16 sub-block scale gives int32, and
+// the super-block's integer total is converted to float once.
 
-const TypeKernels kF32{nullptr, nullptr, gemm<FloatKernel<LoadF32>, 1, 2, 4>, nullptr};
-const TypeKernels kF16{nullptr, nullptr, gemm<FloatKernel<LoadF16>, 1, 2, 4>, nullptr};
-const TypeKernels kBF16{nullptr, nullptr, gemm<FloatKernel<LoadBF16>, 1, 2, 4>, nullptr};
-const TypeKernels kQ8_0{split::bytes_q8_0, split::quantize_q8_0_avx2, gemm<Q8_0Kernel<DecQ8_0>, 1, 2, 2>, nullptr};
-const TypeKernels kQ4_0{split::bytes_q8_0, split::quantize_q8_0_avx2, gemm<Q8_0Kernel<DecQ4_0>, 1, 2, 2>, nullptr};
-const TypeKernels kQ5_0{split::bytes_q8_0, split::quantize_q8_0_avx2, gemm<Q8_0Kernel<DecQ5_0>, 1, 2, 2>, nullptr};
+template <bool kFiveBit>
+struct K4Kernel {
+  using Block = std::conditional_t<kFiveBit, BlockQ5_K, BlockQ4_K>;
+
+  template <int R, int T>
+  static void tile(const Matrix& w, int64_t r, const uint8_t* act, size_t stride, float* y, size_t ys) {
+    const Layout layout = split::q8_k(w.cols);
+    const int64_t nsb = w.cols / 256;
+    const Block* rows[R];
+    Act x[T];
+    UNROLL for (int i = 0; i < R; ++i) rows[i] = reinterpret_cast<const Block*>(row_ptr(w, r + i));
+    UNROLL for (int t = 0; t < T; ++t) x[t] = split::view(act + t * stride, layout);
+    __m256 acc[R][T];
+    UNROLL for (int i = 0; i < R; ++i)
+      UNROLL for (int t = 0; t < T; ++t) acc[i][t] = _mm256_setzero_ps();
+    const __m256i low4 = _mm256_set1_epi8(0x0f);
+    for (int64_t sb = 0; sb < nsb; ++sb) {
+      UNROLL for (int i = 0; i < R; ++i) {
+        const Block& blk = rows[i][sb];
+        uint64_t sc, m;
+        k4_unpack_scales(blk.scales, sc, m);
+        const __m128i m16 = _mm_cvtepu8_epi16(_mm_cvtsi64_si128(static_cast<long long>(m)));
+        const __m256i mins16 = _mm256_set_m128i(_mm_unpackhi_epi16(m16, m16), _mm_unpacklo_epi16(m16, m16));
+        __m256i isum[T];
+        UNROLL for (int t = 0; t < T; ++t) isum[t] = _mm256_setzero_si256();
+        for (int c = 0; c < 4; ++c) {
+          const __m256i q = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk.qs + 32 * c));
+          __m256i lo = _mm256_and_si256(q, low4), hi = _mm256_and_si256(_mm256_srli_epi16(q, 4), low4);
+          if constexpr (kFiveBit) {
+            const __m256i qh = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk.qh));
+            const __m256i bit_lo = _mm256_set1_epi8(static_cast<char>(1 << (2 * c)));
+            const __m256i bit_hi = _mm256_set1_epi8(static_cast<char>(1 << (2 * c + 1)));
+            const __m256i sixteen = _mm256_set1_epi8(16);
+            lo = _mm256_or_si256(lo, _mm256_and_si256(_mm256_cmpeq_epi8(_mm256_and_si256(qh, bit_lo), bit_lo), sixteen));
+            hi = _mm256_or_si256(hi, _mm256_and_si256(_mm256_cmpeq_epi8(_mm256_and_si256(qh, bit_hi), bit_hi), sixteen));
+          }
+          const __m256i sc_lo = _mm256_set1_epi16(static_cast<short>((sc >> (16 * c)) & 0xff));
+          const __m256i sc_hi = _mm256_set1_epi16(static_cast<short>((sc >> (16 * c + 8)) & 0xff));
+          UNROLL for (int t = 0; t < T; ++t) {
+            const int8_t* xq = x[t].q + 256 * sb + 64 * c;
+            const __m256i plo = _mm256_maddubs_epi16(lo, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xq)));
+            const __m256i phi = _mm256_maddubs_epi16(hi, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xq + 32)));
+            isum[t] = _mm256_add_epi32(isum[t], _mm256_add_epi32(_mm256_madd_epi16(plo, sc_lo), _mm256_madd_epi16(phi, sc_hi)));
+          }
+        }
+        const float d = half_to_float(blk.d), dmin = half_to_float(blk.dmin);
+        UNROLL for (int t = 0; t < T; ++t) {
+          const __m256i bs = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x[t].bsums + 16 * sb));
+          const __m256 mins = _mm256_cvtepi32_ps(_mm256_madd_epi16(mins16, bs));
+          const float xd = x[t].d[sb];
+          acc[i][t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum[t]), _mm256_set1_ps(d * xd), acc[i][t]);
+          acc[i][t] = _mm256_fnmadd_ps(mins, _mm256_set1_ps(dmin * xd), acc[i][t]);
+        }
+      }
+    }
+    UNROLL for (int i = 0; i < R; ++i)
+      UNROLL for (int t = 0; t < T; ++t) y[t * ys + r + i] = hsum(acc[i][t]);
+  }
+};
+
+// Q6_K: q = 6-bit unsigned - 32 with int8 scales per 16 elements; the -32
+// goes through the activation group sums: sum(sc*(q-32)*x) = sum(sc*q*x) -
+// 32*sum(sc*bsum).
+struct Q6KKernel {
+  template <int R, int T>
+  static void tile(const Matrix& w, int64_t r, const uint8_t* act, size_t stride, float* y, size_t ys) {
+    const Layout layout = split::q8_k(w.cols);
+    const int64_t nsb = w.cols / 256;
+    const BlockQ6_K* rows[R];
+    Act x[T];
+    UNROLL for (int i = 0; i < R; ++i) rows[i] = reinterpret_cast<const BlockQ6_K*>(row_ptr(w, r + i));
+    UNROLL for (int t = 0; t < T; ++t) x[t] = split::view(act + t * stride, layout);
+    __m256 acc[R][T];
+    UNROLL for (int i = 0; i < R; ++i)
+      UNROLL for (int t = 0; t < T; ++t) acc[i][t] = _mm256_setzero_ps();
+    const __m256i low4 = _mm256_set1_epi8(0x0f), low2 = _mm256_set1_epi8(3);
+    for (int64_t sb = 0; sb < nsb; ++sb) {
+      UNROLL for (int i = 0; i < R; ++i) {
+        const BlockQ6_K& blk = rows[i][sb];
+        const __m256i sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(blk.scales)));
+        __m256i isum[T];
+        UNROLL for (int t = 0; t < T; ++t) {
+          const __m256i bs = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x[t].bsums + 16 * sb));
+          isum[t] = _mm256_slli_epi32(_mm256_sub_epi32(_mm256_setzero_si256(), _mm256_madd_epi16(sc16, bs)), 5);
+        }
+        for (int h = 0; h < 2; ++h) {
+          const __m256i ql0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk.ql + 64 * h));
+          const __m256i ql1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk.ql + 64 * h + 32));
+          const __m256i qh = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk.qh + 32 * h));
+          const __m256i q[4] = {
+              _mm256_or_si256(_mm256_and_si256(ql0, low4), _mm256_slli_epi16(_mm256_and_si256(qh, low2), 4)),
+              _mm256_or_si256(_mm256_and_si256(ql1, low4), _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 2), low2), 4)),
+              _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql0, 4), low4),
+                              _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 4), low2), 4)),
+              _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql1, 4), low4),
+                              _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 6), low2), 4)),
+          };
+          UNROLL for (int part = 0; part < 4; ++part) {
+            // elements 32*part .. +31 of the half: sub-blocks 8h + 2part, +1
+            const int j = 8 * h + 2 * part;
+            const __m256i sc = _mm256_set_m128i(_mm_set1_epi16(blk.scales[j + 1]), _mm_set1_epi16(blk.scales[j]));
+            UNROLL for (int t = 0; t < T; ++t) {
+              const int8_t* xq = x[t].q + 256 * sb + 128 * h + 32 * part;
+              const __m256i p = _mm256_maddubs_epi16(q[part], _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xq)));
+              isum[t] = _mm256_add_epi32(isum[t], _mm256_madd_epi16(p, sc));
+            }
+          }
+        }
+        const float d = half_to_float(blk.d);
+        UNROLL for (int t = 0; t < T; ++t)
+          acc[i][t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum[t]), _mm256_set1_ps(d * x[t].d[sb]), acc[i][t]);
+      }
+    }
+    UNROLL for (int i = 0; i < R; ++i)
+      UNROLL for (int t = 0; t < T; ++t) y[t * ys + r + i] = hsum(acc[i][t]);
+  }
+};
+
+
+// ---- dequantization ----------------------------------------------------------------
+// Same arithmetic as the scalar reference (dequantize.cpp), operation for
+// operation (separate multiply and subtract, no FMA), so results are equal.
+
+inline void store_bytes_as_floats(const __m256i q, __m256 scale, float* y) {  // y[i] = scale * int8 q[i]
+  const __m128i lo = _mm256_castsi256_si128(q), hi = _mm256_extracti128_si256(q, 1);
+  _mm256_storeu_ps(y, _mm256_mul_ps(scale, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(lo))));
+  _mm256_storeu_ps(y + 8, _mm256_mul_ps(scale, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(lo, 8)))));
+  _mm256_storeu_ps(y + 16, _mm256_mul_ps(scale, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(hi))));
+  _mm256_storeu_ps(y + 24, _mm256_mul_ps(scale, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(hi, 8)))));
+}
+
+// y[i] = scale * q[i] - min for 32 unsigned bytes q
+inline void store_ubytes_scaled(const __m256i q, __m256 scale, __m256 min, float* y) {
+  const __m128i lo = _mm256_castsi256_si128(q), hi = _mm256_extracti128_si256(q, 1);
+  const __m128i parts[4] = {lo, _mm_srli_si128(lo, 8), hi, _mm_srli_si128(hi, 8)};
+  for (int k = 0; k < 4; ++k)
+    _mm256_storeu_ps(y + 8 * k, _mm256_sub_ps(_mm256_mul_ps(scale, _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(parts[k]))), min));
+}
+
+void dequantize_f16(const void* src, float* y, int64_t n) {
+  const uint8_t* p = static_cast<const uint8_t*>(src);
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) _mm256_storeu_ps(y + i, LoadF16::load8(p, i));
+  for (; i < n; ++i) y[i] = LoadF16::load1(p, i);
+}
+
+void dequantize_bf16(const void* src, float* y, int64_t n) {
+  const uint8_t* p = static_cast<const uint8_t*>(src);
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) _mm256_storeu_ps(y + i, LoadBF16::load8(p, i));
+  for (; i < n; ++i) y[i] = LoadBF16::load1(p, i);
+}
+
+void dequantize_q8_0(const void* src, float* y, int64_t n) {
+  for (int64_t b = 0; b < n / 32; ++b) {
+    float d;
+    const __m256i q = DecQ8_0::quants(static_cast<const uint8_t*>(src), b, d);
+    store_bytes_as_floats(q, _mm256_set1_ps(d), y + 32 * b);
+  }
+}
+
+void dequantize_q4_0(const void* src, float* y, int64_t n) {
+  for (int64_t b = 0; b < n / 32; ++b) {
+    float d;
+    const __m256i q = DecQ4_0::quants(static_cast<const uint8_t*>(src), b, d);
+    store_bytes_as_floats(q, _mm256_set1_ps(d), y + 32 * b);
+  }
+}
+
+template <bool kFiveBit>
+void dequantize_k4(const void* src, float* y, int64_t n) {
+  using Block = std::conditional_t<kFiveBit, BlockQ5_K, BlockQ4_K>;
+  const Block* blocks = static_cast<const Block*>(src);
+  const __m256i low4 = _mm256_set1_epi8(0x0f);
+  for (int64_t i = 0; i < n / 256; ++i, y += 256) {
+    const Block& blk = blocks[i];
+    const float d = half_to_float(blk.d), dmin = half_to_float(blk.dmin);
+    for (int c = 0; c < 4; ++c) {
+      uint8_t sc_lo, m_lo, sc_hi, m_hi;
+      k4_scale_min(2 * c, blk.scales, sc_lo, m_lo);
+      k4_scale_min(2 * c + 1, blk.scales, sc_hi, m_hi);
+      const __m256i q = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk.qs + 32 * c));
+      __m256i lo = _mm256_and_si256(q, low4), hi = _mm256_and_si256(_mm256_srli_epi16(q, 4), low4);
+      if constexpr (kFiveBit) {
+        const __m256i qh = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk.qh));
+        const __m256i bit_lo = _mm256_set1_epi8(static_cast<char>(1 << (2 * c)));
+        const __m256i bit_hi = _mm256_set1_epi8(static_cast<char>(1 << (2 * c + 1)));
+        lo = _mm256_or_si256(lo, _mm256_and_si256(_mm256_cmpeq_epi8(_mm256_and_si256(qh, bit_lo), bit_lo), _mm256_set1_epi8(16)));
+        hi = _mm256_or_si256(hi, _mm256_and_si256(_mm256_cmpeq_epi8(_mm256_and_si256(qh, bit_hi), bit_hi), _mm256_set1_epi8(16)));
+      }
+      store_ubytes_scaled(lo, _mm256_set1_ps(d * sc_lo), _mm256_set1_ps(dmin * m_lo), y + 64 * c);
+      store_ubytes_scaled(hi, _mm256_set1_ps(d * sc_hi), _mm256_set1_ps(dmin * m_hi), y + 64 * c + 32);
+    }
+  }
+}
+
+void dequantize_q6_k(const void* src, float* y, int64_t n) {
+  const BlockQ6_K* blocks = static_cast<const BlockQ6_K*>(src);
+  const __m256i low4 = _mm256_set1_epi8(0x0f), low2 = _mm256_set1_epi8(3), bias = _mm256_set1_epi8(32);
+  for (int64_t i = 0; i < n / 256; ++i, y += 256) {
+    const BlockQ6_K& blk = blocks[i];
+    const float d = half_to_float(blk.d);
+    for (int h = 0; h < 2; ++h) {
+      const __m256i ql0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk.ql + 64 * h));
+      const __m256i ql1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk.ql + 64 * h + 32));
+      const __m256i qh = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk.qh + 32 * h));
+      const __m256i q[4] = {
+          _mm256_or_si256(_mm256_and_si256(ql0, low4), _mm256_slli_epi16(_mm256_and_si256(qh, low2), 4)),
+          _mm256_or_si256(_mm256_and_si256(ql1, low4), _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 2), low2), 4)),
+          _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql0, 4), low4),
+                          _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 4), low2), 4)),
+          _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql1, 4), low4),
+                          _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 6), low2), 4)),
+      };
+      for (int part = 0; part < 4; ++part) {
+        const int j = 8 * h + 2 * part;  // sub-blocks j (first 16 elements) and j + 1
+        const __m256i v = _mm256_sub_epi8(q[part], bias);
+        float* out = y + 128 * h + 32 * part;
+        const __m128i lo = _mm256_castsi256_si128(v), hi = _mm256_extracti128_si256(v, 1);
+        const __m256 s0 = _mm256_set1_ps(d * static_cast<float>(blk.scales[j]));
+        const __m256 s1 = _mm256_set1_ps(d * static_cast<float>(blk.scales[j + 1]));
+        _mm256_storeu_ps(out, _mm256_mul_ps(s0, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(lo))));
+        _mm256_storeu_ps(out + 8, _mm256_mul_ps(s0, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(lo, 8)))));
+        _mm256_storeu_ps(out + 16, _mm256_mul_ps(s1, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(hi))));
+        _mm256_storeu_ps(out + 24, _mm256_mul_ps(s1, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(hi, 8)))));
+      }
+    }
+  }
+}
+
+const TypeKernels kF32{nullptr, nullptr, gemm<FloatKernel<LoadF32>, 1, 4, 2>, nullptr};
+const TypeKernels kF16{nullptr, nullptr, gemm<FloatKernel<LoadF16>, 1, 4, 2>, dequantize_f16};
+const TypeKernels kBF16{nullptr, nullptr, gemm<FloatKernel<LoadBF16>, 1, 4, 2>, dequantize_bf16};
+const TypeKernels kQ8_0{split::bytes_q8_0, split::quantize_q8_0_avx2, gemm<Q8_0Kernel<DecQ8_0>, 1, 2, 4>, dequantize_q8_0};
+const TypeKernels kQ4_0{split::bytes_q8_0, split::quantize_q8_0_avx2, gemm<Q8_0Kernel<DecQ4_0>, 1, 2, 4>, dequantize_q4_0};
+const TypeKernels kQ5_0{split::bytes_q8_0, split::quantize_q8_0_avx2, gemm<Q8_0Kernel<DecQ5_0>, 1, 2, 4>, nullptr};
 const TypeKernels kQ4_1{split::bytes_q8_1, split::quantize_q8_1_avx2, gemm<Q8_1Kernel<DecQ4_1>, 1, 2, 2>, nullptr};
 const TypeKernels kQ5_1{split::bytes_q8_1, split::quantize_q8_1_avx2, gemm<Q8_1Kernel<DecQ5_1>, 1, 2, 2>, nullptr};
+const TypeKernels kQ4_K{split::bytes_q8_k, split::quantize_q8_k_avx2, gemm<K4Kernel<false>, 1, 2, 4>, dequantize_k4<false>};
+const TypeKernels kQ5_K{split::bytes_q8_k, split::quantize_q8_k_avx2, gemm<K4Kernel<true>, 1, 2, 4>, dequantize_k4<true>};
+const TypeKernels kQ6_K{split::bytes_q8_k, split::quantize_q8_k_avx2, gemm<Q6KKernel, 1, 2, 4>, dequantize_q6_k};
 
 }  // namespace
+
+DequantizeFn avx2_dequantizer(DType type) {
+  const TypeKernels* k = avx2_kernels(type);
+  return k ? k->dequantize : nullptr;
+}
 
 const TypeKernels* avx2_kernels(DType type) {
   switch (type) {
@@ -444,6 +694,9 @@ const TypeKernels* avx2_kernels(DType type) {
     case DType::Q5_0: return &kQ5_0;
     case DType::Q4_1: return &kQ4_1;
     case DType::Q5_1: return &kQ5_1;
+    case DType::Q4_K: return &kQ4_K;
+    case DType::Q5_K: return &kQ5_K;
+    case DType::Q6_K: return &kQ6_K;
     default: return nullptr;
   }
 }

@@ -42,6 +42,8 @@ struct TypeKernels {
 const TypeKernels* scalar_kernels(DType type);
 const TypeKernels* avx2_kernels(DType type);
 const TypeKernels* avx512_kernels(DType type);
+// The AVX2 dequantizer of a type (the AVX-512 kernels reuse them), or nullptr.
+DequantizeFn avx2_dequantizer(DType type);
 
 // Scalar reference pieces shared by the implementations and the tests.
 void dequantize_row_scalar(DType type, const void* src, float* dst, int64_t n);

@@ -32,10 +32,14 @@
 //      element l + 96 : high nibble of ql[l + 32]| bits 6-7 of qh[l] << 4
 //    q is that 6-bit value - 32; sub-block of 16 elements e has scale
 //    scales[e / 16] (signed int8); value = d * scale * q.
+//
+// Helpers are `static inline` (internal linkage) because ISA-specific files
+// include this header: see split_act.h.
 #pragma once
 
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 
 namespace flatline::blocks {
 
@@ -123,7 +127,7 @@ static_assert(sizeof(BlockQ8_K) == 292);
 static_assert(alignof(BlockQ8_0) == 2 && alignof(BlockQ6_K) == 2);
 
 // 6-bit scale and min j (0..7) of a Q4_K / Q5_K super-block.
-inline void k4_scale_min(int j, const uint8_t* scales, uint8_t& sc, uint8_t& m) {
+static inline void k4_scale_min(int j, const uint8_t* scales, uint8_t& sc, uint8_t& m) {
   if (j < 4) {
     sc = scales[j] & 63;
     m = scales[j + 4] & 63;
@@ -133,8 +137,22 @@ inline void k4_scale_min(int j, const uint8_t* scales, uint8_t& sc, uint8_t& m) 
   }
 }
 
+// All eight scales and mins of a Q4_K / Q5_K super-block at once (the
+// byte-parallel form of k4_scale_min): byte j of sc / m is scale / min j.
+static inline void k4_unpack_scales(const uint8_t* scales, uint64_t& sc, uint64_t& m) {
+  uint32_t a, b, c;  // bytes 0-3, 4-7, 8-11
+  std::memcpy(&a, scales, 4);
+  std::memcpy(&b, scales + 4, 4);
+  std::memcpy(&c, scales + 8, 4);
+  const uint32_t sc_lo = a & 0x3f3f3f3f, m_lo = b & 0x3f3f3f3f;
+  const uint32_t sc_hi = (c & 0x0f0f0f0f) | ((a >> 6) & 0x03030303) << 4;
+  const uint32_t m_hi = ((c >> 4) & 0x0f0f0f0f) | ((b >> 6) & 0x03030303) << 4;
+  sc = sc_lo | static_cast<uint64_t>(sc_hi) << 32;
+  m = m_lo | static_cast<uint64_t>(m_hi) << 32;
+}
+
 // Inverse of k4_scale_min: packs eight 6-bit scales and mins (each <= 63).
-inline void k4_pack_scale_min(const uint8_t sc[8], const uint8_t m[8], uint8_t* scales) {
+static inline void k4_pack_scale_min(const uint8_t sc[8], const uint8_t m[8], uint8_t* scales) {
   for (int j = 0; j < 12; ++j) scales[j] = 0;
   for (int j = 0; j < 8; ++j) {
     if (j < 4) {

@@ -1,8 +1,9 @@
 // Weight quantizers for writing model files. Each follows the algorithm of
 // ggml's reference quantizer for the type (quantize_row_*_ref, i.e. what
 // llama-quantize does without an importance matrix), step by step and in the
-// same float evaluation order, so the bytes come out the same. Differences,
-// all in inputs ggml would turn into garbage or crash on:
+// same float evaluation order, so the bytes come out the same (checked
+// byte for byte against ggml's output in tests/tensor_ggml_ref_test.cpp).
+// Differences, all in inputs ggml would turn into garbage or crash on:
 //  - non-finite inputs are rejected with an Error (ggml: undefined results);
 //  - Q5_1 clamps quants to 31 (ggml could wrap a 32 to 0 after rounding).
 // Compiled without FMA contraction (C++20 mode, no -mfma), like ggml's

@@ -6,6 +6,10 @@
 //   Q8_1: int8 q[cols] | float d[cols/32] | float s[cols/32]
 //   Q8_K: int8 q[cols] | float d[cols/256] | int16 bsums[cols/16]
 // Each array starts on a 64-byte boundary of the token's buffer.
+// The helpers here are `static inline` on purpose: this header is included
+// by files compiled with AVX2 / AVX-512 flags, and an inline function with
+// external linkage could have its AVX-512 copy picked by the linker for the
+// whole program.
 #pragma once
 
 #include <cstddef>
@@ -13,7 +17,7 @@
 
 namespace flatline::kernels::split {
 
-inline size_t align64(size_t v) { return (v + 63) / 64 * 64; }
+static inline size_t align64(size_t v) { return (v + 63) / 64 * 64; }
 
 struct Layout {
   size_t d_off = 0;  // float scales
@@ -21,14 +25,14 @@ struct Layout {
   size_t bytes = 0;
 };
 
-inline Layout q8_0(int64_t cols) {
+static inline Layout q8_0(int64_t cols) {
   Layout l;
   l.d_off = align64(static_cast<size_t>(cols));
   l.bytes = l.d_off + align64(static_cast<size_t>(cols / 32) * 4);
   return l;
 }
 
-inline Layout q8_1(int64_t cols) {
+static inline Layout q8_1(int64_t cols) {
   Layout l;
   l.d_off = align64(static_cast<size_t>(cols));
   l.s_off = l.d_off + align64(static_cast<size_t>(cols / 32) * 4);
@@ -36,7 +40,7 @@ inline Layout q8_1(int64_t cols) {
   return l;
 }
 
-inline Layout q8_k(int64_t cols) {
+static inline Layout q8_k(int64_t cols) {
   Layout l;
   l.d_off = align64(static_cast<size_t>(cols));
   l.s_off = l.d_off + align64(static_cast<size_t>(cols / 256) * 4);
@@ -52,7 +56,7 @@ struct Act {
   const int16_t* bsums;   // Q8_K
 };
 
-inline Act view(const void* base, const Layout& l) {
+static inline Act view(const void* base, const Layout& l) {
   const uint8_t* p = static_cast<const uint8_t*>(base);
   return Act{reinterpret_cast<const int8_t*>(p), reinterpret_cast<const float*>(p + l.d_off),
              reinterpret_cast<const float*>(p + l.s_off), reinterpret_cast<const int16_t*>(p + l.s_off)};

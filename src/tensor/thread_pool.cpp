@@ -2,14 +2,24 @@
 
 #include <immintrin.h>
 
+#include <chrono>
+
 #include "util/system_info.h"
 
 namespace flatline {
 
 namespace {
-// Workers spin this many iterations before sleeping. Per-token work is split
-// into many short tasks, and a futex wake-up costs more than a short spin.
-constexpr int kSpinIterations = 4000;
+
+using Clock = std::chrono::steady_clock;
+
+// Workers keep polling this long after their last task before sleeping on
+// the condition variable: generating a token is a long series of short
+// tasks, and a futex wake-up costs more than the gap between two of them.
+constexpr auto kSpinTime = std::chrono::microseconds(500);
+// While polling, a worker gives its core away every this many pauses, so a
+// spinning worker never starves a busy thread that shares its core.
+constexpr int kPausesPerYield = 64;
+
 }  // namespace
 
 ThreadPool::ThreadPool(int n_threads) {
@@ -27,53 +37,78 @@ ThreadPool::~ThreadPool() {
   for (auto& t : workers_) t.join();
 }
 
-void ThreadPool::dispatch(TaskFn fn, void* ctx) {
+void ThreadPool::wait_until_zero(const std::atomic<int>& counter) {
+  for (int i = 1; counter.load(std::memory_order_acquire) != 0; ++i) {
+    _mm_pause();
+    if (i % kPausesPerYield == 0) std::this_thread::yield();
+  }
+}
+
+void ThreadPool::dispatch(TaskFn fn, void* ctx, bool may_skip) {
   if (n_threads_ == 1) {
     fn(ctx, 0, 1);
     return;
   }
   std::lock_guard<std::mutex> run_lock(dispatch_mutex_);
+  uint64_t gen;
   {
     std::lock_guard<std::mutex> lock(mutex_);
     task_ = fn;
     task_ctx_ = ctx;
-    pending_.store(n_threads_ - 1);
-    generation_.fetch_add(1, std::memory_order_release);
+    task_may_skip_ = may_skip;
+    if (!may_skip) pending_.store(n_threads_ - 1, std::memory_order_relaxed);
+    gen = generation_.load(std::memory_order_relaxed) + 1;
+    generation_.store(gen, std::memory_order_release);
   }
   wake_.notify_all();
   fn(ctx, 0, n_threads_);
-  // Spin briefly (the usual case: workers finish at the same time), then
-  // yield so that an oversubscribed machine still makes progress.
-  for (int spins = 0; pending_.load(std::memory_order_acquire) != 0; ++spins) {
-    if (spins < 2000) _mm_pause();
-    else std::this_thread::yield();
+  if (may_skip) {
+    // Workers that have not entered yet will see the generation closed and
+    // stay out (seq_cst pairs with their active_ increment); wait only for
+    // those already inside.
+    closed_gen_.store(gen, std::memory_order_seq_cst);
+    wait_until_zero(active_);
+  } else {
+    wait_until_zero(pending_);
   }
 }
 
 void ThreadPool::worker_loop(int ith) {
   uint64_t seen = 0;
   for (;;) {
-    int spins = 0;
-    while (generation_.load(std::memory_order_acquire) == seen && spins < kSpinIterations) {
-      if (spins % 64 == 63) std::this_thread::yield();
-      else _mm_pause();
-      ++spins;
-    }
-    if (generation_.load(std::memory_order_acquire) == seen) {
+    const auto spin_start = Clock::now();
+    for (int i = 1; generation_.load(std::memory_order_acquire) == seen; ++i) {
+      _mm_pause();
+      if (i % kPausesPerYield != 0) continue;
+      if (Clock::now() - spin_start < kSpinTime) {
+        std::this_thread::yield();
+        continue;
+      }
       std::unique_lock<std::mutex> lock(mutex_);
       wake_.wait(lock, [&] { return generation_.load() != seen; });
+      break;
     }
-    seen = generation_.load(std::memory_order_acquire);
-    if (stop_) return;
     TaskFn fn;
     void* ctx;
+    bool may_skip;
     {
+      // Generation and task are read together: with skippable tasks the
+      // caller may already have moved on to a newer one.
       std::lock_guard<std::mutex> lock(mutex_);
+      seen = generation_.load(std::memory_order_relaxed);
       fn = task_;
       ctx = task_ctx_;
+      may_skip = task_may_skip_;
     }
-    fn(ctx, ith, n_threads_);
-    pending_.fetch_sub(1, std::memory_order_acq_rel);
+    if (stop_) return;
+    if (may_skip) {
+      active_.fetch_add(1, std::memory_order_seq_cst);
+      if (closed_gen_.load(std::memory_order_seq_cst) < seen) fn(ctx, ith, n_threads_);
+      active_.fetch_sub(1, std::memory_order_release);
+    } else {
+      fn(ctx, ith, n_threads_);
+      pending_.fetch_sub(1, std::memory_order_acq_rel);
+    }
   }
 }
 

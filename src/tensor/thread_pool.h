@@ -2,6 +2,13 @@
 // thread (the caller takes part as thread 0) and returns when all are done.
 // Tasks are passed as a plain function pointer + context, so dispatching work
 // allocates nothing (this runs hundreds of times per generated token).
+//
+// parallel_chunks() is the variant for work that can be split into many
+// independent pieces (the weight kernels use it): threads take chunks from a
+// shared counter, and a worker that has not started by the time every chunk
+// is taken is not waited for. On a machine shared with other busy processes
+// a descheduled worker then costs nothing, where a static split would make
+// the caller wait a whole scheduler time slice for it.
 #pragma once
 
 #include <atomic>
@@ -9,6 +16,7 @@
 #include <cstdint>
 #include <mutex>
 #include <thread>
+#include <type_traits>
 #include <vector>
 
 namespace flatline {
@@ -26,7 +34,7 @@ class ThreadPool {
   template <typename F>
   void run(F&& fn) {
     auto trampoline = [](void* ctx, int ith, int nth) { (*static_cast<F*>(ctx))(ith, nth); };
-    dispatch(trampoline, &fn);
+    dispatch(trampoline, &fn, /*may_skip=*/false);
   }
 
   // Splits [0, n) into one contiguous range per thread: fn(begin, end).
@@ -45,21 +53,53 @@ class ThreadPool {
     });
   }
 
+  // Calls fn(begin, end) for consecutive chunks of [0, n) of `grain` items
+  // (the last may be shorter), each exactly once, on whichever threads get
+  // to them first. fn must not depend on which thread runs it.
+  template <typename F>
+  void parallel_chunks(int64_t n, int64_t grain, F&& fn) {
+    if (n <= 0) return;
+    if (grain < 1) grain = 1;
+    const int64_t chunks = (n + grain - 1) / grain;
+    if (n_threads_ == 1 || chunks == 1) {
+      for (int64_t begin = 0; begin < n; begin += grain) fn(begin, begin + grain < n ? begin + grain : n);
+      return;
+    }
+    using Fn = std::remove_reference_t<F>;
+    struct Ctx {
+      Fn* fn;
+      int64_t n, grain, chunks;
+      std::atomic<int64_t> next{0};
+    } ctx{&fn, n, grain, chunks};
+    auto body = [](void* p, int, int) {
+      Ctx& c = *static_cast<Ctx*>(p);
+      for (int64_t i; (i = c.next.fetch_add(1, std::memory_order_relaxed)) < c.chunks;) {
+        const int64_t begin = i * c.grain;
+        (*c.fn)(begin, begin + c.grain < c.n ? begin + c.grain : c.n);
+      }
+    };
+    dispatch(body, &ctx, /*may_skip=*/true);
+  }
+
  private:
   using TaskFn = void (*)(void*, int, int);
-  void dispatch(TaskFn fn, void* ctx);
+  void dispatch(TaskFn fn, void* ctx, bool may_skip);
   void worker_loop(int ith);
+  void wait_until_zero(const std::atomic<int>& counter);
 
   int n_threads_ = 1;
   std::vector<std::thread> workers_;
-  std::mutex mutex_;
+  std::mutex mutex_;               // guards the task fields and sleeping
   std::condition_variable wake_;
   std::atomic<uint64_t> generation_{0};
-  std::atomic<int> pending_{0};
   std::atomic<bool> stop_{false};
   TaskFn task_ = nullptr;
   void* task_ctx_ = nullptr;
-  std::mutex dispatch_mutex_;  // one run() at a time
+  bool task_may_skip_ = false;
+  std::atomic<int> pending_{0};           // run(): workers that have not finished
+  std::atomic<int> active_{0};            // parallel_chunks(): workers inside the task
+  std::atomic<uint64_t> closed_gen_{0};   // parallel_chunks(): last generation no longer joinable
+  std::mutex dispatch_mutex_;  // one dispatch at a time
 };
 
 }  // namespace flatline

@@ -44,7 +44,8 @@ void VocabTokenizer::check_id(int32_t id) const {
 
 std::string VocabTokenizer::token_bytes(int32_t id, bool render_special) const {
   check_id(id);
-  if (vocab_.has_attr(id, kAttrControl | kAttrUnknown)) {
+  // Control, unknown and unused ("[PAD7]") tokens are not text.
+  if (vocab_.has_attr(id, kAttrControl | kAttrUnknown | kAttrUnused)) {
     return render_special ? std::string(vocab_.text(id)) : std::string();
   }
   if (vocab_.has_attr(id, kAttrUserDefined)) return std::string(vocab_.text(id));

@@ -1,0 +1,71 @@
+#include "runtime/chat_service.h"
+
+#include <chrono>
+
+#include "util/log.h"
+
+namespace flatline {
+
+namespace {
+int64_t now_ns() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+}  // namespace
+
+std::string ChatService::render(const LoadedModel& model, const std::vector<ChatMessage>& messages) {
+  return model.chat_template().render(messages, /*add_generation_prompt=*/true);
+}
+
+PreparedTurn ChatService::prepare(Engine& engine, int64_t n_ctx, const std::string& prompt) {
+  LoadedModel& model = engine.loaded();
+  const int64_t t0 = now_ns();
+  PreparedTurn turn;
+  std::optional<Conversation> cached = cache_.lookup(model, n_ctx, prompt);
+  turn.conv = cached ? std::move(*cached) : engine.new_conversation(n_ctx);
+  turn.cached_tokens = static_cast<int64_t>(turn.conv.tokens.size());
+  turn.prompt_eval_count = engine.feed_prompt(turn.conv, prompt);
+  turn.prompt = prompt;
+  turn.prompt_eval_ns = now_ns() - t0;
+  // Snapshot after the prompt: a regenerated reply or an edited last answer
+  // starts here instead of from scratch.
+  if (turn.prompt_eval_count > 0 || !cached) cache_.store(model, turn.conv.clone(), /*persist=*/true);
+  return turn;
+}
+
+TurnResult ChatService::finish(Engine& engine, PreparedTurn turn, const TurnOptions& options,
+                               const TextCallback& on_text, const std::function<bool()>& should_stop) {
+  LoadedModel& model = engine.loaded();
+  GenerateOptions g;
+  g.sampling = options.sampling;
+  g.num_predict = options.num_predict;
+  if (g.num_predict < 0 && model.info().recurrent) g.num_predict = options.recurrent_reply_cap;
+  g.stop = options.stop;
+  g.use_template_stops = options.use_template_stops;
+  g.should_stop = should_stop;
+
+  TurnResult out;
+  // The prompt is already in the state: generate() evaluates nothing more.
+  out.generation = engine.generate(turn.conv, turn.prompt, g, on_text);
+  out.generation.prompt_eval_count = turn.prompt_eval_count;
+  out.generation.prompt_eval_ns = turn.prompt_eval_ns;
+  out.cached_tokens = turn.cached_tokens;
+  out.context = turn.conv.tokens;
+  out.context.insert(out.context.end(), turn.conv.pending_tokens.begin(), turn.conv.pending_tokens.end());
+  const GenerateResult& r = out.generation;
+  LOG_INFO(model.info().name << ": prompt " << r.prompt_tokens << " tokens (cache_n " << out.cached_tokens
+                             << ", evaluated " << r.prompt_eval_count << " in " << r.prompt_eval_ns / 1000000
+                             << " ms), generated " << r.eval_count << " tokens in " << r.eval_ns / 1000000
+                             << " ms, done_reason " << r.done_reason);
+  // Snapshot after the reply: the next turn (history + this reply + a new
+  // message) extends exactly this text.
+  cache_.store(model, std::move(turn.conv), /*persist=*/true);
+  return out;
+}
+
+TurnResult ChatService::run(Engine& engine, int64_t n_ctx, const std::string& prompt, const TurnOptions& options,
+                            const TextCallback& on_text, const std::function<bool()>& should_stop) {
+  return finish(engine, prepare(engine, n_ctx, prompt), options, on_text, should_stop);
+}
+
+}  // namespace flatline

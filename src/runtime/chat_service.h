@@ -1,0 +1,78 @@
+// One chat turn or completion as every front end runs it (the server's
+// /api/chat, /api/generate and /v1/* routes, and `flatline bench turns`):
+// render the messages with the model's template, start from the longest
+// cached snapshot the prompt extends, evaluate only the rest, generate, and
+// leave snapshots for the next request.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "runtime/chat_template.h"
+#include "runtime/engine.h"
+#include "runtime/state_cache.h"
+
+namespace flatline {
+
+struct TurnOptions {
+  SamplerParams sampling;
+  // < 0: until the model ends its turn or the context is full; recurrent
+  // models never run out of context, so there it means at most
+  // `recurrent_reply_cap` tokens (the server passes num_ctx), lest a reply
+  // run forever.
+  int64_t num_predict = -1;
+  int64_t recurrent_reply_cap = 4096;
+  std::vector<std::string> stop;
+  bool use_template_stops = true;
+};
+
+// A prompt already evaluated into a conversation, waiting for generation.
+struct PreparedTurn {
+  Conversation conv;
+  std::string prompt;
+  int64_t cached_tokens = 0;      // tokens the starting snapshot held
+  int64_t prompt_eval_count = 0;  // tokens evaluated now
+  int64_t prompt_eval_ns = 0;     // cache lookup + evaluation
+};
+
+struct TurnResult {
+  GenerateResult generation;     // text, counts, durations, done_reason
+  int64_t cached_tokens = 0;     // prompt tokens reused from a snapshot ("cache_n")
+  std::vector<int32_t> context;  // token ids the conversation holds after the reply
+};
+
+class ChatService {
+ public:
+  explicit ChatService(StateCache& cache) : cache_(cache) {}
+
+  static std::string render(const LoadedModel& model, const std::vector<ChatMessage>& messages);
+
+  // Starts from the longest cached snapshot `prompt` extends (or a fresh
+  // state with room for `n_ctx` tokens) and evaluates the rest; snapshots
+  // the result. Throws ContextOverflowError (nothing changed) when the
+  // prompt does not fit. The server calls this before it answers, so such
+  // errors get a proper HTTP status.
+  PreparedTurn prepare(Engine& engine, int64_t n_ctx, const std::string& prompt);
+  // Generates the reply and snapshots the conversation after it.
+  TurnResult finish(Engine& engine, PreparedTurn turn, const TurnOptions& options, const TextCallback& on_text = {},
+                    const std::function<bool()>& should_stop = {});
+
+  // prepare + finish for `prompt` (already rendered, or raw).
+  TurnResult run(Engine& engine, int64_t n_ctx, const std::string& prompt, const TurnOptions& options,
+                 const TextCallback& on_text = {}, const std::function<bool()>& should_stop = {});
+
+  TurnResult chat(Engine& engine, int64_t n_ctx, const std::vector<ChatMessage>& messages,
+                  const TurnOptions& options, const TextCallback& on_text = {},
+                  const std::function<bool()>& should_stop = {}) {
+    return run(engine, n_ctx, render(engine.loaded(), messages), options, on_text, should_stop);
+  }
+
+  StateCache& cache() { return cache_; }
+
+ private:
+  StateCache& cache_;
+};
+
+}  // namespace flatline

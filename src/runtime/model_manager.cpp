@@ -1,0 +1,282 @@
+#include "runtime/model_manager.h"
+
+#include <algorithm>
+
+#include "util/log.h"
+
+namespace flatline {
+
+namespace {
+
+int64_t steady_ns() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+
+volatile uint64_t g_prefault_sink;  // keeps the page reads from being optimised away
+
+// Reads one byte of every page of the mapped weights, so the first request
+// does not pay for page faults and large loads show progress.
+void prefault(const LoadedModel& model, const std::string& name) {
+  auto bytes = model.model().file().bytes();
+  const size_t page = 4096;
+  const size_t report_every = bytes.size() >= (256u << 20) ? bytes.size() / 4 : 0;
+  size_t next_report = report_every;
+  uint64_t sum = 0;
+  for (size_t i = 0; i < bytes.size(); i += page) {
+    sum += static_cast<const volatile uint8_t&>(bytes[i]);
+    if (report_every && i >= next_report) {
+      LOG_INFO("loading " << name << ": " << (100 * i / bytes.size()) << "%");
+      next_report += report_every;
+    }
+  }
+  g_prefault_sink = sum;
+}
+
+}  // namespace
+
+ModelManager::Lease::~Lease() { manager_.release(*this); }
+
+ModelManager::ModelManager(ModelManagerOptions options)
+    : options_(std::move(options)),
+      catalog_(options_.models_dir),
+      pool_(std::make_shared<ThreadPool>(options_.threads)),
+      budget_(options_.max_memory) {
+  if (options_.reserved_for_cache >= budget_.limit())
+    throw MemoryBudgetError("the state cache share (" + format_bytes(options_.reserved_for_cache) +
+                            ") leaves nothing of the " + format_bytes(budget_.limit()) +
+                            " memory budget for models (lower --cache-memory or raise --max-memory)");
+  budget_.reserve(options_.reserved_for_cache);
+  if (options_.max_loaded < 1) options_.max_loaded = 1;
+  reaper_ = std::thread([this] { reaper_loop(); });
+}
+
+ModelManager::~ModelManager() {
+  {
+    std::lock_guard<std::mutex> lock(reaper_mutex_);
+    stopping_ = true;
+  }
+  reaper_cv_.notify_all();
+  if (reaper_.joinable()) reaper_.join();
+}
+
+uint64_t ModelManager::budget_limit() const { return budget_.limit(); }
+
+size_t ModelManager::queued() const {
+  std::lock_guard<std::mutex> lock(turn_mutex_);
+  return static_cast<size_t>(next_ticket_ - now_serving_);
+}
+
+// ---------------------------------------------------------------------------
+// FIFO turns
+
+void ModelManager::take_turn() {
+  std::unique_lock<std::mutex> lock(turn_mutex_);
+  const uint64_t waiting = next_ticket_ - now_serving_;  // includes the one being served
+  if (waiting > options_.max_queue)
+    throw ServerBusyError("server busy, please try again.  maximum pending requests exceeded");
+  const uint64_t ticket = next_ticket_++;
+  turn_cv_.wait(lock, [&] { return now_serving_ == ticket; });
+}
+
+bool ModelManager::try_take_turn() {
+  std::lock_guard<std::mutex> lock(turn_mutex_);
+  if (next_ticket_ != now_serving_) return false;
+  ++next_ticket_;
+  return true;
+}
+
+void ModelManager::end_turn() {
+  {
+    std::lock_guard<std::mutex> lock(turn_mutex_);
+    ++now_serving_;
+  }
+  turn_cv_.notify_all();
+}
+
+// ---------------------------------------------------------------------------
+// Residency
+
+int64_t ModelManager::effective_ctx(const CatalogEntry& entry, int64_t num_ctx) const {
+  int64_t n = num_ctx > 0 ? num_ctx : options_.default_ctx;
+  const int64_t trained = entry.summary.context_length;
+  if (trained > 0 && n > trained) {
+    LOG_INFO(entry.name << ": num_ctx " << n << " is beyond the trained context of " << trained << "; using "
+                        << trained);
+    n = trained;
+  }
+  return n;
+}
+
+ResidentModel* ModelManager::find_resident(const std::string& path) {
+  for (auto& m : resident_)
+    if (m->entry.path == path) return m.get();
+  return nullptr;
+}
+
+std::unique_ptr<ModelManager::Lease> ModelManager::acquire(const CatalogEntry& entry, int64_t num_ctx,
+                                                           std::optional<KeepAlive> keep_alive) {
+  const int64_t t0 = steady_ns();
+  take_turn();
+  try {
+    const int64_t n_ctx = effective_ctx(entry, num_ctx);
+    ResidentModel* m = find_resident(entry.path);
+    bool loaded_now = false;
+    if (m) {
+      if (!m->loaded->info().recurrent && n_ctx > m->n_ctx) grow_context(*m, n_ctx);
+    } else {
+      m = load(entry, n_ctx);
+      loaded_now = true;
+    }
+    {
+      std::lock_guard<std::mutex> lock(state_mutex_);
+      m->last_used = std::chrono::steady_clock::now();
+    }
+    std::unique_ptr<Lease> lease(new Lease(*this, m, n_ctx, keep_alive.value_or(options_.default_keep_alive)));
+    lease->load_ns_ = steady_ns() - t0;
+    lease->loaded_now_ = loaded_now;
+    return lease;
+  } catch (...) {
+    end_turn();
+    throw;
+  }
+}
+
+void ModelManager::release(Lease& lease) {
+  {
+    std::lock_guard<std::mutex> lock(state_mutex_);
+    ResidentModel* m = lease.model_;
+    m->last_used = std::chrono::steady_clock::now();
+    m->keep_alive = lease.keep_alive_;
+    if (lease.keep_alive_.ns <= 0) {
+      unload_resident(m);
+    } else {
+      m->expires_at = lease.keep_alive_.forever()
+                          ? std::chrono::system_clock::time_point::max()
+                          : std::chrono::system_clock::now() + std::chrono::nanoseconds(lease.keep_alive_.ns);
+    }
+  }
+  end_turn();
+  reaper_cv_.notify_all();
+}
+
+ResidentModel* ModelManager::load(const CatalogEntry& entry, int64_t n_ctx) {
+  {
+    std::lock_guard<std::mutex> lock(state_mutex_);
+    while (static_cast<int>(resident_.size()) >= options_.max_loaded) {
+      auto lru = std::min_element(resident_.begin(), resident_.end(),
+                                  [](const auto& a, const auto& b) { return a->last_used < b->last_used; });
+      unload_resident(lru->get());
+    }
+  }
+  LoadOptions opts;
+  opts.pool = pool_;
+  opts.max_batch = options_.batch;
+  LOG_INFO("loading " << entry.name << " (" << entry.path << ", " << format_bytes(entry.size) << ")");
+  const int64_t t0 = steady_ns();
+  std::unique_ptr<LoadedModel> lm;
+  try {
+    lm = LoadedModel::load(entry.path, opts, &budget_, n_ctx);
+  } catch (const MemoryBudgetError&) {
+    std::lock_guard<std::mutex> lock(state_mutex_);
+    if (resident_.empty()) throw;
+    LOG_INFO("unloading the other models to make room for " << entry.name);
+    unload_others(nullptr);
+  }
+  if (!lm) lm = LoadedModel::load(entry.path, opts, &budget_, n_ctx);
+  prefault(*lm, entry.name);
+
+  auto m = std::make_unique<ResidentModel>();
+  m->entry = entry;
+  m->n_ctx = lm->info().recurrent ? 0 : n_ctx;
+  m->reserved_bytes = lm->resident_estimate(n_ctx);
+  m->engine = std::make_unique<Engine>(*lm);
+  m->loaded = std::move(lm);
+  m->last_used = std::chrono::steady_clock::now();
+  m->expires_at = std::chrono::system_clock::time_point::max();
+  LOG_INFO("loaded " << entry.name << " in " << (steady_ns() - t0) / 1000000 << " ms: " << m->loaded->info().architecture
+                     << ", " << format_bytes(m->reserved_bytes) << " reserved"
+                     << (m->loaded->info().recurrent ? " (recurrent: constant state size)"
+                                                     : " for a " + std::to_string(n_ctx) + "-token context")
+                     << ", chat template " << m->loaded->chat_template().name());
+  std::lock_guard<std::mutex> lock(state_mutex_);
+  budget_.reserve(m->reserved_bytes);
+  resident_.push_back(std::move(m));
+  return resident_.back().get();
+}
+
+void ModelManager::grow_context(ResidentModel& m, int64_t n_ctx) {
+  const uint64_t needed = m.loaded->resident_estimate(n_ctx);
+  const uint64_t extra = needed > m.reserved_bytes ? needed - m.reserved_bytes : 0;
+  std::lock_guard<std::mutex> lock(state_mutex_);
+  if (extra > budget_.free()) unload_others(&m);
+  budget_.require(extra, "model " + m.entry.name + " with a " + std::to_string(n_ctx) + "-token context");
+  budget_.reserve(extra);
+  m.reserved_bytes += extra;
+  m.n_ctx = n_ctx;
+}
+
+void ModelManager::unload_resident(ResidentModel* m) {
+  auto it = std::find_if(resident_.begin(), resident_.end(), [&](const auto& p) { return p.get() == m; });
+  if (it == resident_.end()) return;
+  LOG_INFO("unloading " << m->entry.name);
+  budget_.release(m->reserved_bytes);
+  resident_.erase(it);
+}
+
+void ModelManager::unload_others(const ResidentModel* keep) {
+  std::vector<ResidentModel*> victims;
+  for (auto& r : resident_)
+    if (r.get() != keep) victims.push_back(r.get());
+  for (ResidentModel* v : victims) unload_resident(v);
+}
+
+void ModelManager::unload(const CatalogEntry& entry) {
+  take_turn();
+  {
+    std::lock_guard<std::mutex> lock(state_mutex_);
+    if (ResidentModel* m = find_resident(entry.path)) unload_resident(m);
+  }
+  end_turn();
+}
+
+std::vector<ResidentInfo> ModelManager::resident() const {
+  std::lock_guard<std::mutex> lock(state_mutex_);
+  std::vector<ResidentInfo> out;
+  for (const auto& m : resident_) {
+    ResidentInfo info;
+    info.entry = m->entry;
+    info.size = m->reserved_bytes;
+    info.n_ctx = m->loaded->info().recurrent ? 0 : m->n_ctx;
+    info.expires_at = m->expires_at;
+    info.forever = m->expires_at == std::chrono::system_clock::time_point::max();
+    out.push_back(std::move(info));
+  }
+  return out;
+}
+
+void ModelManager::reaper_loop() {
+  std::unique_lock<std::mutex> lock(reaper_mutex_);
+  while (!stopping_) {
+    reaper_cv_.wait_for(lock, std::chrono::milliseconds(500));
+    if (stopping_) break;
+    lock.unlock();
+    if (try_take_turn()) {
+      {
+        std::lock_guard<std::mutex> state(state_mutex_);
+        const auto now = std::chrono::system_clock::now();
+        std::vector<ResidentModel*> expired;
+        for (auto& m : resident_)
+          if (m->expires_at <= now) expired.push_back(m.get());
+        for (ResidentModel* m : expired) {
+          LOG_INFO(m->entry.name << ": keep_alive expired");
+          unload_resident(m);
+        }
+      }
+      end_turn();
+    }
+    lock.lock();
+  }
+}
+
+}  // namespace flatline

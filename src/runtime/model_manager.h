@@ -1,0 +1,164 @@
+// Which models are in memory, and who may use them when.
+//
+// Scheduling: every request that runs a model takes a turn from one FIFO
+// queue; a turn gives exclusive use of the resident models (one forward pass
+// at a time, which is also all a small CPU can do well). Requests that do
+// not run a model (listings, /api/ps, GET /) never wait. When more than
+// `max_queue` requests are already waiting, new ones are refused (503).
+//
+// Residency: at most `max_loaded` models (default 1) are loaded; loading
+// another unloads the least recently used. After a request the model stays
+// for its keep_alive (default 5 minutes; negative = forever; 0 = unload right
+// away), as Ollama does.
+//
+// Memory: the budget (--max-memory, default from the machine) first sets
+// aside the state cache's share; a model is loaded only if its weights,
+// scratch buffers and one state of the requested context fit in the rest
+// (MemoryBudgetError otherwise, before anything is allocated).
+#pragma once
+
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "runtime/engine.h"
+#include "runtime/memory_budget.h"
+#include "runtime/model_catalog.h"
+#include "util/error.h"
+
+namespace flatline {
+
+// More requests are queued than the server accepts.
+class ServerBusyError : public Error {
+ public:
+  explicit ServerBusyError(const std::string& message) : Error(message) {}
+};
+
+// How long a model stays loaded after a request, in nanoseconds.
+struct KeepAlive {
+  static constexpr int64_t kForever = INT64_MAX;
+  int64_t ns = 5ll * 60 * 1000000000;
+  bool forever() const { return ns == kForever; }
+};
+
+struct ModelManagerOptions {
+  std::string models_dir;
+  uint64_t max_memory = 0;      // 0: from the machine (MemoryBudget)
+  uint64_t reserved_for_cache = 0;  // set aside from the budget for cached states
+  int threads = 0;              // 0: physical cores
+  int64_t batch = 256;
+  int64_t default_ctx = 4096;   // num_ctx when a request gives none (transformers)
+  int max_loaded = 1;
+  size_t max_queue = 32;
+  KeepAlive default_keep_alive;
+};
+
+struct ResidentModel {
+  CatalogEntry entry;
+  std::unique_ptr<LoadedModel> loaded;
+  std::unique_ptr<Engine> engine;
+  int64_t n_ctx = 0;              // context the memory reservation covers
+  uint64_t reserved_bytes = 0;
+  std::chrono::system_clock::time_point expires_at;
+  KeepAlive keep_alive;
+  std::chrono::steady_clock::time_point last_used;
+};
+
+// A snapshot of one resident model for /api/ps.
+struct ResidentInfo {
+  CatalogEntry entry;
+  uint64_t size = 0;
+  int64_t n_ctx = 0;
+  std::chrono::system_clock::time_point expires_at;
+  bool forever = false;
+};
+
+class ModelManager {
+ public:
+  // The right to run one model until it is destroyed (end of the request).
+  class Lease {
+   public:
+    ~Lease();
+    Lease(const Lease&) = delete;
+    Lease& operator=(const Lease&) = delete;
+    ResidentModel& model() { return *model_; }
+    Engine& engine() { return *model_->engine; }
+    LoadedModel& loaded() { return *model_->loaded; }
+    int64_t n_ctx() const { return n_ctx_; }
+    int64_t load_ns() const { return load_ns_; }  // waiting for the turn + loading
+    bool was_loaded() const { return loaded_now_; }
+
+   private:
+    friend class ModelManager;
+    Lease(ModelManager& manager, ResidentModel* model, int64_t n_ctx, KeepAlive keep_alive)
+        : manager_(manager), model_(model), n_ctx_(n_ctx), keep_alive_(keep_alive) {}
+    ModelManager& manager_;
+    ResidentModel* model_;
+    int64_t n_ctx_;
+    KeepAlive keep_alive_;
+    int64_t load_ns_ = 0;
+    bool loaded_now_ = false;
+  };
+
+  explicit ModelManager(ModelManagerOptions options);
+  ~ModelManager();
+
+  ModelCatalog& catalog() { return catalog_; }
+  const ModelManagerOptions& options() const { return options_; }
+
+  // Waits for this request's turn (FIFO), then makes `entry` resident with
+  // room for `num_ctx` tokens (0 = default). Throws ServerBusyError,
+  // MemoryBudgetError or Error (unreadable model); the turn is given back
+  // when it throws.
+  std::unique_ptr<Lease> acquire(const CatalogEntry& entry, int64_t num_ctx, std::optional<KeepAlive> keep_alive);
+  // Unloads the model if it is resident (waits for its turn).
+  void unload(const CatalogEntry& entry);
+
+  std::vector<ResidentInfo> resident() const;
+  uint64_t budget_limit() const;
+  // Requests holding or waiting for the model turn.
+  size_t queued() const;
+
+ private:
+  friend class Lease;
+  void take_turn();
+  bool try_take_turn();
+  void end_turn();
+  void release(Lease& lease);  // called by ~Lease with the turn held
+  ResidentModel* find_resident(const std::string& path);
+  ResidentModel* load(const CatalogEntry& entry, int64_t n_ctx);
+  void grow_context(ResidentModel& m, int64_t n_ctx);
+  void unload_resident(ResidentModel* m);
+  void unload_others(const ResidentModel* keep);
+  int64_t effective_ctx(const CatalogEntry& entry, int64_t num_ctx) const;
+  void reaper_loop();
+
+  ModelManagerOptions options_;
+  ModelCatalog catalog_;
+  std::shared_ptr<ThreadPool> pool_;
+
+  // FIFO turns.
+  mutable std::mutex turn_mutex_;
+  std::condition_variable turn_cv_;
+  uint64_t next_ticket_ = 0;
+  uint64_t now_serving_ = 0;
+
+  // Resident models and the budget: only touched with a turn held (reads
+  // for /api/ps take state_mutex_ too).
+  mutable std::mutex state_mutex_;
+  MemoryBudget budget_;
+  std::vector<std::unique_ptr<ResidentModel>> resident_;
+
+  std::thread reaper_;
+  std::mutex reaper_mutex_;
+  std::condition_variable reaper_cv_;
+  bool stopping_ = false;
+};
+
+}  // namespace flatline

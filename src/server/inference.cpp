@@ -1,0 +1,143 @@
+// The generation path shared by the Ollama and OpenAI routes.
+#include <chrono>
+
+#include "server/routes.h"
+#include "util/log.h"
+
+namespace flatline::server {
+
+int64_t steady_now_ns() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+
+CatalogEntry resolve_model(ServerContext& ctx, const std::optional<std::string>& name) {
+  if (!name || name->empty()) throw HttpError(400, "model is required");
+  auto entry = ctx.models->catalog().find(*name);
+  if (!entry) throw HttpError(404, "model \"" + *name + "\" not found, try pulling it first");
+  return *entry;
+}
+
+namespace {
+
+// /api/generate's `context`: the ids an earlier response returned, turned
+// back into the text they stand for (a leading BOS is the tokenizer's, not
+// text).
+std::string context_text(const LoadedModel& model, const std::vector<int32_t>& ids) {
+  const Tokenizer& tok = model.tokenizer();
+  std::vector<int32_t> rest;
+  for (size_t i = 0; i < ids.size(); ++i) {
+    if (ids[i] < 0 || ids[i] >= tok.n_vocab())
+      throw HttpError(400, "context: token id " + std::to_string(ids[i]) + " is outside the model's vocabulary of " +
+                               std::to_string(tok.n_vocab()) + " tokens");
+    if (i == 0 && tok.add_bos() && ids[i] == tok.bos_id()) continue;
+    rest.push_back(ids[i]);
+  }
+  std::string text;
+  for (int32_t id : rest) text += tok.token_bytes(id, /*render_special=*/true);
+  return text;
+}
+
+std::string build_prompt(const LoadedModel& model, const InferenceRequest& request) {
+  if (request.chat) return ChatService::render(model, request.messages);
+  if (request.raw) return request.prompt;
+  std::vector<ChatMessage> messages;
+  if (!request.system.empty()) messages.push_back({"system", request.system});
+  messages.push_back({"user", request.prompt});
+  return context_text(model, request.context) + ChatService::render(model, messages);
+}
+
+}  // namespace
+
+std::unique_ptr<ModelManager::Lease> acquire_model(ServerContext& ctx, const InferenceRequest& request) {
+  try {
+    return ctx.models->acquire(request.entry, request.options.num_ctx, request.keep_alive);
+  } catch (const ServerBusyError& e) {
+    throw HttpError(503, e.what());
+  } catch (const MemoryBudgetError& e) {
+    throw HttpError(500, std::string("model requires more system memory than is available: ") + e.what());
+  } catch (const HttpError&) {
+    throw;
+  } catch (const Error& e) {
+    throw HttpError(500, std::string("error loading model ") + request.entry.path + ": " + e.what());
+  }
+}
+
+std::shared_ptr<ActiveTurn> start_turn(ServerContext& ctx, const InferenceRequest& request, int64_t start_ns) {
+  auto turn = std::make_shared<ActiveTurn>();
+  turn->start_ns = start_ns;
+  turn->turn_options = request.options.turn;
+  turn->lease = acquire_model(ctx, request);
+  turn->load_ns = turn->lease->load_ns();
+  turn->turn_options.recurrent_reply_cap = turn->lease->n_ctx();
+  const std::string prompt = build_prompt(turn->lease->loaded(), request);
+  if (prompt.empty()) throw HttpError(400, "the prompt is empty");
+  try {
+    turn->prepared = ctx.chat->prepare(turn->lease->engine(), turn->lease->n_ctx(), prompt);
+  } catch (const ContextOverflowError& e) {
+    throw HttpError(400, e.what());
+  }
+  return turn;
+}
+
+TurnResult finish_turn(ServerContext& ctx, ActiveTurn& turn, const TextCallback& on_text,
+                       const std::function<bool()>& should_stop) {
+  auto stop = [&ctx, &should_stop] { return ctx.stopping || (should_stop && should_stop()); };
+  return ctx.chat->finish(turn.lease->engine(), std::move(turn.prepared), turn.turn_options, on_text, stop);
+}
+
+void guarded(httplib::Response& res, const ErrorWriter& write_error, const std::function<void()>& fn) {
+  try {
+    fn();
+  } catch (const HttpError& e) {
+    if (e.status() >= 500) LOG_WARN("request failed: " << e.what());
+    write_error(res, e.status(), e.what());
+  } catch (const ContextOverflowError& e) {
+    write_error(res, 400, e.what());
+  } catch (const MemoryBudgetError& e) {
+    write_error(res, 500, std::string("model requires more system memory than is available: ") + e.what());
+  } catch (const Error& e) {
+    LOG_WARN("request failed: " << e.what());
+    write_error(res, 500, e.what());
+  } catch (const std::exception& e) {
+    LOG_ERROR("internal error: " << e.what());
+    write_error(res, 500, std::string("internal error: ") + e.what());
+  }
+}
+
+void write_json(httplib::Response& res, const json& body, int status) {
+  res.status = status;
+  res.set_content(dump(body), "application/json; charset=utf-8");
+}
+
+void write_ollama_error(httplib::Response& res, int status, const std::string& message) {
+  write_json(res, json{{"error", message}}, status);
+}
+
+void write_openai_error(httplib::Response& res, int status, const std::string& message) {
+  const char* type = status == 400 ? "invalid_request_error" : status == 404 ? "not_found_error" : "api_error";
+  write_json(res, json{{"error", {{"message", message}, {"type", type}, {"param", nullptr}, {"code", nullptr}}}},
+             status);
+}
+
+void stream_response(httplib::Response& res, const char* content_type, std::shared_ptr<ActiveTurn> turn,
+                     std::function<void(ActiveTurn&, httplib::DataSink&)> produce) {
+  res.status = 200;
+  res.set_header("Cache-Control", "no-cache");
+  res.set_chunked_content_provider(
+      content_type,
+      [turn, produce](size_t, httplib::DataSink& sink) mutable {
+        if (turn) {
+          try {
+            produce(*turn, sink);
+          } catch (const std::exception& e) {
+            LOG_ERROR("stream failed: " << e.what());
+          }
+          turn.reset();  // give the model back as soon as the reply is done
+        }
+        sink.done();
+        return true;
+      });
+}
+
+}  // namespace flatline::server

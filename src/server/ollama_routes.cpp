@@ -1,0 +1,340 @@
+// Ollama's native API: /api/chat, /api/generate, /api/tags, /api/show,
+// /api/ps, /api/version and GET /. Field names, defaults and error texts
+// follow Ollama (api/types.go, server/routes.go); docs/SERVER.md lists where
+// flatline differs.
+#include <ctime>
+
+#include "gguf/gguf.h"
+#include "server/routes.h"
+#include "util/log.h"
+
+namespace flatline::server {
+
+namespace {
+
+std::string done_reason_of(const TurnResult& r) {
+  return r.generation.done_reason == "length" ? "length" : "stop";
+}
+
+void add_metrics(json& out, const ActiveTurn& turn, const TurnResult& r) {
+  const GenerateResult& g = r.generation;
+  out["total_duration"] = steady_now_ns() - turn.start_ns;
+  out["load_duration"] = turn.load_ns;
+  out["prompt_eval_count"] = g.prompt_eval_count;
+  out["prompt_eval_duration"] = g.prompt_eval_ns;
+  out["eval_count"] = g.eval_count;
+  out["eval_duration"] = g.eval_ns;
+}
+
+json chat_message(std::string_view content) {
+  return json{{"role", "assistant"}, {"content", std::string(content)}};
+}
+
+json chat_chunk(const std::string& model, std::string_view content, bool done) {
+  return json{{"model", model}, {"created_at", rfc3339_now()}, {"message", chat_message(content)}, {"done", done}};
+}
+
+json generate_chunk(const std::string& model, std::string_view text, bool done) {
+  return json{{"model", model}, {"created_at", rfc3339_now()}, {"response", std::string(text)}, {"done", done}};
+}
+
+json details_json(const ModelSummary& s) {
+  return json{{"parent_model", ""},
+              {"format", "gguf"},
+              {"family", s.architecture},
+              {"families", json::array({s.architecture})},
+              {"parameter_size", s.parameter_size},
+              {"quantization_level", s.quantization}};
+}
+
+std::string rfc3339_from_unix_ns(int64_t ns) {
+  return rfc3339(std::chrono::system_clock::time_point(
+      std::chrono::duration_cast<std::chrono::system_clock::duration>(std::chrono::nanoseconds(ns))));
+}
+
+// Fields Ollama accepts that flatline cannot honour: refuse the ones whose
+// absence would change the answer's meaning, note the others.
+void check_unsupported(const FieldReader& f, const std::string& model) {
+  if (const json* tools = f.array("tools"); tools && !tools->empty())
+    throw HttpError(400, "\"" + model + "\" does not support tools");
+  if (const json* think = f.raw("think")) {
+    const bool wants = think->is_boolean() ? think->get<bool>() : think->is_string();
+    if (wants) throw HttpError(400, "\"" + model + "\" does not support thinking");
+  }
+  if (f.raw("format")) LOG_INFO("ignoring \"format\": flatline does not constrain output to JSON");
+}
+
+InferenceRequest common_request(ServerContext& ctx, const FieldReader& f) {
+  InferenceRequest ir;
+  auto model = f.string("model");
+  ir.keep_alive = parse_keep_alive(f.raw("keep_alive"));
+  ir.options.turn = ollama_default_options();
+  if (const json* o = f.raw("options")) apply_options(*o, ir.options);
+  ir.entry = resolve_model(ctx, model);
+  ir.model_name = *model;
+  check_unsupported(f, ir.model_name);
+  return ir;
+}
+
+bool wants_unload(const InferenceRequest& ir) { return ir.keep_alive && ir.keep_alive->ns == 0; }
+
+// Streams NDJSON lines; a failure after the first byte becomes a last
+// {"error": ...} line, as Ollama's streamResponse does.
+void stream_ndjson(httplib::Response& res, ServerContext& ctx, std::shared_ptr<ActiveTurn> turn,
+                   std::function<json(std::string_view)> chunk, std::function<json(const ActiveTurn&, const TurnResult&)> last) {
+  stream_response(res, "application/x-ndjson", std::move(turn),
+                  [&ctx, chunk, last](ActiveTurn& t, httplib::DataSink& sink) {
+                    auto write_line = [&](const json& j) {
+                      std::string line = dump(j) + "\n";
+                      return sink.write(line.data(), line.size());
+                    };
+                    try {
+                      TurnResult r = finish_turn(
+                          ctx, t, [&](std::string_view piece) { return write_line(chunk(piece)); },
+                          [&] { return !sink.is_writable(); });
+                      if (r.generation.done_reason == "cancelled") {
+                        LOG_INFO("client went away; generation stopped after " << r.generation.eval_count << " tokens");
+                        return;
+                      }
+                      write_line(last(t, r));
+                    } catch (const std::exception& e) {
+                      LOG_WARN("generation failed: " << e.what());
+                      write_line(json{{"error", e.what()}});
+                    }
+                  });
+}
+
+void handle_chat(ServerContext& ctx, const httplib::Request& req, httplib::Response& res) {
+  const int64_t start = steady_now_ns();
+  json body = parse_body(req.body, "ChatRequest");
+  FieldReader f(body, "ChatRequest");
+  const bool stream = f.boolean("stream").value_or(true);
+  std::vector<ChatMessage> messages = parse_ollama_messages(f.array("messages"));
+  InferenceRequest ir = common_request(ctx, f);
+  ir.chat = true;
+  ir.messages = std::move(messages);
+  const std::string model = ir.model_name;
+
+  if (ir.messages.empty()) {
+    json out = chat_chunk(model, "", true);
+    if (wants_unload(ir)) {
+      ctx.models->unload(ir.entry);
+      out["done_reason"] = "unload";
+    } else {
+      acquire_model(ctx, ir);  // loads; the lease ends right away
+      out["done_reason"] = "load";
+    }
+    write_json(res, out);
+    return;
+  }
+
+  auto turn = start_turn(ctx, ir, start);
+  auto last = [model](const ActiveTurn& t, const TurnResult& r) {
+    json out = chat_chunk(model, "", true);
+    out["done_reason"] = done_reason_of(r);
+    add_metrics(out, t, r);
+    return out;
+  };
+  if (!stream) {
+    TurnResult r = finish_turn(ctx, *turn, {}, {});
+    json out = last(*turn, r);
+    out["message"] = chat_message(r.generation.text);
+    write_json(res, out);
+    return;
+  }
+  stream_ndjson(res, ctx, std::move(turn), [model](std::string_view piece) { return chat_chunk(model, piece, false); },
+                last);
+}
+
+void handle_generate(ServerContext& ctx, const httplib::Request& req, httplib::Response& res) {
+  const int64_t start = steady_now_ns();
+  json body = parse_body(req.body, "GenerateRequest");
+  FieldReader f(body, "GenerateRequest");
+  const bool stream = f.boolean("stream").value_or(true);
+  const bool raw = f.boolean("raw").value_or(false);
+  std::string prompt = f.string("prompt").value_or("");
+  std::string system = f.string("system").value_or("");
+  std::string tmpl = f.string("template").value_or("");
+  std::string suffix = f.string("suffix").value_or("");
+  std::vector<int32_t> context;
+  if (const json* c = f.array("context")) {
+    for (const auto& id : *c) {
+      if (!id.is_number_integer()) f.type_error("context", id, "int");
+      context.push_back(static_cast<int32_t>(id.get<int64_t>()));
+    }
+  }
+  if (const json* images = f.array("images"); images && !images->empty())
+    throw HttpError(400, "flatline does not support images");
+  InferenceRequest ir = common_request(ctx, f);
+  const std::string model = ir.model_name;
+  if (!suffix.empty()) throw HttpError(400, "\"" + model + "\" does not support insert");
+  if (raw && (!tmpl.empty() || !system.empty() || !context.empty()))
+    throw HttpError(400, "raw mode does not support template, system, or context");
+  if (!tmpl.empty()) LOG_INFO("ignoring \"template\": flatline renders prompts with the model's own chat format");
+
+  if (prompt.empty()) {
+    json out = generate_chunk(model, "", true);
+    if (wants_unload(ir)) {
+      ctx.models->unload(ir.entry);
+      out["done_reason"] = "unload";
+    } else {
+      acquire_model(ctx, ir);
+      out["done_reason"] = "load";
+    }
+    write_json(res, out);
+    return;
+  }
+
+  ir.chat = false;
+  ir.raw = raw;
+  ir.prompt = std::move(prompt);
+  ir.system = std::move(system);
+  ir.context = std::move(context);
+  auto turn = start_turn(ctx, ir, start);
+  auto last = [model, raw](const ActiveTurn& t, const TurnResult& r) {
+    json out = generate_chunk(model, "", true);
+    out["done_reason"] = done_reason_of(r);
+    if (!raw) out["context"] = r.context;
+    add_metrics(out, t, r);
+    return out;
+  };
+  if (!stream) {
+    TurnResult r = finish_turn(ctx, *turn, {}, {});
+    json out = last(*turn, r);
+    out["response"] = r.generation.text;
+    write_json(res, out);
+    return;
+  }
+  stream_ndjson(res, ctx, std::move(turn),
+                [model](std::string_view piece) { return generate_chunk(model, piece, false); }, last);
+}
+
+void handle_tags(ServerContext& ctx, httplib::Response& res) {
+  json models = json::array();
+  for (const CatalogEntry& e : ctx.models->catalog().list()) {
+    const std::string name = ModelCatalog::display_name(e.name);
+    models.push_back(json{{"name", name},
+                          {"model", name},
+                          {"modified_at", rfc3339_from_unix_ns(e.modified_unix_ns)},
+                          {"size", e.size},
+                          {"digest", e.summary.digest},
+                          {"details", details_json(e.summary)}});
+  }
+  write_json(res, json{{"models", models}});
+}
+
+json metadata_value(const gguf::Value& v, bool verbose) {
+  using gguf::ValueType;
+  if (v.is_array()) {
+    json arr = json::array();
+    if (!verbose) return arr;
+    const uint64_t n = v.array_size();
+    for (uint64_t i = 0; i < n; ++i) {
+      switch (v.array_type()) {
+        case ValueType::String: arr.push_back(std::string(v.string_at(i))); break;
+        case ValueType::Float32:
+        case ValueType::Float64: arr.push_back(v.float_at(i)); break;
+        case ValueType::Bool: arr.push_back(v.int_at(i) != 0); break;
+        case ValueType::Array: arr.push_back(nullptr); break;
+        default: arr.push_back(v.int_at(i)); break;
+      }
+    }
+    return arr;
+  }
+  switch (v.type()) {
+    case ValueType::String: return std::string(v.as_string());
+    case ValueType::Bool: return v.as_bool();
+    case ValueType::Float32:
+    case ValueType::Float64: return v.as_float();
+    case ValueType::UInt64: return v.as_uint();
+    default: return v.as_int();
+  }
+}
+
+void handle_show(ServerContext& ctx, const httplib::Request& req, httplib::Response& res) {
+  json body = parse_body(req.body, "ShowRequest");
+  FieldReader f(body, "ShowRequest");
+  std::string name = f.string("model").value_or("");
+  if (name.empty()) name = f.string("name").value_or("");
+  if (name.empty()) throw HttpError(400, "model is required");
+  const bool verbose = f.boolean("verbose").value_or(false);
+  auto entry = ctx.models->catalog().find(name);
+  if (!entry) throw HttpError(404, "model '" + name + "' not found");
+
+  gguf::File file = gguf::File::open(entry->path);
+  json info = json::object();
+  for (const auto& [key, value] : file.metadata()) info[key] = metadata_value(value, verbose);
+  info["general.parameter_count"] = entry->summary.n_params;
+  const ChatTemplate tmpl = ChatTemplate::from_gguf(file);
+  std::string parameters;
+  for (const std::string& stop : tmpl.stop_strings()) parameters += "stop " + json(stop).dump() + "\n";
+  std::string chat_template = file.get_string("tokenizer.chat_template", std::string(tmpl.name()));
+  std::string modelfile = "# Modelfile generated by flatline\nFROM " + entry->path + "\nTEMPLATE " +
+                          json(chat_template).dump() + "\n";
+  for (const std::string& stop : tmpl.stop_strings()) modelfile += "PARAMETER stop " + json(stop).dump() + "\n";
+  write_json(res, json{{"license", ""},
+                       {"modelfile", modelfile},
+                       {"parameters", parameters},
+                       {"template", chat_template},
+                       {"details", details_json(entry->summary)},
+                       {"model_info", info},
+                       {"capabilities", json::array({"completion"})},
+                       {"modified_at", rfc3339_from_unix_ns(entry->modified_unix_ns)}});
+}
+
+void handle_ps(ServerContext& ctx, httplib::Response& res) {
+  json models = json::array();
+  for (const ResidentInfo& m : ctx.models->resident()) {
+    const std::string name = ModelCatalog::display_name(m.entry.name);
+    // "Forever" is shown as Go would print now + MaxInt64 ns (~292 years).
+    auto expires = m.forever ? std::chrono::system_clock::now() + std::chrono::hours(24 * 365 * 292) : m.expires_at;
+    models.push_back(json{{"name", name},
+                          {"model", name},
+                          {"size", m.size},
+                          {"digest", m.entry.summary.digest},
+                          {"details", details_json(m.entry.summary)},
+                          {"expires_at", rfc3339(expires)},
+                          {"size_vram", 0},
+                          {"context_length", m.n_ctx}});
+  }
+  write_json(res, json{{"models", models}});
+}
+
+}  // namespace
+
+void register_ollama_routes(httplib::Server& http, ServerContext& ctx) {
+  auto ollama = [&ctx](void (*fn)(ServerContext&, const httplib::Request&, httplib::Response&)) {
+    return [&ctx, fn](const httplib::Request& req, httplib::Response& res) {
+      guarded(res, write_ollama_error, [&] { fn(ctx, req, res); });
+    };
+  };
+  http.Get("/", [](const httplib::Request&, httplib::Response& res) {
+    res.set_content("flatline is running", "text/plain; charset=utf-8");
+  });
+  http.Get("/api/version", [](const httplib::Request&, httplib::Response& res) {
+    write_json(res, json{{"version", FLATLINE_VERSION}});
+  });
+  http.Post("/api/chat", ollama(handle_chat));
+  http.Post("/api/generate", ollama(handle_generate));
+  http.Post("/api/show", ollama(handle_show));
+  http.Get("/api/tags", [&ctx](const httplib::Request&, httplib::Response& res) {
+    guarded(res, write_ollama_error, [&] { handle_tags(ctx, res); });
+  });
+  http.Get("/api/ps", [&ctx](const httplib::Request&, httplib::Response& res) {
+    guarded(res, write_ollama_error, [&] { handle_ps(ctx, res); });
+  });
+  // Model management and embeddings are not part of flatline: models are
+  // files in the models directory.
+  for (const char* path : {"/api/pull", "/api/push", "/api/create", "/api/copy", "/api/embed", "/api/embeddings"}) {
+    http.Post(path, [path](const httplib::Request&, httplib::Response& res) {
+      write_ollama_error(res, 501,
+                         std::string("flatline does not implement ") + path +
+                             " (models are the .gguf files in the models directory; embeddings are not supported)");
+    });
+  }
+  http.Delete("/api/delete", [](const httplib::Request&, httplib::Response& res) {
+    write_ollama_error(res, 501, "flatline does not implement /api/delete (remove the .gguf file instead)");
+  });
+}
+
+}  // namespace flatline::server

@@ -1,0 +1,285 @@
+// The OpenAI-compatible shim, shaped like Ollama's (openai/openai.go,
+// middleware/openai.go): /v1/chat/completions, /v1/completions, /v1/models.
+// Requests map onto the same generation path as /api/chat and
+// /api/generate; temperature and top_p default to 1.0 when absent.
+#include <random>
+
+#include "server/routes.h"
+#include "util/log.h"
+
+namespace flatline::server {
+
+namespace {
+
+std::string random_id(const char* prefix) {
+  thread_local std::mt19937 rng{std::random_device{}()};
+  return std::string(prefix) + std::to_string(std::uniform_int_distribution<int>(0, 998)(rng));
+}
+
+int64_t unix_now() {
+  return std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
+}
+
+const char* finish_reason_of(const TurnResult& r) { return r.generation.done_reason == "length" ? "length" : "stop"; }
+
+// OpenAI's usage: prompt_tokens counts the whole prompt, and the part served
+// from the state cache is reported as prompt_tokens_details.cached_tokens.
+json usage_json(const TurnResult& r) {
+  const int64_t prompt = r.generation.prompt_tokens;
+  return json{{"prompt_tokens", prompt},
+              {"completion_tokens", r.generation.eval_count},
+              {"total_tokens", prompt + r.generation.eval_count},
+              {"prompt_tokens_details", {{"cached_tokens", prompt - r.generation.prompt_eval_count}}}};
+}
+
+// Fields shared by both endpoints: sampling, stop, max_tokens, seed.
+void read_sampling(const FieldReader& f, ParsedOptions& o) {
+  o.turn = ollama_default_options();
+  SamplerParams& s = o.turn.sampling;
+  s.temperature = static_cast<float>(f.number("temperature").value_or(1.0));
+  double top_p = f.number("top_p").value_or(1.0);
+  s.top_p = static_cast<float>(top_p == 0.0 ? 1.0 : top_p);
+  if (auto v = f.number("frequency_penalty")) s.frequency_penalty = static_cast<float>(*v);
+  if (auto v = f.number("presence_penalty")) s.presence_penalty = static_cast<float>(*v);
+  if (auto v = f.integer("seed")) s.seed = *v;
+  if (auto v = f.integer("max_tokens")) o.turn.num_predict = *v;
+  else if (auto v2 = f.integer("max_completion_tokens")) o.turn.num_predict = *v2;
+  if (const json* stop = f.raw("stop")) {
+    if (stop->is_string()) {
+      o.turn.stop = {stop->get<std::string>()};
+    } else if (stop->is_array()) {
+      for (const auto& s2 : *stop) {
+        if (!s2.is_string())
+          throw HttpError(400, std::string("invalid type for 'stop' field: ") + go_json_kind(s2));
+        if (!s2.get<std::string>().empty()) o.turn.stop.push_back(s2.get<std::string>());
+      }
+    } else {
+      throw HttpError(400, std::string("invalid type for 'stop' field: ") + go_json_kind(*stop));
+    }
+  }
+}
+
+bool include_usage(const FieldReader& f) {
+  const json* so = f.object("stream_options");
+  if (!so) return false;
+  FieldReader opts(*so, "StreamOptions");
+  return opts.boolean("include_usage").value_or(false);
+}
+
+std::vector<ChatMessage> parse_openai_messages(const json& messages) {
+  std::vector<ChatMessage> out;
+  for (const auto& m : messages) {
+    if (!m.is_object())
+      throw HttpError(400, std::string("json: cannot unmarshal ") + go_json_kind(m) +
+                               " into Go struct field ChatCompletionRequest.messages of type openai.Message");
+    FieldReader f(m, "ChatCompletionRequest.messages");
+    ChatMessage msg;
+    msg.role = f.string("role").value_or("");
+    const json* content = f.raw("content");
+    if (!content) {
+      if (!f.raw("tool_calls")) throw HttpError(400, "invalid message content type: <nil>");
+    } else if (content->is_string()) {
+      msg.content = content->get<std::string>();
+    } else if (content->is_array()) {
+      // Parts: text parts are joined; images are not supported.
+      for (const auto& part : *content) {
+        if (!part.is_object() || !part.contains("type")) throw HttpError(400, "invalid message format");
+        const json& type = part["type"];
+        if (type == "text" && part.contains("text") && part["text"].is_string()) {
+          msg.content += part["text"].get<std::string>();
+        } else if (type == "image_url" || type == "input_audio") {
+          throw HttpError(400, "flatline does not support images or audio");
+        } else {
+          throw HttpError(400, "invalid message format");
+        }
+      }
+    } else {
+      throw HttpError(400, std::string("invalid message content type: ") +
+                               (content->is_number() ? "float64" : content->is_boolean() ? "bool" : "map[string]interface {}"));
+    }
+    out.push_back(std::move(msg));
+  }
+  return out;
+}
+
+void write_sse(httplib::DataSink& sink, const std::string& data) {
+  std::string event = "data: " + data + "\n\n";
+  sink.write(event.data(), event.size());
+}
+
+void handle_chat_completions(ServerContext& ctx, const httplib::Request& req, httplib::Response& res) {
+  const int64_t start = steady_now_ns();
+  json body = parse_body(req.body, "ChatCompletionRequest");
+  FieldReader f(body, "ChatCompletionRequest");
+  const json* messages = f.array("messages");
+  if (!messages || messages->empty()) throw HttpError(400, "[] is too short - 'messages'");
+  InferenceRequest ir;
+  ir.chat = true;
+  ir.messages = parse_openai_messages(*messages);
+  const bool stream = f.boolean("stream").value_or(false);
+  const bool usage = include_usage(f);
+  read_sampling(f, ir.options);
+  auto model = f.string("model");
+  ir.entry = resolve_model(ctx, model);
+  ir.model_name = *model;
+  if (const json* tools = f.array("tools"); tools && !tools->empty())
+    throw HttpError(400, "\"" + ir.model_name + "\" does not support tools");
+  if (f.raw("response_format")) LOG_INFO("ignoring \"response_format\": flatline does not constrain output");
+
+  auto turn = start_turn(ctx, ir, start);
+  const std::string id = random_id("chatcmpl-");
+  const int64_t created = unix_now();
+  const std::string name = ir.model_name;
+  auto base = [id, created, name](const char* object) {
+    return json{{"id", id}, {"object", object}, {"created", created}, {"model", name}, {"system_fingerprint", "fp_flatline"}};
+  };
+  if (!stream) {
+    TurnResult r = finish_turn(ctx, *turn, {}, {});
+    json out = base("chat.completion");
+    out["choices"] = json::array({json{{"index", 0},
+                                       {"message", {{"role", "assistant"}, {"content", r.generation.text}}},
+                                       {"finish_reason", finish_reason_of(r)}}});
+    out["usage"] = usage_json(r);
+    write_json(res, out);
+    return;
+  }
+  stream_response(res, "text/event-stream", std::move(turn), [&ctx, base, usage](ActiveTurn& t, httplib::DataSink& sink) {
+    bool first = true;
+    auto chunk = [&](json delta, json finish_reason) {
+      json c = base("chat.completion.chunk");
+      c["choices"] = json::array({json{{"index", 0}, {"delta", std::move(delta)}, {"finish_reason", finish_reason}}});
+      return c;
+    };
+    auto content_delta = [&](std::string_view text) {
+      json delta = {{"content", std::string(text)}};
+      if (first) delta["role"] = "assistant";
+      first = false;
+      return delta;
+    };
+    try {
+      TurnResult r = finish_turn(
+          ctx, t,
+          [&](std::string_view piece) {
+            write_sse(sink, dump(chunk(content_delta(piece), nullptr)));
+            return sink.is_writable();
+          },
+          [&] { return !sink.is_writable(); });
+      if (r.generation.done_reason == "cancelled") return;
+      if (first) write_sse(sink, dump(chunk(content_delta(""), nullptr)));  // an empty reply still opens with the role
+      write_sse(sink, dump(chunk(json::object(), finish_reason_of(r))));
+      if (usage) {
+        json u = base("chat.completion.chunk");
+        u["choices"] = json::array();
+        u["usage"] = usage_json(r);
+        write_sse(sink, dump(u));
+      }
+    } catch (const std::exception& e) {
+      LOG_WARN("generation failed: " << e.what());
+      write_sse(sink, dump(json{{"error", {{"message", e.what()}, {"type", "api_error"}, {"param", nullptr}, {"code", nullptr}}}}));
+    }
+    write_sse(sink, "[DONE]");
+  });
+}
+
+void handle_completions(ServerContext& ctx, const httplib::Request& req, httplib::Response& res) {
+  const int64_t start = steady_now_ns();
+  json body = parse_body(req.body, "CompletionRequest");
+  FieldReader f(body, "CompletionRequest");
+  InferenceRequest ir;
+  ir.chat = false;
+  ir.prompt = f.string("prompt").value_or("");
+  const bool stream = f.boolean("stream").value_or(false);
+  const bool usage = include_usage(f);
+  read_sampling(f, ir.options);
+  auto model = f.string("model");
+  ir.entry = resolve_model(ctx, model);
+  ir.model_name = *model;
+  if (!f.string("suffix").value_or("").empty()) throw HttpError(400, "\"" + ir.model_name + "\" does not support insert");
+  if (ir.prompt.empty()) throw HttpError(400, "prompt is required");
+
+  auto turn = start_turn(ctx, ir, start);
+  const std::string id = random_id("cmpl-");
+  const int64_t created = unix_now();
+  const std::string name = ir.model_name;
+  auto base = [id, created, name]() {
+    return json{{"id", id}, {"object", "text_completion"}, {"created", created}, {"model", name}, {"system_fingerprint", "fp_flatline"}};
+  };
+  auto choice = [](std::string_view text, json finish_reason) {
+    return json::array({json{{"text", std::string(text)}, {"index", 0}, {"finish_reason", finish_reason}, {"logprobs", nullptr}}});
+  };
+  if (!stream) {
+    TurnResult r = finish_turn(ctx, *turn, {}, {});
+    json out = base();
+    out["choices"] = choice(r.generation.text, finish_reason_of(r));
+    out["usage"] = usage_json(r);
+    write_json(res, out);
+    return;
+  }
+  stream_response(res, "text/event-stream", std::move(turn), [&ctx, base, choice, usage](ActiveTurn& t, httplib::DataSink& sink) {
+    try {
+      TurnResult r = finish_turn(
+          ctx, t,
+          [&](std::string_view piece) {
+            json c = base();
+            c["choices"] = choice(piece, nullptr);
+            write_sse(sink, dump(c));
+            return sink.is_writable();
+          },
+          [&] { return !sink.is_writable(); });
+      if (r.generation.done_reason == "cancelled") return;
+      json last = base();
+      last["choices"] = choice("", finish_reason_of(r));
+      write_sse(sink, dump(last));
+      if (usage) {
+        json u = base();
+        u["choices"] = json::array();
+        u["usage"] = usage_json(r);
+        write_sse(sink, dump(u));
+      }
+    } catch (const std::exception& e) {
+      LOG_WARN("generation failed: " << e.what());
+      write_sse(sink, dump(json{{"error", {{"message", e.what()}, {"type", "api_error"}, {"param", nullptr}, {"code", nullptr}}}}));
+    }
+    write_sse(sink, "[DONE]");
+  });
+}
+
+json model_object(const CatalogEntry& e) {
+  return json{{"id", ModelCatalog::display_name(e.name)},
+              {"object", "model"},
+              {"created", e.modified_unix_ns / 1000000000},
+              {"owned_by", "library"}};
+}
+
+}  // namespace
+
+void register_openai_routes(httplib::Server& http, ServerContext& ctx) {
+  http.Post("/v1/chat/completions", [&ctx](const httplib::Request& req, httplib::Response& res) {
+    guarded(res, write_openai_error, [&] { handle_chat_completions(ctx, req, res); });
+  });
+  http.Post("/v1/completions", [&ctx](const httplib::Request& req, httplib::Response& res) {
+    guarded(res, write_openai_error, [&] { handle_completions(ctx, req, res); });
+  });
+  http.Get("/v1/models", [&ctx](const httplib::Request&, httplib::Response& res) {
+    guarded(res, write_openai_error, [&] {
+      json data = json::array();
+      for (const CatalogEntry& e : ctx.models->catalog().list()) data.push_back(model_object(e));
+      write_json(res, json{{"object", "list"}, {"data", data}});
+    });
+  });
+  http.Get(R"(/v1/models/(.+))", [&ctx](const httplib::Request& req, httplib::Response& res) {
+    guarded(res, write_openai_error, [&] {
+      const std::string name = req.matches[1];
+      auto entry = ctx.models->catalog().find(name);
+      if (!entry) throw HttpError(404, "model '" + name + "' not found");
+      json m = model_object(*entry);
+      m["id"] = name;
+      write_json(res, m);
+    });
+  });
+  http.Post("/v1/embeddings", [](const httplib::Request&, httplib::Response& res) {
+    write_openai_error(res, 501, "flatline does not support embeddings");
+  });
+}
+
+}  // namespace flatline::server

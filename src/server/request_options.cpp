@@ -1,0 +1,207 @@
+#include "server/request_options.h"
+
+#include <cmath>
+#include <algorithm>
+#include <cctype>
+
+#include "util/log.h"
+
+namespace flatline::server {
+
+namespace {
+
+enum class OptionType { Int, Float, Bool, StringArray };
+
+struct KnownOption {
+  const char* name;
+  OptionType type;
+};
+
+// Every field of Ollama's api.Options / Runner (plus a few older ones that
+// docs and clients still send). Only some change what flatline does.
+const KnownOption kKnownOptions[] = {
+    {"num_keep", OptionType::Int},          {"seed", OptionType::Int},
+    {"num_predict", OptionType::Int},       {"top_k", OptionType::Int},
+    {"top_p", OptionType::Float},           {"min_p", OptionType::Float},
+    {"typical_p", OptionType::Float},       {"repeat_last_n", OptionType::Int},
+    {"temperature", OptionType::Float},     {"repeat_penalty", OptionType::Float},
+    {"presence_penalty", OptionType::Float}, {"frequency_penalty", OptionType::Float},
+    {"stop", OptionType::StringArray},      {"num_ctx", OptionType::Int},
+    {"num_batch", OptionType::Int},         {"num_gpu", OptionType::Int},
+    {"main_gpu", OptionType::Int},          {"use_mmap", OptionType::Bool},
+    {"num_thread", OptionType::Int},        {"draft_num_predict", OptionType::Int},
+    {"penalize_newline", OptionType::Bool}, {"numa", OptionType::Bool},
+    {"low_vram", OptionType::Bool},         {"f16_kv", OptionType::Bool},
+    {"vocab_only", OptionType::Bool},       {"use_mlock", OptionType::Bool},
+    {"logits_all", OptionType::Bool},       {"mirostat", OptionType::Int},
+    {"mirostat_tau", OptionType::Float},    {"mirostat_eta", OptionType::Float},
+    {"tfs_z", OptionType::Float},
+};
+
+const KnownOption* find_option(const std::string& key) {
+  for (const auto& o : kKnownOptions)
+    if (key == o.name) return &o;
+  return nullptr;
+}
+
+[[noreturn]] void option_error(const std::string& key, const char* what) {
+  throw HttpError(400, "option \"" + key + "\" must be " + what);
+}
+
+// Ollama truncates floats given for integer options (JSON numbers are float64 in Go).
+int64_t as_int(const std::string& key, const json& v) {
+  if (v.is_number_integer()) return v.get<int64_t>();
+  if (v.is_number_float()) {
+    double d = v.get<double>();
+    if (!std::isfinite(d) || std::fabs(d) > 9.2e18) option_error(key, "of type integer");
+    return static_cast<int64_t>(d);
+  }
+  option_error(key, "of type integer");
+}
+
+float as_float(const std::string& key, const json& v) {
+  if (!v.is_number()) option_error(key, "of type float32");
+  return static_cast<float>(v.get<double>());
+}
+
+}  // namespace
+
+TurnOptions ollama_default_options() {
+  TurnOptions t;
+  t.sampling.temperature = 0.8f;
+  t.sampling.top_k = 40;
+  t.sampling.top_p = 0.9f;
+  t.sampling.min_p = 0.0f;
+  t.sampling.repeat_penalty = 1.0f;
+  t.sampling.repeat_last_n = 64;
+  t.sampling.presence_penalty = 0.0f;
+  t.sampling.frequency_penalty = 0.0f;
+  t.sampling.seed = -1;
+  t.num_predict = -1;
+  return t;
+}
+
+void apply_options(const json& options, ParsedOptions& out) {
+  if (!options.is_object())
+    throw HttpError(400, std::string("json: cannot unmarshal ") + go_json_kind(options) +
+                             " into Go struct field .options of type map[string]interface {}");
+  SamplerParams& s = out.turn.sampling;
+  for (const auto& [key, value] : options.items()) {
+    const KnownOption* known = find_option(key);
+    if (!known) {
+      LOG_DEBUG("ignoring unknown option " << key);
+      continue;
+    }
+    if (value.is_null()) continue;
+    switch (known->type) {
+      case OptionType::Int: {
+        int64_t v = as_int(key, value);
+        if (key == "seed") s.seed = v;
+        else if (key == "num_predict") out.turn.num_predict = v;
+        else if (key == "top_k") s.top_k = static_cast<int32_t>(std::clamp<int64_t>(v, INT32_MIN, INT32_MAX));
+        else if (key == "repeat_last_n") s.repeat_last_n = static_cast<int32_t>(std::clamp<int64_t>(v, -1, INT32_MAX));
+        else if (key == "num_ctx") out.num_ctx = v > 0 ? v : 0;
+        break;
+      }
+      case OptionType::Float: {
+        float v = as_float(key, value);
+        if (key == "temperature") s.temperature = v;
+        else if (key == "top_p") s.top_p = v;
+        else if (key == "min_p") s.min_p = v;
+        else if (key == "repeat_penalty") s.repeat_penalty = v;
+        else if (key == "presence_penalty") s.presence_penalty = v;
+        else if (key == "frequency_penalty") s.frequency_penalty = v;
+        break;
+      }
+      case OptionType::Bool:
+        if (!value.is_boolean()) option_error(key, "of type boolean");
+        break;
+      case OptionType::StringArray: {
+        if (!value.is_array()) option_error(key, "of type array");
+        std::vector<std::string> stops;
+        for (const auto& item : value) {
+          if (!item.is_string()) option_error(key, "of an array of strings");
+          if (!item.get<std::string>().empty()) stops.push_back(item.get<std::string>());
+        }
+        out.turn.stop = std::move(stops);
+        break;
+      }
+    }
+  }
+}
+
+int64_t parse_go_duration_ns(const std::string& text) {
+  auto invalid = [&] { return HttpError(400, "time: invalid duration \"" + text + "\""); };
+  std::string_view s = text;
+  bool negative = false;
+  if (!s.empty() && (s[0] == '-' || s[0] == '+')) {
+    negative = s[0] == '-';
+    s.remove_prefix(1);
+  }
+  if (s == "0") return 0;
+  if (s.empty()) throw invalid();
+  long double total = 0;
+  while (!s.empty()) {
+    size_t i = 0;
+    std::string number;
+    while (i < s.size() && (std::isdigit(static_cast<unsigned char>(s[i])) || s[i] == '.')) number += s[i++];
+    if (number.empty() || number == "." || std::count(number.begin(), number.end(), '.') > 1) throw invalid();
+    s.remove_prefix(i);
+    size_t u = 0;
+    while (u < s.size() && !std::isdigit(static_cast<unsigned char>(s[u])) && s[u] != '.') ++u;
+    std::string unit(s.substr(0, u));
+    s.remove_prefix(u);
+    if (unit.empty()) throw HttpError(400, "time: missing unit in duration \"" + text + "\"");
+    long double scale;
+    if (unit == "ns") scale = 1;
+    else if (unit == "us" || unit == "\xc2\xb5s" || unit == "\xce\xbcs") scale = 1e3;
+    else if (unit == "ms") scale = 1e6;
+    else if (unit == "s") scale = 1e9;
+    else if (unit == "m") scale = 60e9;
+    else if (unit == "h") scale = 3600e9;
+    else throw HttpError(400, "time: unknown unit \"" + unit + "\" in duration \"" + text + "\"");
+    total += std::stold(number) * scale;
+  }
+  if (total > 9.2e18L) throw invalid();
+  const int64_t ns = static_cast<int64_t>(total);
+  return negative ? -ns : ns;
+}
+
+std::optional<KeepAlive> parse_keep_alive(const json* value) {
+  if (!value || value->is_null()) return std::nullopt;
+  KeepAlive k;
+  if (value->is_number()) {
+    double seconds = value->get<double>();
+    if (seconds < 0) k.ns = KeepAlive::kForever;
+    else k.ns = seconds * 1e9 > 9.2e18 ? KeepAlive::kForever : static_cast<int64_t>(seconds * 1e9);
+    return k;
+  }
+  if (value->is_string()) {
+    int64_t ns = parse_go_duration_ns(value->get<std::string>());
+    k.ns = ns < 0 ? KeepAlive::kForever : ns;
+    return k;
+  }
+  const char* go_type = value->is_boolean() ? "bool" : value->is_array() ? "[]interface {}" : "map[string]interface {}";
+  throw HttpError(400, std::string("Unsupported type: '") + go_type + "'");
+}
+
+std::vector<ChatMessage> parse_ollama_messages(const json* messages) {
+  std::vector<ChatMessage> out;
+  if (!messages) return out;
+  for (const auto& m : *messages) {
+    if (!m.is_object())
+      throw HttpError(400, std::string("json: cannot unmarshal ") + go_json_kind(m) +
+                               " into Go struct field ChatRequest.messages of type api.Message");
+    FieldReader f(m, "ChatRequest.messages");
+    ChatMessage msg;
+    msg.role = f.string("role").value_or("");
+    msg.content = f.string("content").value_or("");
+    if (const json* images = f.array("images"); images && !images->empty())
+      throw HttpError(400, "flatline does not support images (message " + std::to_string(out.size()) + " has " +
+                               std::to_string(images->size()) + ")");
+    out.push_back(std::move(msg));
+  }
+  return out;
+}
+
+}  // namespace flatline::server

@@ -1,0 +1,44 @@
+// The parts of Ollama requests that are not plain fields: the `options` map
+// (typed like Ollama's api.Options, unknown keys ignored), `keep_alive`
+// (seconds or a Go duration) and chat messages.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "runtime/chat_service.h"
+#include "runtime/chat_template.h"
+#include "runtime/model_manager.h"
+#include "server/json_io.h"
+
+namespace flatline::server {
+
+// Ollama's DefaultOptions() for sampling: temperature 0.8, top_k 40,
+// top_p 0.9, min_p 0, repeat_penalty 1.0, repeat_last_n 64, seed -1.
+TurnOptions ollama_default_options();
+
+struct ParsedOptions {
+  TurnOptions turn;
+  int64_t num_ctx = 0;  // 0: not given
+};
+
+// Applies an `options` object. Type errors give HttpError(400) with Ollama's
+// wording (`option "temperature" must be of type float32`). Options flatline
+// has no use for (num_thread, num_gpu, numa, typical_p, ...) are accepted
+// and ignored; unknown keys are ignored with a debug log, as Ollama does.
+void apply_options(const json& options, ParsedOptions& out);
+
+// keep_alive: a number of seconds, a Go duration string ("5m", "1h", "-1"),
+// negative = forever. nullopt when absent or null. HttpError(400) otherwise.
+std::optional<KeepAlive> parse_keep_alive(const json* value);
+
+// Go's time.ParseDuration ("300ms", "1.5h", "2h45m", "-1s", "0"). Throws
+// HttpError(400) with Go's wording.
+int64_t parse_go_duration_ns(const std::string& text);
+
+// messages[] of /api/chat. Images are refused (400); tool fields are ignored.
+std::vector<ChatMessage> parse_ollama_messages(const json* messages);
+
+}  // namespace flatline::server

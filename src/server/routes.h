@@ -1,0 +1,91 @@
+// Internal to the server: what route handlers share, and the generation
+// path both APIs use (resolve model -> take a turn -> evaluate the prompt ->
+// stream or collect the reply).
+#pragma once
+
+#include <httplib.h>
+
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "runtime/chat_service.h"
+#include "runtime/model_manager.h"
+#include "runtime/state_cache.h"
+#include "server/json_io.h"
+#include "server/request_options.h"
+#include "server/server.h"
+
+namespace flatline::server {
+
+struct ServerContext {
+  ServerOptions options;
+  std::atomic<bool> stopping{false};  // set by Server::stop(): generations end at the next token
+  std::unique_ptr<StateCache> cache;
+  std::unique_ptr<ModelManager> models;
+  std::unique_ptr<ChatService> chat;
+};
+
+int64_t steady_now_ns();
+
+// Looks the model up; HttpError(400 "model is required" / 404 Ollama's
+// not-found message) otherwise.
+CatalogEntry resolve_model(ServerContext& ctx, const std::optional<std::string>& name);
+
+// A generation request, whichever API it came from.
+struct InferenceRequest {
+  std::string model_name;  // as the client wrote it (echoed in responses)
+  CatalogEntry entry;
+  std::optional<KeepAlive> keep_alive;
+  ParsedOptions options;
+  bool chat = true;
+  std::vector<ChatMessage> messages;  // chat
+  std::string prompt;                 // generate: the user text, or the whole prompt when raw
+  std::string system;                 // generate
+  bool raw = false;                   // generate
+  std::vector<int32_t> context;       // generate: ids of an earlier reply's context
+};
+
+// A request whose prompt is evaluated and whose model turn is held (until
+// this is destroyed).
+struct ActiveTurn {
+  std::unique_ptr<ModelManager::Lease> lease;
+  PreparedTurn prepared;
+  TurnOptions turn_options;
+  int64_t start_ns = 0;  // when the request arrived
+  int64_t load_ns = 0;   // queue wait + model load
+};
+
+// Waits for the model turn and loads the model. HttpError: 503 busy, 500
+// memory budget or unreadable model.
+std::unique_ptr<ModelManager::Lease> acquire_model(ServerContext& ctx, const InferenceRequest& request);
+
+// Takes the model turn, renders and evaluates the prompt. Errors become
+// HttpError: 503 busy, 500 memory budget / unreadable model, 400 context
+// overflow or bad context ids.
+std::shared_ptr<ActiveTurn> start_turn(ServerContext& ctx, const InferenceRequest& request, int64_t start_ns);
+TurnResult finish_turn(ServerContext& ctx, ActiveTurn& turn, const TextCallback& on_text,
+                       const std::function<bool()>& should_stop);
+
+// Runs `fn`, turning exceptions into an error response written by `write_error(res, status, message)`.
+using ErrorWriter = std::function<void(httplib::Response&, int, const std::string&)>;
+void guarded(httplib::Response& res, const ErrorWriter& write_error, const std::function<void()>& fn);
+
+void write_ollama_error(httplib::Response& res, int status, const std::string& message);
+void write_openai_error(httplib::Response& res, int status, const std::string& message);
+void write_json(httplib::Response& res, const json& body, int status = 200);
+
+// Streams from the handler's thread: `produce` writes through the sink; the
+// turn (and so the model) is held until the response is finished or the
+// client is gone.
+void stream_response(httplib::Response& res, const char* content_type, std::shared_ptr<ActiveTurn> turn,
+                     std::function<void(ActiveTurn&, httplib::DataSink&)> produce);
+
+void register_ollama_routes(httplib::Server& http, ServerContext& ctx);
+void register_openai_routes(httplib::Server& http, ServerContext& ctx);
+
+}  // namespace flatline::server

@@ -1,0 +1,52 @@
+// `flatline serve`: an Ollama-compatible HTTP server (plus the OpenAI
+// /v1 shim Ollama offers) that keeps each conversation's state between
+// requests. docs/SERVER.md describes the routes, fields, limits and files.
+#pragma once
+
+#include <cstddef>
+#include <memory>
+#include <string>
+
+#include "runtime/model_manager.h"
+#include "runtime/state_cache.h"
+
+namespace flatline::server {
+
+struct ServerOptions {
+  std::string host = "127.0.0.1";
+  int port = 11434;                     // 0: any free port (see bind())
+  ModelManagerOptions models;
+  StateCacheOptions cache;
+  size_t max_body_bytes = 32u << 20;    // larger request bodies get 413
+  int http_threads = 48;                // connections served at once (queued requests hold one each)
+};
+
+class Server {
+ public:
+  // Opens the models directory and the state directory and sets up the
+  // memory budget. Throws Error (missing directory, bad models.json, ...).
+  explicit Server(ServerOptions options);
+  ~Server();
+  Server(const Server&) = delete;
+  Server& operator=(const Server&) = delete;
+
+  // Binds the listening socket; returns the port. Throws Error.
+  int bind();
+  // Serves until stop() (binds first if needed).
+  void run();
+  // bind() + run() on a background thread; returns once connections are accepted.
+  void start();
+  void stop();
+
+  int port() const;
+  std::string url() const;  // http://HOST:PORT
+
+  ModelManager& models();
+  StateCache& cache();
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace flatline::server

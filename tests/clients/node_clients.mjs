@@ -1,0 +1,115 @@
+// Drives `flatline serve` with the official npm clients `ollama` and
+// `openai` (installed by run_client_tests.sh): if their parsers accept our
+// responses, real applications built on them will too.
+// usage: node node_clients.mjs BASE_URL MODEL
+import assert from 'node:assert/strict';
+import { Ollama } from 'ollama';
+import OpenAI from 'openai';
+
+const [base, model] = process.argv.slice(2);
+const ollama = new Ollama({ host: base });
+const openai = new OpenAI({ baseURL: `${base}/v1`, apiKey: 'not-needed' });
+const options = { temperature: 0, num_predict: 12 };
+let checks = 0;
+const ok = (name) => { checks++; console.log(`ok - ${name}`); };
+
+// --- ollama ---------------------------------------------------------------
+const list = await ollama.list();
+assert.ok(list.models.some((m) => m.name === `${model}:latest`), JSON.stringify(list));
+assert.equal(typeof list.models[0].details.family, 'string');
+ok('ollama.list');
+
+const show = await ollama.show({ model });
+assert.equal(show.model_info['general.architecture'], 'rwkv7');
+ok('ollama.show');
+
+const messages = [{ role: 'user', content: 'What is beekeeping?' }];
+const chat = await ollama.chat({ model, messages, options });
+assert.equal(chat.message.role, 'assistant');
+assert.equal(typeof chat.message.content, 'string');
+assert.equal(chat.done, true);
+assert.ok(chat.eval_count > 0 && chat.eval_count <= 12);
+assert.ok(chat.prompt_eval_count > 0);
+assert.ok(chat.total_duration >= chat.eval_duration);
+ok('ollama.chat');
+
+let streamed = '';
+let last;
+for await (const part of await ollama.chat({ model, messages, options, stream: true })) {
+  streamed += part.message.content;
+  last = part;
+}
+assert.equal(last.done, true);
+assert.equal(streamed, chat.message.content);
+ok('ollama.chat stream');
+
+// A second turn resends the history: the server reuses the first turn's state.
+const turn2 = await ollama.chat({
+  model,
+  messages: [...messages, chat.message, { role: 'user', content: 'And Layens hives?' }],
+  options,
+});
+const fullPrompt = `User: What is beekeeping?\n\nAssistant: ${chat.message.content.trim()}\n\nUser: And Layens hives?\n\nAssistant:`;
+assert.ok(turn2.prompt_eval_count < fullPrompt.length, `prompt_eval_count ${turn2.prompt_eval_count}`);
+ok('ollama.chat second turn reuses state');
+
+const gen = await ollama.generate({ model, prompt: 'Once upon a time', options });
+assert.equal(typeof gen.response, 'string');
+assert.ok(Array.isArray(gen.context));
+ok('ollama.generate');
+
+const ps = await ollama.ps();
+assert.ok(ps.models.some((m) => m.name === `${model}:latest`));
+ok('ollama.ps');
+
+await assert.rejects(ollama.chat({ model: 'no-such-model', messages }), (e) => {
+  assert.equal(e.status_code, 404);
+  assert.match(e.error, /not found/);
+  return true;
+});
+ok('ollama error for an unknown model');
+
+// --- openai ---------------------------------------------------------------
+const completion = await openai.chat.completions.create({ model, messages, max_tokens: 12, temperature: 0 });
+assert.equal(completion.object, 'chat.completion');
+assert.equal(completion.choices[0].message.role, 'assistant');
+assert.equal(completion.choices[0].message.content, chat.message.content);
+assert.ok(completion.usage.total_tokens > 0);
+ok('openai chat.completions');
+
+let text = '';
+let finish = null;
+let usage = null;
+const stream = await openai.chat.completions.create({
+  model, messages, max_tokens: 12, temperature: 0, stream: true, stream_options: { include_usage: true },
+});
+for await (const chunk of stream) {
+  if (chunk.usage) usage = chunk.usage;
+  for (const choice of chunk.choices) {
+    text += choice.delta.content ?? '';
+    if (choice.finish_reason) finish = choice.finish_reason;
+  }
+}
+assert.equal(text, chat.message.content);
+assert.ok(finish === 'stop' || finish === 'length');
+assert.ok(usage && usage.completion_tokens > 0);
+ok('openai chat.completions stream');
+
+const legacy = await openai.completions.create({ model, prompt: 'Once upon a time', max_tokens: 8, temperature: 0 });
+assert.equal(typeof legacy.choices[0].text, 'string');
+ok('openai completions');
+
+const ids = [];
+for await (const m of openai.models.list()) ids.push(m.id);
+assert.ok(ids.includes(`${model}:latest`), ids.join(','));
+const one = await openai.models.retrieve(model);
+assert.equal(one.id, model);
+ok('openai models');
+
+await assert.rejects(openai.chat.completions.create({ model: 'no-such-model', messages }), (e) => {
+  assert.equal(e.status, 404);
+  return true;
+});
+ok('openai error for an unknown model');
+
+console.log(`${checks} passed, 0 failed`);

@@ -1,0 +1,69 @@
+#!/usr/bin/env bash
+# Client compatibility tests against a real `flatline serve` process:
+#   python  a stdlib-only client posting the growing history (python_history_client.py)
+#   node    the npm packages `ollama` and `openai` (node_clients.mjs), installed
+#           into a temp dir; skipped (exit 77) when npm or the registry is unavailable
+# usage: run_client_tests.sh FLATLINE_BINARY python|node
+set -uo pipefail
+
+bin=${1:?usage: run_client_tests.sh FLATLINE_BINARY python|node}
+mode=${2:-python}
+here=$(cd "$(dirname "$0")" && pwd)
+work=$(mktemp -d)
+server_pid=""
+
+cleanup() {
+  if [ -n "$server_pid" ]; then
+    kill "$server_pid" 2>/dev/null
+    wait "$server_pid" 2>/dev/null
+  fi
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+if [ "$mode" = node ]; then
+  if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+    echo "SKIP: node/npm not installed; the ollama/openai npm client tests did not run"
+    exit 77
+  fi
+  if ! (cd "$work" && timeout 300 npm install --no-audit --no-fund --loglevel=error ollama openai >"$work/npm.log" 2>&1); then
+    echo "SKIP: could not install the npm packages ollama and openai (no access to the npm registry?)"
+    tail -5 "$work/npm.log"
+    exit 77
+  fi
+fi
+
+mkdir -p "$work/models"
+python3 "$here/make_random_rwkv7.py" "$work/models/random.gguf" 7 || exit 1
+
+"$bin" serve --models "$work/models" --port 0 -t 1 --max-memory 1G --cache-memory 64M \
+  >"$work/serve.out" 2>"$work/serve.err" &
+server_pid=$!
+url=""
+for _ in $(seq 1 200); do
+  url=$(sed -n 's/^listening on //p' "$work/serve.out")
+  [ -n "$url" ] && break
+  kill -0 "$server_pid" 2>/dev/null || break
+  sleep 0.05
+done
+if [ -z "$url" ]; then
+  echo "flatline serve did not start:"
+  cat "$work/serve.err"
+  exit 1
+fi
+echo "flatline serve at $url"
+
+status=0
+case "$mode" in
+  python) python3 "$here/python_history_client.py" "$url" random || status=$? ;;
+  node)
+    # ESM resolves packages from the script's own directory: run it from $work.
+    cp "$here/node_clients.mjs" "$work/" && node "$work/node_clients.mjs" "$url" random || status=$?
+    ;;
+  *) echo "unknown mode $mode (python|node)"; exit 2 ;;
+esac
+if [ "$status" -ne 0 ]; then
+  echo "--- server log ---"
+  tail -30 "$work/serve.err"
+fi
+exit "$status"
