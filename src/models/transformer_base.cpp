@@ -118,7 +118,7 @@ constexpr int64_t kMinParallelElements = 32768;
 template <typename F>
 void maybe_parallel(ThreadPool& pool, int64_t n_items, int64_t elements_per_item, F&& fn) {
   if (n_items * elements_per_item < kMinParallelElements) fn(int64_t{0}, n_items);
-  else pool.parallel_for(n_items, fn);
+  else pool.parallel_chunks(n_items, (n_items + 4 * pool.size() - 1) / (4 * pool.size()), fn);
 }
 
 // Adds the wall time of its scope to a counter (for forward_times()).

@@ -390,6 +390,7 @@ AttentionScratch::AttentionScratch(int n_threads, int64_t n_head, int64_t n_head
   partials_at_ = per_thread_ * static_cast<size_t>(n_threads);
   const size_t partial_floats = static_cast<size_t>(n_head_kv * kMaxSplits * group_ * (head_dim_v + 2));
   buffer_.assign(partials_at_ + partial_floats, 0.0f);
+  slot_busy_ = std::make_unique<std::atomic<bool>[]>(static_cast<size_t>(n_threads));
 }
 
 void attention(const AttentionArgs& args, AttentionScratch& scratch, ThreadPool& pool) {
@@ -432,21 +433,31 @@ void attention(const AttentionArgs& args, AttentionScratch& scratch, ThreadPool&
     return w;
   };
 
-  std::atomic<int64_t> next{0};
-  auto work = [&](int ith) {
-    float* base = scratch.buffer_.data() + scratch.per_thread_ * static_cast<size_t>(ith);
+  auto work = [&](int64_t i, int slot) {
+    float* base = scratch.buffer_.data() + scratch.per_thread_ * static_cast<size_t>(slot);
     ThreadTiles tiles = carve(base, alloc_rows, scratch.head_dim_k_, scratch.head_dim_v_);
-    for (int64_t i = next.fetch_add(1); i < n_items; i = next.fetch_add(1)) {
-      WorkItem w = item_at(i);
-      float* partial = n_splits > 1 ? partials + (w.g * n_splits + i % n_splits) * split_floats : nullptr;
-      run.run(w, tiles, partial);
-    }
+    WorkItem w = item_at(i);
+    float* partial = n_splits > 1 ? partials + (w.g * n_splits + i % n_splits) * split_floats : nullptr;
+    run.run(w, tiles, partial);
   };
   // Small problems (short contexts of small models) are not worth waking the pool for.
   const int64_t span = last_pos + 1 - key_lo;
   const int64_t flops = args.n_tokens * span * args.n_head * (args.head_dim_k + args.head_dim_v);
-  if (n_items == 1 || flops < kMinParallelFlops) work(0);
-  else pool.run([&](int ith, int) { work(ith); });
+  if (n_items == 1 || flops < kMinParallelFlops) {
+    for (int64_t i = 0; i < n_items; ++i) work(i, 0);
+  } else {
+    // Items go to whichever threads come first (a descheduled worker is not
+    // waited for), so the scratch tiles are claimed per item: at most
+    // pool.size() items run at once, so a free slot always exists.
+    std::atomic<bool>* busy = scratch.slot_busy_.get();
+    pool.parallel_chunks(n_items, 1, [&](int64_t begin, int64_t end) {
+      int slot = 0;
+      for (bool expected = false; !busy[slot].compare_exchange_strong(expected, true); expected = false)
+        slot = (slot + 1) % scratch.n_threads_;
+      for (int64_t i = begin; i < end; ++i) work(i, slot);
+      busy[slot].store(false, std::memory_order_release);
+    });
+  }
   if (n_splits > 1)
     for (int64_t g = 0; g < args.n_head_kv; ++g) run.merge(g, partials + g * n_splits * split_floats, n_splits);
 }

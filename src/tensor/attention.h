@@ -10,7 +10,9 @@
 #pragma once
 
 #include <cstddef>
+#include <atomic>
 #include <cstdint>
+#include <memory>
 #include <vector>
 
 #include "tensor/dtype.h"
@@ -60,6 +62,7 @@ class AttentionScratch {
   size_t per_thread_ = 0;     // floats of one thread's tiles
   size_t partials_at_ = 0;    // offset of the split-key partial results
   std::vector<float> buffer_;
+  std::unique_ptr<std::atomic<bool>[]> slot_busy_;  // per-thread tiles in use
 };
 
 // Runs the attention. The pool may have no more threads, and the GQA group
