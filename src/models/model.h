@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "gguf/gguf.h"
+#include "tensor/dtype.h"
 #include "tensor/thread_pool.h"
 
 namespace flatline {
@@ -57,6 +58,13 @@ enum class LogitsMode { None, Last, All };
 struct LoadOptions {
   std::shared_ptr<ThreadPool> pool;  // required
   int64_t max_batch = 256;           // tokens per matmul chunk in prompt processing
+  // Transformers: element type of the KV cache (F16, Q8_0 or F32; Q8_0
+  // needs head dims that are multiples of 32).
+  DType kv_type = DType::F16;
+  // Transformers with sliding-window layers (Gemma 3): keep the whole
+  // context in those layers too instead of a ring of window + max_batch
+  // tokens. Costs memory; needed only to truncate() far back.
+  bool kv_swa_full = false;
 };
 
 class Model {
@@ -72,6 +80,10 @@ class Model {
   virtual uint64_t state_bytes(int64_t n_ctx) const = 0;
   // Bytes of scratch buffers (activations) this model allocates.
   virtual uint64_t scratch_bytes() const = 0;
+  // Bytes one more token of context adds to a state once the context is
+  // long (transformers: the KV of the layers without a sliding window; 0 for
+  // recurrent models). state_bytes() is the exact figure for a given n_ctx.
+  virtual uint64_t kv_bytes_per_token() const { return 0; }
 
   // Feeds `tokens` after what `state` already holds. Writes n_vocab logits
   // for the last token (Last) or for every token (All, row-major) to

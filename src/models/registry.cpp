@@ -3,6 +3,8 @@
 #include <functional>
 #include <utility>
 
+#include "models/gemma3.h"
+#include "models/llama.h"
 #include "models/model.h"
 #include "models/rwkv7.h"
 #include "util/error.h"
@@ -20,6 +22,8 @@ struct Registration {
 
 const std::vector<Registration>& registry() {
   static const std::vector<Registration> entries = {
+      {"llama", load_llama},
+      {"gemma3", load_gemma3},
       {"rwkv7", make_rwkv7},
   };
   return entries;
