@@ -44,6 +44,8 @@ struct BenchTurnsOptions {
   int64_t ctx = 4096;
   std::string max_memory;
   std::string cache_memory = "1G";
+  std::string kv_type = "f16";
+  std::string context_overflow = "refuse";
   SamplingOptions sampling;
 };
 
@@ -59,6 +61,7 @@ struct TurnRow {
   uint64_t rss = 0;
   std::string done_reason;
   std::string error;  // set when the turn could not run (e.g. context full)
+  int dropped_messages = 0;  // --context-overflow drop-oldest: history dropped to fit
 };
 
 struct ModelRun {
@@ -75,6 +78,7 @@ ModelRun run_model(const std::string& path, const BenchTurnsOptions& o, std::sha
   LoadOptions lo;
   lo.pool = std::move(pool);
   lo.max_batch = o.batch;
+  lo.kv_type = parse_kv_type(o.kv_type);
   std::unique_ptr<LoadedModel> model;
   try {
     model = LoadedModel::load(path, lo, &budget, o.ctx);
@@ -95,6 +99,7 @@ ModelRun run_model(const std::string& path, const BenchTurnsOptions& o, std::sha
   topts.stop = o.sampling.stop;
   topts.recurrent_reply_cap = o.ctx;
 
+  const ContextPolicy policy = parse_context_policy(o.context_overflow);
   std::vector<ChatMessage> messages;
   for (int i = 0; i < o.turns; ++i) {
     TurnRow row;
@@ -102,7 +107,8 @@ ModelRun run_model(const std::string& path, const BenchTurnsOptions& o, std::sha
     row.question = kQuestions[i % kQuestionCount];
     messages.push_back({"user", row.question});
     try {
-      TurnResult r = service.chat(engine, o.ctx, messages, topts);
+      PreparedTurn prepared = service.prepare_chat(engine, o.ctx, messages, policy, &row.dropped_messages);
+      TurnResult r = service.finish(engine, std::move(prepared), topts);
       const GenerateResult& g = r.generation;
       row.eval_count = g.eval_count;
       row.eval_tps = g.eval_ns > 0 ? g.eval_count * 1e9 / g.eval_ns : 0;
@@ -113,8 +119,8 @@ ModelRun run_model(const std::string& path, const BenchTurnsOptions& o, std::sha
       row.done_reason = g.done_reason;
       messages.push_back({"assistant", g.text});
     } catch (const ContextOverflowError& e) {
-      // Policy: a turn that does not fit the context is refused whole (no
-      // silent truncation of the history); the conversation ends there.
+      // Default policy: a turn that does not fit the context is refused whole
+      // (no silent truncation of the history); the conversation ends there.
       row.error = e.what();
     }
     row.rss = current_rss_bytes();
@@ -209,6 +215,11 @@ void register_bench_turns(CLI::App& bench) {
       ->capture_default_str();
   sub->add_option("--max-memory", o->max_memory, "Memory budget, e.g. 6G (default: available memory minus 10%)");
   sub->add_option("--cache-memory", o->cache_memory, "Memory for cached conversation states")->capture_default_str();
+  sub->add_option("--kv-type", o->kv_type, "KV cache type for transformers: f16, q8_0, f32")->capture_default_str();
+  sub->add_option("--context-overflow", o->context_overflow,
+                  "When a transformer's context is full: refuse (end the run with the message) or drop-oldest "
+                  "(drop the oldest messages and re-process)")
+      ->capture_default_str();
   o->sampling.params.seed = 42;
   o->sampling.add_to(*sub, 128);
   sub->callback([o] {

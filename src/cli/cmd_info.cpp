@@ -69,6 +69,7 @@ void register_info(CLI::App& app) {
     LoadOptions lo;
     lo.pool = std::make_shared<ThreadPool>(1);
     lo.max_batch = o.model.batch;
+    lo.kv_type = parse_kv_type(o.model.kv_type);
     auto model = load_model(file, lo);
     const ModelInfo& mi = model->info();
     MemoryBudget budget = o.model.budget();
@@ -86,7 +87,10 @@ void register_info(CLI::App& app) {
       std::printf("  state          %s per conversation, whatever its length (recurrent)\n",
                   format_bytes(model->state_bytes(0)).c_str());
     } else {
-      uint64_t per_token = model->state_bytes(1025) - model->state_bytes(1024);
+      // Sliding-window layers stop growing at their window: per-token cost
+      // is what the global layers add for each further token.
+      uint64_t per_token = model->kv_bytes_per_token();
+      if (per_token == 0) per_token = model->state_bytes(1025) - model->state_bytes(1024);
       std::printf("  KV cache       %s per token, %s for a %lld-token context\n", format_bytes(per_token).c_str(),
                   format_bytes(model->state_bytes(o.model.ctx)).c_str(), static_cast<long long>(o.model.ctx));
       uint64_t fixed = file->file_size() + model->scratch_bytes() + model->state_bytes(0);

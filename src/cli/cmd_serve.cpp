@@ -31,6 +31,8 @@ struct ServeOptions {
   int threads = 0;
   int64_t batch = 256;
   int64_t ctx = 4096;
+  std::string kv_type = "f16";
+  std::string context_overflow = "refuse";
   int max_loaded = 1;
   int max_queue = 32;
   int http_threads = 48;
@@ -68,6 +70,8 @@ void serve(const ServeOptions& o) {
   so.models.threads = o.threads;
   so.models.batch = o.batch;
   so.models.default_ctx = o.ctx;
+  so.models.kv_type = parse_kv_type(o.kv_type);
+  so.context_policy = parse_context_policy(o.context_overflow);
   so.models.max_loaded = o.max_loaded;
   so.models.max_queue = static_cast<size_t>(std::max(1, o.max_queue));
   so.models.default_keep_alive.ns = parse_keep_alive_flag(o.keep_alive);
@@ -120,6 +124,11 @@ void register_serve(CLI::App& app) {
   sub->add_option("-t,--threads", o->threads, "Compute threads (default: physical cores)");
   sub->add_option("-b,--batch", o->batch, "Tokens per prompt-processing chunk")->capture_default_str();
   sub->add_option("-c,--ctx", o->ctx, "Default num_ctx (context tokens) for transformer models")->capture_default_str();
+  sub->add_option("--kv-type", o->kv_type, "KV cache type for transformers: f16, q8_0, f32")->capture_default_str();
+  sub->add_option("--context-overflow", o->context_overflow,
+                  "Chats that outgrow num_ctx: refuse (400 saying how many tokens fit) or drop-oldest (drop the oldest "
+                  "messages and re-process); a request's \"truncate\": true/false overrides")
+      ->capture_default_str();
   sub->add_option("--keep-alive", o->keep_alive, "Default keep_alive (Go duration or seconds; negative = forever)")
       ->capture_default_str();
   sub->add_option("--max-loaded", o->max_loaded, "Models resident at once")->capture_default_str();

@@ -28,6 +28,7 @@ std::unique_ptr<LoadedModel> ModelOptions::load(MemoryBudget& budget) const {
   LoadOptions opts;
   opts.pool = std::make_shared<ThreadPool>(threads);
   opts.max_batch = batch;
+  opts.kv_type = parse_kv_type(kv_type);
   return LoadedModel::load(model_path, opts, &budget, ctx);
 }
 
@@ -61,6 +62,19 @@ std::string default_model_path() {
   for (const auto& c : candidates)
     if (std::filesystem::exists(c, ec)) return std::filesystem::weakly_canonical(c, ec).string();
   return "";
+}
+
+DType parse_kv_type(const std::string& text) {
+  auto t = dtype_from_name(text);
+  if (!t || (*t != DType::F16 && *t != DType::Q8_0 && *t != DType::F32))
+    throw Error("--kv-type: '" + text + "' is not one of f16, q8_0, f32");
+  return *t;
+}
+
+ContextPolicy parse_context_policy(const std::string& text) {
+  if (text == "refuse") return ContextPolicy::Refuse;
+  if (text == "drop-oldest") return ContextPolicy::DropOldest;
+  throw Error("--context-overflow: '" + text + "' is not one of refuse, drop-oldest");
 }
 
 std::vector<int32_t> parse_token_list(const std::string& text) {

@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "runtime/chat_service.h"
 #include "runtime/engine.h"
 #include "runtime/memory_budget.h"
 #include "runtime/sampler.h"
@@ -38,6 +39,11 @@ struct SamplingOptions {
 // The bundled demo model: $FLATLINE_MODEL, else models/flatline-demo-kjv.gguf
 // next to the binary's source tree or install prefix. "" if none exists.
 std::string default_model_path();
+
+// "f16" | "q8_0" | "f32" -> the KV cache type. Throws Error.
+DType parse_kv_type(const std::string& text);
+// "refuse" | "drop-oldest". Throws Error.
+ContextPolicy parse_context_policy(const std::string& text);
 
 // Parses "1,2,3" into ids. Throws Error.
 std::vector<int32_t> parse_token_list(const std::string& text);

@@ -1,5 +1,9 @@
 #include "runtime/chat_service.h"
 
+#include <algorithm>
+
+#include "util/error.h"
+
 #include <chrono>
 
 #include "util/log.h"
@@ -31,6 +35,34 @@ PreparedTurn ChatService::prepare(Engine& engine, int64_t n_ctx, const std::stri
   // starts here instead of from scratch.
   if (turn.prompt_eval_count > 0 || !cached) cache_.store(model, turn.conv.clone(), /*persist=*/true);
   return turn;
+}
+
+PreparedTurn ChatService::prepare_chat(Engine& engine, int64_t n_ctx, std::vector<ChatMessage> messages,
+                                       ContextPolicy policy, int* dropped) {
+  int removed = 0;
+  for (;;) {
+    try {
+      PreparedTurn turn = prepare(engine, n_ctx, render(engine.loaded(), messages));
+      if (dropped) *dropped = removed;
+      if (removed > 0)
+        LOG_INFO(engine.loaded().info().name << ": dropped the " << removed << " oldest messages to fit the "
+                                             << n_ctx << "-token context");
+      return turn;
+    } catch (const ContextOverflowError& e) {
+      if (policy == ContextPolicy::Refuse) throw;
+      // The oldest message that is neither a system message nor the last one.
+      auto oldest = std::find_if(messages.begin(), messages.end() - 1,
+                                 [](const ChatMessage& m) { return m.role != "system"; });
+      if (messages.empty() || oldest == messages.end() - 1)
+        throw ContextOverflowError(std::string(e.what()) + " (even after dropping every earlier message)");
+      // Drop a whole exchange: the user message and the reply after it, so
+      // the history still starts with a user turn.
+      auto end = oldest + 1;
+      if (oldest->role == "user" && end != messages.end() - 1 && end->role == "assistant") ++end;
+      removed += static_cast<int>(end - oldest);
+      messages.erase(oldest, end);
+    }
+  }
 }
 
 TurnResult ChatService::finish(Engine& engine, PreparedTurn turn, const TurnOptions& options,

@@ -16,6 +16,13 @@
 
 namespace flatline {
 
+// What to do when a chat no longer fits the context (transformers; recurrent
+// models have no limit).
+enum class ContextPolicy {
+  Refuse,      // ContextOverflowError saying how many tokens fit (the default)
+  DropOldest,  // drop the oldest non-system messages until it fits, re-process the rest
+};
+
 struct TurnOptions {
   SamplerParams sampling;
   // < 0: until the model ends its turn or the context is full; recurrent
@@ -55,6 +62,13 @@ class ChatService {
   // prompt does not fit. The server calls this before it answers, so such
   // errors get a proper HTTP status.
   PreparedTurn prepare(Engine& engine, int64_t n_ctx, const std::string& prompt);
+  // prepare() for a chat: renders `messages`; with DropOldest, when the
+  // prompt does not fit it drops the oldest user/assistant messages (system
+  // messages and the last message stay) and tries again. `dropped` gets the
+  // number of messages dropped. Throws ContextOverflowError when even the
+  // last message alone does not fit, or with Refuse.
+  PreparedTurn prepare_chat(Engine& engine, int64_t n_ctx, std::vector<ChatMessage> messages, ContextPolicy policy,
+                            int* dropped = nullptr);
   // Generates the reply and snapshots the conversation after it.
   TurnResult finish(Engine& engine, PreparedTurn turn, const TurnOptions& options, const TextCallback& on_text = {},
                     const std::function<bool()>& should_stop = {});

@@ -152,6 +152,7 @@ ResidentModel* ModelManager::load(const CatalogEntry& entry, int64_t n_ctx) {
   LoadOptions opts;
   opts.pool = pool_;
   opts.max_batch = options_.batch;
+  opts.kv_type = options_.kv_type;
   LOG_INFO("loading " << entry.name << " (" << entry.path << ", " << format_bytes(entry.size) << ")");
   const int64_t t0 = steady_ns();
   std::unique_ptr<LoadedModel> lm;

@@ -54,6 +54,7 @@ struct ModelManagerOptions {
   int threads = 0;              // 0: physical cores
   int64_t batch = 256;
   int64_t default_ctx = 4096;   // num_ctx when a request gives none (transformers)
+  DType kv_type = DType::F16;   // KV cache type (transformers)
   int max_loaded = 1;
   size_t max_queue = 32;
   KeepAlive default_keep_alive;

@@ -73,7 +73,13 @@ std::shared_ptr<ActiveTurn> start_turn(ServerContext& ctx, const InferenceReques
   const std::string prompt = build_prompt(turn->lease->loaded(), request);
   if (prompt.empty()) throw HttpError(400, "the prompt is empty");
   try {
-    turn->prepared = ctx.chat->prepare(turn->lease->engine(), turn->lease->n_ctx(), prompt);
+    if (request.chat) {
+      const ContextPolicy policy = request.truncate ? (*request.truncate ? ContextPolicy::DropOldest : ContextPolicy::Refuse)
+                                                    : ctx.options.context_policy;
+      turn->prepared = ctx.chat->prepare_chat(turn->lease->engine(), turn->lease->n_ctx(), request.messages, policy);
+    } else {
+      turn->prepared = ctx.chat->prepare(turn->lease->engine(), turn->lease->n_ctx(), prompt);
+    }
   } catch (const ContextOverflowError& e) {
     throw HttpError(400, e.what());
   }

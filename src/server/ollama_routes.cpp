@@ -113,6 +113,7 @@ void handle_chat(ServerContext& ctx, const httplib::Request& req, httplib::Respo
   InferenceRequest ir = common_request(ctx, f);
   ir.chat = true;
   ir.messages = std::move(messages);
+  ir.truncate = f.boolean("truncate");
   const std::string model = ir.model_name;
 
   if (ir.messages.empty()) {

@@ -44,6 +44,7 @@ struct InferenceRequest {
   ParsedOptions options;
   bool chat = true;
   std::vector<ChatMessage> messages;  // chat
+  std::optional<bool> truncate;       // chat: drop the oldest messages when over num_ctx (Ollama's "truncate")
   std::string prompt;                 // generate: the user text, or the whole prompt when raw
   std::string system;                 // generate
   bool raw = false;                   // generate

@@ -7,6 +7,7 @@
 #include <memory>
 #include <string>
 
+#include "runtime/chat_service.h"
 #include "runtime/model_manager.h"
 #include "runtime/state_cache.h"
 
@@ -19,6 +20,7 @@ struct ServerOptions {
   StateCacheOptions cache;
   size_t max_body_bytes = 32u << 20;    // larger request bodies get 413
   int http_threads = 48;                // connections served at once (queued requests hold one each)
+  ContextPolicy context_policy = ContextPolicy::Refuse;  // chats that outgrow num_ctx (request "truncate" overrides)
 };
 
 class Server {
