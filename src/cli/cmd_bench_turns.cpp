@@ -98,6 +98,7 @@ ModelRun run_model(const std::string& path, const BenchTurnsOptions& o, std::sha
   topts.num_predict = o.sampling.num_predict;
   topts.stop = o.sampling.stop;
   topts.recurrent_reply_cap = o.ctx;
+  const int64_t n_ctx = model->usable_context(o.ctx);
 
   const ContextPolicy policy = parse_context_policy(o.context_overflow);
   std::vector<ChatMessage> messages;
@@ -107,7 +108,7 @@ ModelRun run_model(const std::string& path, const BenchTurnsOptions& o, std::sha
     row.question = kQuestions[i % kQuestionCount];
     messages.push_back({"user", row.question});
     try {
-      PreparedTurn prepared = service.prepare_chat(engine, o.ctx, messages, policy, &row.dropped_messages);
+      PreparedTurn prepared = service.prepare_chat(engine, n_ctx, messages, policy, &row.dropped_messages);
       TurnResult r = service.finish(engine, std::move(prepared), topts);
       const GenerateResult& g = r.generation;
       row.eval_count = g.eval_count;

@@ -93,9 +93,19 @@ void register_info(CLI::App& app) {
       if (per_token == 0) per_token = model->state_bytes(1025) - model->state_bytes(1024);
       std::printf("  KV cache       %s per token, %s for a %lld-token context\n", format_bytes(per_token).c_str(),
                   format_bytes(model->state_bytes(o.model.ctx)).c_str(), static_cast<long long>(o.model.ctx));
-      uint64_t fixed = file->file_size() + model->scratch_bytes() + model->state_bytes(0);
-      uint64_t room = budget.limit() > fixed ? budget.limit() - fixed : 0;
-      int64_t max_ctx = per_token ? static_cast<int64_t>(room / per_token) : 0;
+      // Largest context whose weights + scratch + KV cache fit the budget
+      // (KV is not linear in the context when sliding-window layers cap out).
+      auto needs = [&](int64_t n) { return file->file_size() + model->scratch_bytes() + model->state_bytes(n); };
+      int64_t max_ctx = 0;
+      if (needs(1) <= budget.limit()) {
+        int64_t lo = 1, hi = 1;
+        while (hi < (int64_t{1} << 26) && needs(hi) <= budget.limit()) lo = hi, hi *= 2;
+        while (hi - lo > 1) {
+          const int64_t mid = lo + (hi - lo) / 2;
+          (needs(mid) <= budget.limit() ? lo : hi) = mid;
+        }
+        max_ctx = lo;
+      }
       if (mi.n_ctx_train > 0) max_ctx = std::min<int64_t>(max_ctx, mi.n_ctx_train);
       std::printf("  max context    %lld tokens fit in the %s budget (trained for %lld)\n",
                   static_cast<long long>(max_ctx), format_bytes(budget.limit()).c_str(),

@@ -52,7 +52,7 @@ GenerateOptions generate_options(const RunOptions& o) {
 }
 
 void run_completion(Engine& engine, const RunOptions& o) {
-  Conversation conv = engine.new_conversation(o.model.ctx);
+  Conversation conv = engine.new_conversation(engine.loaded().usable_context(o.model.ctx));
   GenerateOptions g = generate_options(o);
   g.use_template_stops = false;
   std::fwrite(o.prompt.data(), 1, o.prompt.size(), stdout);
@@ -65,7 +65,7 @@ void run_chat(Engine& engine, const RunOptions& o, bool interactive) {
   const ChatTemplate& tmpl = engine.loaded().chat_template();
   std::vector<ChatMessage> messages;
   if (!o.system.empty()) messages.push_back({"system", o.system});
-  Conversation conv = engine.new_conversation(o.model.ctx);
+  Conversation conv = engine.new_conversation(engine.loaded().usable_context(o.model.ctx));
   GenerateOptions g = generate_options(o);
   // The state before the last reply: when a reply was cut short (Ctrl-C,
   // -n) its rendered form may not extend what the model consumed, and the

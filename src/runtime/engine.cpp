@@ -58,8 +58,27 @@ std::unique_ptr<LoadedModel> LoadedModel::load(const std::string& path, const Lo
                 " tokens but the model only " + std::to_string(lm->model_->info().n_vocab));
   lm->template_ = ChatTemplate::from_gguf(*file);
   lm->fingerprint_ = fingerprint_of(*file);
-  if (budget) budget->require(lm->resident_estimate(n_ctx), "model " + path + " with a " + std::to_string(n_ctx) + "-token context");
+  if (budget) lm->fit_context_to_budget(*budget, n_ctx);
   return lm;
+}
+
+// A transformer's KV cache is sized up front: when the requested context
+// does not fit the budget, the largest that does is used (and said), as long
+// as it is a usable size; otherwise loading is refused.
+void LoadedModel::fit_context_to_budget(const MemoryBudget& budget, int64_t n_ctx) {
+  const std::string what = "model " + path_ + " with a " + std::to_string(n_ctx) + "-token context";
+  if (resident_estimate(n_ctx) <= budget.free()) return;
+  constexpr int64_t kSmallestUsefulContext = 256;
+  if (info().recurrent || resident_estimate(std::min(n_ctx, kSmallestUsefulContext)) > budget.free())
+    budget.require(resident_estimate(n_ctx), what);  // throws with the full figure
+  int64_t lo = std::min(n_ctx, kSmallestUsefulContext), hi = n_ctx;  // lo fits, hi does not
+  while (hi - lo > 1) {
+    const int64_t mid = lo + (hi - lo) / 2;
+    (resident_estimate(mid) <= budget.free() ? lo : hi) = mid;
+  }
+  context_limit_ = lo;
+  LOG_WARN(what << " needs " << format_bytes(resident_estimate(n_ctx)) << " but the memory budget has "
+                << format_bytes(budget.free()) << " free: the context is limited to " << lo << " tokens");
 }
 
 namespace {

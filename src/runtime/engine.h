@@ -35,6 +35,11 @@ class LoadedModel {
   // Identifies the exact weights: used to refuse states saved by another model.
   const std::string& fingerprint() const { return fingerprint_; }
   uint64_t resident_estimate(int64_t n_ctx) const;  // weights + scratch + one state
+  // The context to use when `requested` tokens were asked for: smaller when
+  // load() found that the budget only holds a shorter KV cache.
+  int64_t usable_context(int64_t requested) const {
+    return context_limit_ > 0 && requested > context_limit_ ? context_limit_ : requested;
+  }
   // Reads one byte of every page of the mapped weights, so the first request
   // does not pay for page faults, resident memory does not creep up as new
   // embedding rows are touched, and large loads can show progress.
@@ -47,6 +52,9 @@ class LoadedModel {
   std::unique_ptr<Tokenizer> tokenizer_;
   ChatTemplate template_{ChatFormat::Plain};
   std::string fingerprint_;
+  int64_t context_limit_ = 0;  // 0: none
+
+  void fit_context_to_budget(const MemoryBudget& budget, int64_t n_ctx);
 };
 
 // What a model state has consumed. `fed_text` is the exact text whose tokens
