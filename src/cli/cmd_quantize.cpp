@@ -32,8 +32,18 @@ int file_type_id(DType t) {
   }
 }
 
+// Small 2-D weights that llama-quantize leaves in their original type too
+// (RWKV's LoRA matrices): quantizing them saves little and costs accuracy.
+bool keep_unquantized(const std::string& name) {
+  for (const char* part : {"time_mix_w1.", "time_mix_w2.", "time_mix_a1.", "time_mix_a2.", "time_mix_v1.",
+                           "time_mix_v2.", "time_mix_g1.", "time_mix_g2."})
+    if (name.find(part) != std::string::npos) return true;
+  return false;
+}
+
 DType choose_type(const gguf::TensorInfo& t, DType target) {
   if (t.dims.size() < 2 || t.rows() <= 1) return t.type;  // vectors keep their type
+  if (keep_unquantized(t.name)) return t.type;
   if (t.type != DType::F32 && t.type != DType::F16 && t.type != DType::BF16) return t.type;  // already quantized
   for (DType candidate : {target, DType::Q8_0, DType::F16}) {
     if (t.cols() % traits(candidate).block_size == 0 && can_quantize(candidate)) return candidate;

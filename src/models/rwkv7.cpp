@@ -215,8 +215,12 @@ class Rwkv7Model final : public Model {
       L.w2 = wr.matrix(p + "time_mix_w2.weight", hp_.rank_decay, D);
       L.a1 = wr.matrix(p + "time_mix_a1.weight", D, hp_.rank_iclr);
       L.a2 = wr.matrix(p + "time_mix_a2.weight", hp_.rank_iclr, D);
-      L.v1 = wr.matrix(p + "time_mix_v1.weight", D, hp_.rank_value);
-      L.v2 = wr.matrix(p + "time_mix_v2.weight", hp_.rank_value, D);
+      // Layer 0 has no value residual; llama.cpp's converter still writes
+      // v1/v2 there, shaped like the iclr LoRA, and nothing reads them.
+      if (il > 0) {
+        L.v1 = wr.matrix(p + "time_mix_v1.weight", D, hp_.rank_value);
+        L.v2 = wr.matrix(p + "time_mix_v2.weight", hp_.rank_value, D);
+      }
       L.g1 = wr.matrix(p + "time_mix_g1.weight", D, hp_.rank_gate);
       L.g2 = wr.matrix(p + "time_mix_g2.weight", hp_.rank_gate, D);
       L.k_k = wr.vector(p + "time_mix_k_k.weight", D);

@@ -1,6 +1,7 @@
 #include "models/synthetic.h"
 
 #include <algorithm>
+#include <optional>
 #include <cmath>
 #include <cstdio>
 #include <vector>
@@ -40,8 +41,9 @@ class SyntheticWriter {
  public:
   SyntheticWriter(DType type, uint64_t seed) : type_(type), seed_(seed) {}
 
-  void matrix(const std::string& name, int64_t cols, int64_t rows, float scale) {
-    DType t = fitting_type(type_, cols);
+  void matrix(const std::string& name, int64_t cols, int64_t rows, float scale, std::optional<DType> forced = {}) {
+    DType t = forced ? *forced : fitting_type(type_, cols);
+    if (type_ == DType::F32 && forced) t = DType::F32;  // an all-F32 file stays all F32
     uint64_t seed = seed_ + 7919 * ++counter_;
     w.add_tensor_deferred(name, t, {cols, rows}, [=](std::vector<uint8_t>& out) {
       Random rng{seed};
@@ -144,13 +146,15 @@ void write_synthetic_rwkv7(const std::string& path, const Rwkv7Shape& shape, DTy
     sw.vector(p + "time_mix_w0.weight", {D}, -1.0f, 0.5f);
     sw.vector(p + "time_mix_a0.weight", {D}, 0.0f, 0.5f);
     sw.vector(p + "time_mix_v0.weight", {D}, 0.0f, 0.5f);
+    // The LoRA matrices stay F16 whatever the type, as in files that
+    // llama-quantize produced (it leaves RWKV's small 2-D weights alone).
     auto lora = [&](const std::string& name, int64_t rank) {
-      sw.matrix(p + name + "1.weight", D, rank, s_in);
-      sw.matrix(p + name + "2.weight", rank, D, 0.1f / std::sqrt(static_cast<float>(rank)));
+      sw.matrix(p + name + "1.weight", D, rank, s_in, DType::F16);
+      sw.matrix(p + name + "2.weight", rank, D, 0.1f / std::sqrt(static_cast<float>(rank)), DType::F16);
     };
     lora("time_mix_w", shape.rank_decay);
     lora("time_mix_a", shape.rank_iclr);
-    lora("time_mix_v", shape.rank_value);
+    lora("time_mix_v", il == 0 ? shape.rank_iclr : shape.rank_value);  // layer 0: unused, iclr-shaped
     lora("time_mix_g", shape.rank_gate);
     sw.vector(p + "time_mix_k_k.weight", {D}, 0.85f, 0.05f);
     sw.vector(p + "time_mix_k_a.weight", {D}, 1.0f, 0.05f);
