@@ -26,6 +26,7 @@
 #include "models/weights.h"
 #include "tensor/kernels.h"
 #include "tensor/vector_ops.h"
+#include "tensor/wkv7.h"
 #include "util/error.h"
 
 namespace flatline {
@@ -55,7 +56,7 @@ struct Rwkv7Layer {
 
 // Per conversation: for each layer, the two token-shift vectors (last LN1
 // output, last LN2 output) and the per-head head_size x head_size WKV
-// matrices S[h][i][j] (i = value row, j = key column).
+// matrices, stored key-major: S[h][j][i] (j = key column, i = value row).
 class Rwkv7State final : public ModelState {
  public:
   Rwkv7State(int64_t n_layer, int64_t n_embd, int64_t n_head, int64_t head_size)
@@ -185,6 +186,9 @@ class Rwkv7Model final : public Model {
       throw Error(f.path() + ": inconsistent RWKV-7 sizes: embedding_length " + std::to_string(hp_.n_embd) +
                   ", head_size " + std::to_string(hp_.head_size));
     hp_.n_head = hp_.n_embd / hp_.head_size;
+    if (hp_.head_size > kWkv7MaxHeadSize)
+      throw Error(f.path() + ": rwkv7.wkv.head_size " + std::to_string(hp_.head_size) + " is larger than the " +
+                  std::to_string(kWkv7MaxHeadSize) + " flatline supports");
     // GroupNorm epsilon is a training constant (1e-5 * head_size_divisor^2
     // with divisor 8); llama.cpp and rwkv.cpp hard-code 64e-5 as well.
     hp_.group_norm_eps = 64e-5f;
@@ -376,39 +380,17 @@ class Rwkv7Model final : public Model {
     add_inplace(s.x.data(), s.out.data(), TD);
   }
 
-  // The WKV-7 recurrence for T tokens, heads split across threads. Per head,
-  // with a = -kk and b = kk * a (FACTS.md §2.4):
-  //   sa_i = sum_j a_j S[i][j];  S[i][j] = S[i][j] w_j + v_i k_j + sa_i b_j;  y_i = sum_j S[i][j] r_j
+  // The WKV-7 recurrence for T tokens (tensor/wkv7.h), heads split across
+  // threads. The state of each head is stored key-major (S[j][i]).
   void wkv7(float* state, int64_t T) {
     Rwkv7Scratch& s = scratch_;
-    const int64_t D = hp_.n_embd;
     const int64_t N = hp_.head_size;
     pool_->parallel_for(hp_.n_head, [&](int64_t h0, int64_t h1) {
       for (int64_t h = h0; h < h1; ++h) {
-        float* S = state + h * N * N;
-        for (int64_t t = 0; t < T; ++t) {
-          const int64_t base = t * D + h * N;
-          const float* r = s.r.data() + base;
-          const float* w = s.w.data() + base;
-          const float* k = s.k.data() + base;
-          const float* v = s.v.data() + base;
-          const float* kk = s.kk.data() + base;
-          const float* a = s.a.data() + base;
-          float* y = s.y.data() + base;
-          for (int64_t i = 0; i < N; ++i) {
-            float* row = S + i * N;
-            float sa = 0;
-            for (int64_t j = 0; j < N; ++j) sa -= kk[j] * row[j];
-            const float vi = v[i];
-            float yi = 0;
-            for (int64_t j = 0; j < N; ++j) {
-              float val = row[j] * w[j] + vi * k[j] + sa * kk[j] * a[j];
-              row[j] = val;
-              yi += val * r[j];
-            }
-            y[i] = yi;
-          }
-        }
+        const int64_t off = h * N;
+        Wkv7Inputs in{s.r.data() + off, s.w.data() + off, s.k.data() + off,  s.v.data() + off,
+                      s.kk.data() + off, s.a.data() + off, s.y.data() + off, hp_.n_embd};
+        wkv7_head(state + h * N * N, N, T, in);
       }
     });
   }
