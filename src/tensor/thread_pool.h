@@ -21,6 +21,10 @@
 
 namespace flatline {
 
+// Sets flush-to-zero / denormals-are-zero for the calling thread. Every
+// pool thread and every thread that dispatches work runs with it.
+void flush_denormals_on_this_thread();
+
 class ThreadPool {
  public:
   explicit ThreadPool(int n_threads);  // n_threads <= 0: physical cores
