@@ -39,7 +39,17 @@ __attribute__((target("avx512bf16,avx512vl,avx512f"))) uint16_t hw_float_to_bf16
   return out;
 }
 
+// The hardware conversions are the reference here, so they must see
+// denormals as denormals: compute threads run with FTZ/DAZ set
+// (thread_pool.h) and the test thread may have dispatched work before.
+struct PlainFloatingPoint {
+  unsigned saved = _mm_getcsr();
+  PlainFloatingPoint() { _mm_setcsr(saved & ~0x8040u); }
+  ~PlainFloatingPoint() { _mm_setcsr(saved); }
+};
+
 TEST(TensorFp16, AllHalvesMatchF16C) {
+  PlainFloatingPoint plain;
   if (detected_isa() == Isa::Scalar) GTEST_SKIP() << "CPU without F16C: no hardware reference";
   for (uint32_t h = 0; h < 65536; ++h) {
     const uint16_t half = static_cast<uint16_t>(h);
@@ -48,6 +58,7 @@ TEST(TensorFp16, AllHalvesMatchF16C) {
 }
 
 TEST(TensorFp16, FloatToHalfMatchesF16C) {
+  PlainFloatingPoint plain;
   if (detected_isa() == Isa::Scalar) GTEST_SKIP() << "CPU without F16C: no hardware reference";
   // Every float bit pattern with a stride that walks through all exponents
   // and mantissa patterns, plus each half's exact value, midpoints between
@@ -70,11 +81,13 @@ TEST(TensorFp16, FloatToHalfMatchesF16C) {
 }
 
 TEST(TensorFp16, Bf16ToFloatIsTheUpperHalf) {
+  PlainFloatingPoint plain;
   for (uint32_t b = 0; b < 65536; ++b)
     ASSERT_EQ(bits_of(bf16_to_fp32(static_cast<uint16_t>(b))), b << 16) << std::hex << b;
 }
 
 TEST(TensorFp16, FloatToBf16MatchesAvx512Bf16) {
+  PlainFloatingPoint plain;
   if (!cpu_has_avx512bf16()) GTEST_SKIP() << "CPU without AVX512-BF16: no hardware reference";
   // vcvtneps2bf16 rounds to nearest even like ggml and flatline, but treats
   // float denormals as zero and may pick a different NaN payload; those are
