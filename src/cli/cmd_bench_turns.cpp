@@ -4,6 +4,7 @@
 // their speed, prompt tokens actually evaluated and how long that took, and
 // resident memory, one column group per model.
 #include <chrono>
+#include <algorithm>
 #include <cstdio>
 #include <memory>
 #include <nlohmann/json.hpp>
@@ -89,6 +90,16 @@ ModelRun run_model(const std::string& path, const BenchTurnsOptions& o, std::sha
   }
   run.name = model->info().name;
   Engine engine(*model);
+  {
+    // Warm-up, untimed and not cached (as llama-bench does): the first
+    // decode steps of a process pay for page faults in buffers and caches,
+    // which would make turn 1 look slower than it is.
+    Conversation warm = engine.new_conversation(std::min<int64_t>(o.ctx, 256));
+    GenerateOptions g;
+    g.num_predict = 16;
+    g.sampling.temperature = 0;
+    engine.generate(warm, "Warm-up.", g);
+  }
   StateCacheOptions co;
   co.memory_limit = parse_byte_size(o.cache_memory);
   StateCache cache(co);
