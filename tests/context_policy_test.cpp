@@ -69,16 +69,27 @@ TEST(ContextPolicy, DropOldestKeepsTheConversationGoing) {
   for (int i = 0; i < 8; ++i) {
     messages.push_back({"user", std::string("Once upon a time there was a little dog named ") + names[i] + "."});
     int dropped = 0;
-    PreparedTurn p = service.prepare_chat(engine, n_ctx, messages, ContextPolicy::DropOldest, &dropped);
+    PreparedTurn p = service.prepare_chat(engine, n_ctx, messages, ContextPolicy::DropOldest, &dropped,
+                                          short_replies().num_predict);
     EXPECT_LE(p.conv.state->n_past(), n_ctx);
+    // What was dropped leaves room for the whole reply (num_predict 12).
+    if (dropped > 0) {
+      EXPECT_LE(p.conv.state->n_past() + 12, n_ctx);
+    }
     // A shortened history no longer extends the last snapshot: what follows
     // the longest cached prefix is processed again.
-    if (dropped > 0) EXPECT_GT(p.prompt_eval_count, 12);
+    if (dropped > 0) {
+      EXPECT_GT(p.prompt_eval_count, 12);
+    }
     total_dropped += dropped;
     TurnResult r = service.finish(engine, std::move(p), short_replies());
     messages.push_back({"assistant", r.generation.text});
   }
   EXPECT_GT(total_dropped, 0);
+  EXPECT_EQ(ChatService::reply_reserve(64, 12), 12);
+  EXPECT_EQ(ChatService::reply_reserve(64, -1), 16);   // a quarter when num_predict is unset
+  EXPECT_EQ(ChatService::reply_reserve(64, 500), 32);  // at most half
+  EXPECT_EQ(ChatService::reply_reserve(0, 12), 0);     // recurrent: no context
   // A single message longer than the context is still refused.
   std::string huge;
   for (int i = 0; i < 40; ++i) huge += "Max ran and ran. ";

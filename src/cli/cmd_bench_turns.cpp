@@ -119,7 +119,7 @@ ModelRun run_model(const std::string& path, const BenchTurnsOptions& o, std::sha
     row.question = kQuestions[i % kQuestionCount];
     messages.push_back({"user", row.question});
     try {
-      PreparedTurn prepared = service.prepare_chat(engine, n_ctx, messages, policy, &row.dropped_messages);
+      PreparedTurn prepared = service.prepare_chat(engine, n_ctx, messages, policy, &row.dropped_messages, topts.num_predict);
       TurnResult r = service.finish(engine, std::move(prepared), topts);
       const GenerateResult& g = r.generation;
       row.eval_count = g.eval_count;
@@ -172,11 +172,15 @@ void print_table(const std::vector<ModelRun>& runs, int turns) {
     }
     std::printf("\n");
   }
-  // Full error texts (the table cuts them).
+  // Full error texts (the table cuts them) and where history was dropped.
   for (const auto& r : runs) {
     if (!r.error.empty()) std::printf("%s: %s\n", r.path.c_str(), r.error.c_str());
     for (const auto& row : r.rows)
-      if (!row.error.empty()) std::printf("%s turn %d: %s\n", r.name.c_str(), row.turn, row.error.c_str());
+      if (!row.error.empty())
+        std::printf("%s turn %d: %s\n", r.name.c_str(), row.turn, row.error.c_str());
+      else if (row.dropped_messages > 0)
+        std::printf("%s turn %d: the %d oldest messages were dropped to fit the context (all re-processed)\n",
+                    r.name.c_str(), row.turn, row.dropped_messages);
   }
 }
 

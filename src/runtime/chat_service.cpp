@@ -37,9 +37,41 @@ PreparedTurn ChatService::prepare(Engine& engine, int64_t n_ctx, const std::stri
   return turn;
 }
 
+int64_t ChatService::reply_reserve(int64_t n_ctx, int64_t num_predict) {
+  if (n_ctx <= 0) return 0;
+  const int64_t wanted = num_predict > 0 ? num_predict : n_ctx / 4;
+  return std::min(wanted, n_ctx / 2);
+}
+
+namespace {
+// Removes the oldest message that is neither a system message nor the last
+// one, with the reply after it, so the history still starts with a user turn.
+// Returns how many messages went (0: nothing left to drop).
+int drop_oldest_exchange(std::vector<ChatMessage>& messages) {
+  if (messages.empty()) return 0;
+  auto oldest = std::find_if(messages.begin(), messages.end() - 1,
+                             [](const ChatMessage& m) { return m.role != "system"; });
+  if (oldest == messages.end() - 1) return 0;
+  auto end = oldest + 1;
+  if (oldest->role == "user" && end != messages.end() - 1 && end->role == "assistant") ++end;
+  const int n = static_cast<int>(end - oldest);
+  messages.erase(oldest, end);
+  return n;
+}
+}  // namespace
+
 PreparedTurn ChatService::prepare_chat(Engine& engine, int64_t n_ctx, std::vector<ChatMessage> messages,
-                                       ContextPolicy policy, int* dropped) {
+                                       ContextPolicy policy, int* dropped, int64_t num_predict) {
   int removed = 0;
+  const bool bounded = !engine.loaded().info().recurrent;  // recurrent states have no context limit
+  if (policy == ContextPolicy::DropOldest && bounded) {
+    const int64_t limit = n_ctx - reply_reserve(n_ctx, num_predict);
+    while (engine.count_prompt_tokens(render(engine.loaded(), messages)) > limit) {
+      const int n = drop_oldest_exchange(messages);
+      if (n == 0) break;
+      removed += n;
+    }
+  }
   for (;;) {
     try {
       PreparedTurn turn = prepare(engine, n_ctx, render(engine.loaded(), messages));
@@ -50,17 +82,9 @@ PreparedTurn ChatService::prepare_chat(Engine& engine, int64_t n_ctx, std::vecto
       return turn;
     } catch (const ContextOverflowError& e) {
       if (policy == ContextPolicy::Refuse) throw;
-      // The oldest message that is neither a system message nor the last one.
-      auto oldest = std::find_if(messages.begin(), messages.end() - 1,
-                                 [](const ChatMessage& m) { return m.role != "system"; });
-      if (messages.empty() || oldest == messages.end() - 1)
-        throw ContextOverflowError(std::string(e.what()) + " (even after dropping every earlier message)");
-      // Drop a whole exchange: the user message and the reply after it, so
-      // the history still starts with a user turn.
-      auto end = oldest + 1;
-      if (oldest->role == "user" && end != messages.end() - 1 && end->role == "assistant") ++end;
-      removed += static_cast<int>(end - oldest);
-      messages.erase(oldest, end);
+      const int n = drop_oldest_exchange(messages);
+      if (n == 0) throw ContextOverflowError(std::string(e.what()) + " (even after dropping every earlier message)");
+      removed += n;
     }
   }
 }

@@ -63,12 +63,19 @@ class ChatService {
   // errors get a proper HTTP status.
   PreparedTurn prepare(Engine& engine, int64_t n_ctx, const std::string& prompt);
   // prepare() for a chat: renders `messages`; with DropOldest, when the
-  // prompt does not fit it drops the oldest user/assistant messages (system
-  // messages and the last message stay) and tries again. `dropped` gets the
-  // number of messages dropped. Throws ContextOverflowError when even the
-  // last message alone does not fit, or with Refuse.
+  // prompt does not leave `reply_reserve(n_ctx, num_predict)` tokens free
+  // for the reply it drops the oldest user/assistant messages (system
+  // messages and the last message stay) until it does, or until only the
+  // last message is left. `dropped` gets the number of messages dropped.
+  // Throws ContextOverflowError when even the last message alone does not
+  // fit, or with Refuse.
   PreparedTurn prepare_chat(Engine& engine, int64_t n_ctx, std::vector<ChatMessage> messages, ContextPolicy policy,
-                            int* dropped = nullptr);
+                            int* dropped = nullptr, int64_t num_predict = -1);
+  // Room DropOldest keeps for the reply: num_predict when set, else a quarter
+  // of the context, at most half of it (a dropped history is re-processed
+  // whole, so dropping just enough for a few tokens would repeat that cost on
+  // every following turn).
+  static int64_t reply_reserve(int64_t n_ctx, int64_t num_predict);
   // Generates the reply and snapshots the conversation after it.
   TurnResult finish(Engine& engine, PreparedTurn turn, const TurnOptions& options, const TextCallback& on_text = {},
                     const std::function<bool()>& should_stop = {});

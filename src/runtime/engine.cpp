@@ -149,6 +149,12 @@ std::vector<int32_t> Engine::tokenize_continuation(const Conversation& conv, std
   return ids;
 }
 
+int64_t Engine::count_prompt_tokens(std::string_view prompt) const {
+  const Tokenizer& tok = model_.tokenizer();
+  const int64_t bos = tok.add_bos() && tok.bos_id() >= 0 ? 1 : 0;
+  return bos + static_cast<int64_t>(tok.encode(prompt, /*parse_special=*/true).size());
+}
+
 int64_t Engine::feed_prompt(Conversation& conv, std::string_view prompt) {
   if (!starts_with(prompt, conv.fed_text)) throw Error("internal error: prompt does not extend the conversation");
   std::vector<int32_t> ids = tokenize_continuation(conv, prompt.substr(conv.fed_text.size()));

@@ -108,6 +108,10 @@ class Engine {
   // not fit, leaving conv unchanged. Returns the number of tokens evaluated.
   int64_t feed_prompt(Conversation& conv, std::string_view prompt);
 
+  // How many tokens `prompt` takes when fed into a fresh conversation (BOS
+  // included when the model adds one).
+  int64_t count_prompt_tokens(std::string_view prompt) const;
+
   // feed_prompt + sampling loop.
   GenerateResult generate(Conversation& conv, std::string_view prompt, const GenerateOptions& options,
                           const TextCallback& on_text = {});

@@ -76,7 +76,8 @@ std::shared_ptr<ActiveTurn> start_turn(ServerContext& ctx, const InferenceReques
     if (request.chat) {
       const ContextPolicy policy = request.truncate ? (*request.truncate ? ContextPolicy::DropOldest : ContextPolicy::Refuse)
                                                     : ctx.options.context_policy;
-      turn->prepared = ctx.chat->prepare_chat(turn->lease->engine(), turn->lease->n_ctx(), request.messages, policy);
+      turn->prepared = ctx.chat->prepare_chat(turn->lease->engine(), turn->lease->n_ctx(), request.messages, policy,
+                                              nullptr, turn->turn_options.num_predict);
     } else {
       turn->prepared = ctx.chat->prepare(turn->lease->engine(), turn->lease->n_ctx(), prompt);
     }
