@@ -208,6 +208,7 @@ void print_json(const std::vector<ModelRun>& runs, int turns) {
         t["cached_tokens"] = row.cached_tokens;
         t["prompt_eval_ms"] = row.prompt_ms;
         t["done_reason"] = row.done_reason;
+        t["dropped_messages"] = row.dropped_messages;
       }
       t["rss_bytes"] = row.rss;
       m["turns"].push_back(t);

@@ -1,5 +1,7 @@
 #include "runtime/chat_template.h"
 
+#include "util/log.h"
+
 namespace flatline {
 
 std::string trim(std::string_view s) {
@@ -33,7 +35,13 @@ ChatFormat ChatTemplate::detect(std::string_view t, std::string_view arch) {
 
 ChatTemplate ChatTemplate::from_gguf(const gguf::File& file) {
   std::string text = file.get_string("tokenizer.chat_template", "");
-  return ChatTemplate(detect(text, file.get_string("general.architecture", "")));
+  const ChatFormat format = detect(text, file.get_string("general.architecture", ""));
+  // Only known templates are recognised (no Jinja engine): say so rather
+  // than chat in a format the model was not trained on without a word.
+  if (format == ChatFormat::Plain && !text.empty())
+    LOG_WARN("tokenizer.chat_template is not one flatline recognises (rwkv-world, llama3, gemma, chatml, llama2); "
+             "chats use the plain fallback format");
+  return ChatTemplate(format);
 }
 
 std::string_view ChatTemplate::name() const {
