@@ -107,6 +107,20 @@ void write_sse(httplib::DataSink& sink, const std::string& data) {
   sink.write(event.data(), event.size());
 }
 
+// The chunk `stream_options.include_usage` asks for: no choices, the counts.
+void write_usage_sse(httplib::DataSink& sink, json chunk, const TurnResult& r) {
+  chunk["choices"] = json::array();
+  chunk["usage"] = usage_json(r);
+  write_sse(sink, dump(chunk));
+}
+
+// A failure after the stream has started (the status is already sent):
+// OpenAI's error object as one more event.
+void write_error_sse(httplib::DataSink& sink, const std::exception& e) {
+  LOG_WARN("generation failed: " << e.what());
+  write_sse(sink, dump(json{{"error", {{"message", e.what()}, {"type", "api_error"}, {"param", nullptr}, {"code", nullptr}}}}));
+}
+
 void handle_chat_completions(ServerContext& ctx, const httplib::Request& req, httplib::Response& res) {
   const int64_t start = steady_now_ns();
   json body = parse_body(req.body, "ChatCompletionRequest");
@@ -167,15 +181,9 @@ void handle_chat_completions(ServerContext& ctx, const httplib::Request& req, ht
       if (r.generation.done_reason == "cancelled") return;
       if (first) write_sse(sink, dump(chunk(content_delta(""), nullptr)));  // an empty reply still opens with the role
       write_sse(sink, dump(chunk(json::object(), finish_reason_of(r))));
-      if (usage) {
-        json u = base("chat.completion.chunk");
-        u["choices"] = json::array();
-        u["usage"] = usage_json(r);
-        write_sse(sink, dump(u));
-      }
+      if (usage) write_usage_sse(sink, base("chat.completion.chunk"), r);
     } catch (const std::exception& e) {
-      LOG_WARN("generation failed: " << e.what());
-      write_sse(sink, dump(json{{"error", {{"message", e.what()}, {"type", "api_error"}, {"param", nullptr}, {"code", nullptr}}}}));
+      write_error_sse(sink, e);
     }
     write_sse(sink, "[DONE]");
   });
@@ -230,15 +238,9 @@ void handle_completions(ServerContext& ctx, const httplib::Request& req, httplib
       json last = base();
       last["choices"] = choice("", finish_reason_of(r));
       write_sse(sink, dump(last));
-      if (usage) {
-        json u = base();
-        u["choices"] = json::array();
-        u["usage"] = usage_json(r);
-        write_sse(sink, dump(u));
-      }
+      if (usage) write_usage_sse(sink, base(), r);
     } catch (const std::exception& e) {
-      LOG_WARN("generation failed: " << e.what());
-      write_sse(sink, dump(json{{"error", {{"message", e.what()}, {"type", "api_error"}, {"param", nullptr}, {"code", nullptr}}}}));
+      write_error_sse(sink, e);
     }
     write_sse(sink, "[DONE]");
   });
