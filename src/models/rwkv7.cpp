@@ -34,6 +34,7 @@ namespace flatline {
 namespace {
 
 constexpr float kDecayScale = 0.606531f;  // e^-0.5, see the decay line above
+constexpr int64_t kMinParallelTokens = 4;   // below: element-wise work stays on the calling thread
 
 struct Rwkv7Hparams {
   int64_t n_vocab = 0, n_embd = 0, n_layer = 0, n_ffn = 0;
@@ -284,16 +285,37 @@ class Rwkv7Model final : public Model {
     matmul(head_, s.logits_in.data(), rows, logits, *pool_);
   }
 
+  // fn(t0, t1) over the tokens of a chunk: split across the pool for a
+  // prompt (the element-wise work is ~10 % of prompt time and would keep the
+  // other threads idle), inline for a decode step, where it is too small to
+  // be worth a dispatch.
+  template <typename Fn>
+  void for_tokens(int64_t T, Fn&& fn) {
+    if (T < kMinParallelTokens) {
+      fn(int64_t{0}, T);
+    } else {
+      pool_->parallel_for(T, fn);
+    }
+  }
+
+  // The same over the T x D elements of a chunk: fn(i0, i1) with whole tokens.
+  template <typename Fn>
+  void for_elements(int64_t T, int64_t D, Fn&& fn) {
+    for_tokens(T, [&](int64_t t0, int64_t t1) { fn(t0 * D, t1 * D); });
+  }
+
   // Token shift: mixed_i[t] = cur[t] + (prev[t] - cur[t]) * lerp_i, where
   // prev[t] = cur[t-1] and prev[0] is the state's last vector.
   void token_shift_mix(const float* cur, const float* state_prev, const float* lerp, float* mixed, int64_t T) {
     const int64_t D = hp_.n_embd;
-    for (int64_t t = 0; t < T; ++t) {
-      const float* c = cur + t * D;
-      const float* p = t == 0 ? state_prev : cur + (t - 1) * D;
-      float* m = mixed + t * D;
-      for (int64_t i = 0; i < D; ++i) m[i] = c[i] + (p[i] - c[i]) * lerp[i];
-    }
+    for_tokens(T, [&](int64_t t0, int64_t t1) {
+      for (int64_t t = t0; t < t1; ++t) {
+        const float* c = cur + t * D;
+        const float* p = t == 0 ? state_prev : cur + (t - 1) * D;
+        float* m = mixed + t * D;
+        for (int64_t i = 0; i < D; ++i) m[i] = c[i] + (p[i] - c[i]) * lerp[i];
+      }
+    });
   }
 
   // y = W2 act(W1 x) for T tokens, through the low-rank scratch.
@@ -301,8 +323,9 @@ class Rwkv7Model final : public Model {
   void lora(const Matrix& w1, const Matrix& w2, const float* x, float* y, int64_t T, Act act) {
     float* mid = scratch_.lora.data();
     matmul(w1, x, T, mid, *pool_);
-    const int64_t n = T * w1.rows;
-    for (int64_t i = 0; i < n; ++i) mid[i] = act(mid[i]);
+    for_elements(T, w1.rows, [&](int64_t i0, int64_t i1) {
+      for (int64_t i = i0; i < i1; ++i) mid[i] = act(mid[i]);
+    });
     matmul(w2, mid, T, y, *pool_);
   }
 
@@ -312,8 +335,10 @@ class Rwkv7Model final : public Model {
     const int64_t D = hp_.n_embd;
     const int64_t TD = T * D;
 
-    for (int64_t t = 0; t < T; ++t)
-      layer_norm(s.x.data() + t * D, s.a_in.data() + t * D, D, L.ln1_w.data(), L.ln1_b.data(), hp_.ln_eps);
+    for_tokens(T, [&](int64_t t0, int64_t t1) {
+      for (int64_t t = t0; t < t1; ++t)
+        layer_norm(s.x.data() + t * D, s.a_in.data() + t * D, D, L.ln1_w.data(), L.ln1_b.data(), hp_.ln_eps);
+    });
     float* shift = st.att_shift(il);
     for (int i = 0; i < 6; ++i) token_shift_mix(s.a_in.data(), shift, L.lerp.data() + i * D, s.mixed[i].data(), T);
     std::memcpy(shift, s.a_in.data() + (T - 1) * D, D * sizeof(float));
@@ -329,26 +354,44 @@ class Rwkv7Model final : public Model {
     matmul(L.value, xv, T, s.v.data(), *pool_);
 
     lora(L.w1, L.w2, xw, s.w.data(), T, [](float z) { return std::tanh(z); });
-    for (int64_t i = 0; i < TD; ++i) s.w[i] = std::exp(-kDecayScale * sigmoid(L.w0[i % D] + s.w[i]));
+    for_elements(T, D, [&](int64_t i0, int64_t i1) {
+      for (int64_t i = i0; i < i1; ++i) s.w[i] = std::exp(-kDecayScale * sigmoid(L.w0[i % D] + s.w[i]));
+    });
 
     lora(L.a1, L.a2, xa, s.a.data(), T, [](float z) { return z; });
-    for (int64_t i = 0; i < TD; ++i) s.a[i] = sigmoid(L.a0[i % D] + s.a[i]);
+    for_elements(T, D, [&](int64_t i0, int64_t i1) {
+      for (int64_t i = i0; i < i1; ++i) s.a[i] = sigmoid(L.a0[i % D] + s.a[i]);
+    });
 
     if (il == 0) {
       std::memcpy(s.v_first.data(), s.v.data(), TD * sizeof(float));
     } else {
       lora(L.v1, L.v2, xv, s.y.data(), T, [](float z) { return z; });
-      for (int64_t i = 0; i < TD; ++i) {
-        float mix = sigmoid(L.v0[i % D] + s.y[i]);
-        s.v[i] += (s.v_first[i] - s.v[i]) * mix;
-      }
+      for_elements(T, D, [&](int64_t i0, int64_t i1) {
+        for (int64_t i = i0; i < i1; ++i) {
+          float mix = sigmoid(L.v0[i % D] + s.y[i]);
+          s.v[i] += (s.v_first[i] - s.v[i]) * mix;
+        }
+      });
     }
 
     lora(L.g1, L.g2, xg, s.g.data(), T, [](float z) { return sigmoid(z); });
 
-    // kk = per-head L2-normalised k * k_k; then k += k * (a - 1) * k_a.
+    for_tokens(T, [&](int64_t t0, int64_t t1) { normalize_keys(L, t0, t1); });
+
+    wkv7(st.wkv(il), T);
+
+    for_tokens(T, [&](int64_t t0, int64_t t1) { group_norm_bonus_gate(L, t0, t1); });
+    matmul(L.output, s.y.data(), T, s.out.data(), *pool_);
+    add_inplace(s.x.data(), s.out.data(), TD);
+  }
+
+  // kk = per-head L2-normalised k * k_k; then k += k * (a - 1) * k_a.
+  void normalize_keys(const Rwkv7Layer& L, int64_t t0, int64_t t1) {
+    Rwkv7Scratch& s = scratch_;
+    const int64_t D = hp_.n_embd;
     const int64_t N = hp_.head_size;
-    for (int64_t t = 0; t < T; ++t) {
+    for (int64_t t = t0; t < t1; ++t) {
       for (int64_t h = 0; h < hp_.n_head; ++h) {
         const int64_t base = t * D + h * N;
         double norm = 0;
@@ -361,12 +404,15 @@ class Rwkv7Model final : public Model {
         for (int64_t j = 0; j < N; ++j) s.kk[base + j] *= inv;
       }
     }
-    for (int64_t i = 0; i < TD; ++i) s.k[i] += s.k[i] * (s.a[i] - 1.0f) * L.k_a[i % D];
+    for (int64_t i = t0 * D; i < t1 * D; ++i) s.k[i] += s.k[i] * (s.a[i] - 1.0f) * L.k_a[i % D];
+  }
 
-    wkv7(st.wkv(il), T);
-
-    // GroupNorm per head, bonus term, gate, output projection.
-    for (int64_t t = 0; t < T; ++t) {
+  // y = (GroupNorm(y) + (r . k . r_k) v) * g per head.
+  void group_norm_bonus_gate(const Rwkv7Layer& L, int64_t t0, int64_t t1) {
+    Rwkv7Scratch& s = scratch_;
+    const int64_t D = hp_.n_embd;
+    const int64_t N = hp_.head_size;
+    for (int64_t t = t0; t < t1; ++t) {
       for (int64_t h = 0; h < hp_.n_head; ++h) {
         const int64_t base = t * D + h * N;
         float* y = s.y.data() + base;
@@ -376,8 +422,6 @@ class Rwkv7Model final : public Model {
         for (int64_t j = 0; j < N; ++j) y[j] = (y[j] + bonus * s.v[base + j]) * s.g[base + j];
       }
     }
-    matmul(L.output, s.y.data(), T, s.out.data(), *pool_);
-    add_inplace(s.x.data(), s.out.data(), TD);
   }
 
   // The WKV-7 recurrence for T tokens (tensor/wkv7.h), heads split across
@@ -399,17 +443,20 @@ class Rwkv7Model final : public Model {
     const Rwkv7Layer& L = layers_[static_cast<size_t>(il)];
     Rwkv7Scratch& s = scratch_;
     const int64_t D = hp_.n_embd;
-    for (int64_t t = 0; t < T; ++t)
-      layer_norm(s.x.data() + t * D, s.f_in.data() + t * D, D, L.ln2_w.data(), L.ln2_b.data(), hp_.ln_eps);
+    for_tokens(T, [&](int64_t t0, int64_t t1) {
+      for (int64_t t = t0; t < t1; ++t)
+        layer_norm(s.x.data() + t * D, s.f_in.data() + t * D, D, L.ln2_w.data(), L.ln2_b.data(), hp_.ln_eps);
+    });
     float* shift = st.ffn_shift(il);
     token_shift_mix(s.f_in.data(), shift, L.cm_lerp_k.data(), s.mixed[0].data(), T);
     std::memcpy(shift, s.f_in.data() + (T - 1) * D, D * sizeof(float));
     matmul(L.cm_key, s.mixed[0].data(), T, s.ffn.data(), *pool_);
-    const int64_t n = T * hp_.n_ffn;
-    for (int64_t i = 0; i < n; ++i) {
-      float z = std::max(s.ffn[i], 0.0f);
-      s.ffn[i] = z * z;
-    }
+    for_elements(T, hp_.n_ffn, [&](int64_t i0, int64_t i1) {
+      for (int64_t i = i0; i < i1; ++i) {
+        float z = std::max(s.ffn[i], 0.0f);
+        s.ffn[i] = z * z;
+      }
+    });
     matmul(L.cm_value, s.ffn.data(), T, s.out.data(), *pool_);
     add_inplace(s.x.data(), s.out.data(), T * D);
   }
