@@ -138,8 +138,7 @@ Conversation Engine::new_conversation(int64_t n_ctx) const {
 std::vector<int32_t> Engine::tokenize_continuation(const Conversation& conv, std::string_view suffix) const {
   const Tokenizer& tok = model_.tokenizer();
   std::vector<int32_t> ids;
-  if (conv.state->n_past() == 0 && conv.pending_tokens.empty() && tok.add_bos() && tok.bos_id() >= 0)
-    ids.push_back(tok.bos_id());
+  if (conv.state->n_past() == 0 && conv.pending_tokens.empty() && adds_bos()) ids.push_back(tok.bos_id());
   if (!conv.pending_tokens.empty() && starts_with(suffix, conv.pending_text)) {
     ids.insert(ids.end(), conv.pending_tokens.begin(), conv.pending_tokens.end());
     suffix.remove_prefix(conv.pending_text.size());
@@ -149,10 +148,13 @@ std::vector<int32_t> Engine::tokenize_continuation(const Conversation& conv, std
   return ids;
 }
 
-int64_t Engine::count_prompt_tokens(std::string_view prompt) const {
+bool Engine::adds_bos() const {
   const Tokenizer& tok = model_.tokenizer();
-  const int64_t bos = tok.add_bos() && tok.bos_id() >= 0 ? 1 : 0;
-  return bos + static_cast<int64_t>(tok.encode(prompt, /*parse_special=*/true).size());
+  return tok.add_bos() && tok.bos_id() >= 0;
+}
+
+int64_t Engine::count_prompt_tokens(std::string_view prompt) const {
+  return (adds_bos() ? 1 : 0) + static_cast<int64_t>(model_.tokenizer().encode(prompt, /*parse_special=*/true).size());
 }
 
 int64_t Engine::feed_prompt(Conversation& conv, std::string_view prompt) {

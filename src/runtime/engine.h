@@ -120,6 +120,7 @@ class Engine {
 
  private:
   std::vector<int32_t> tokenize_continuation(const Conversation& conv, std::string_view suffix) const;
+  bool adds_bos() const;  // a fresh conversation starts with the model's BOS token
 
   LoadedModel& model_;
   std::vector<float> logits_;  // n_vocab, reused
