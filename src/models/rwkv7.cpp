@@ -306,16 +306,16 @@ class Rwkv7Model final : public Model {
 
   // Token shift: mixed_i[t] = cur[t] + (prev[t] - cur[t]) * lerp_i, where
   // prev[t] = cur[t-1] and prev[0] is the state's last vector.
-  void token_shift_mix(const float* cur, const float* state_prev, const float* lerp, float* mixed, int64_t T) {
+  // Tokens [t0, t1) only; callers split the chunk with for_tokens.
+  void token_shift_mix(const float* cur, const float* state_prev, const float* lerp, float* mixed, int64_t t0,
+                       int64_t t1) {
     const int64_t D = hp_.n_embd;
-    for_tokens(T, [&](int64_t t0, int64_t t1) {
-      for (int64_t t = t0; t < t1; ++t) {
-        const float* c = cur + t * D;
-        const float* p = t == 0 ? state_prev : cur + (t - 1) * D;
-        float* m = mixed + t * D;
-        for (int64_t i = 0; i < D; ++i) m[i] = c[i] + (p[i] - c[i]) * lerp[i];
-      }
-    });
+    for (int64_t t = t0; t < t1; ++t) {
+      const float* c = cur + t * D;
+      const float* p = t == 0 ? state_prev : cur + (t - 1) * D;
+      float* m = mixed + t * D;
+      for (int64_t i = 0; i < D; ++i) m[i] = c[i] + (p[i] - c[i]) * lerp[i];
+    }
   }
 
   // y = W2 act(W1 x) for T tokens, through the low-rank scratch.
@@ -340,7 +340,10 @@ class Rwkv7Model final : public Model {
         layer_norm(s.x.data() + t * D, s.a_in.data() + t * D, D, L.ln1_w.data(), L.ln1_b.data(), hp_.ln_eps);
     });
     float* shift = st.att_shift(il);
-    for (int i = 0; i < 6; ++i) token_shift_mix(s.a_in.data(), shift, L.lerp.data() + i * D, s.mixed[i].data(), T);
+    for_tokens(T, [&](int64_t t0, int64_t t1) {
+      for (int i = 0; i < 6; ++i)
+        token_shift_mix(s.a_in.data(), shift, L.lerp.data() + i * D, s.mixed[i].data(), t0, t1);
+    });
     std::memcpy(shift, s.a_in.data() + (T - 1) * D, D * sizeof(float));
     const float* xr = s.mixed[0].data();
     const float* xw = s.mixed[1].data();
@@ -448,7 +451,9 @@ class Rwkv7Model final : public Model {
         layer_norm(s.x.data() + t * D, s.f_in.data() + t * D, D, L.ln2_w.data(), L.ln2_b.data(), hp_.ln_eps);
     });
     float* shift = st.ffn_shift(il);
-    token_shift_mix(s.f_in.data(), shift, L.cm_lerp_k.data(), s.mixed[0].data(), T);
+    for_tokens(T, [&](int64_t t0, int64_t t1) {
+      token_shift_mix(s.f_in.data(), shift, L.cm_lerp_k.data(), s.mixed[0].data(), t0, t1);
+    });
     std::memcpy(shift, s.f_in.data() + (T - 1) * D, D * sizeof(float));
     matmul(L.cm_key, s.mixed[0].data(), T, s.ffn.data(), *pool_);
     for_elements(T, hp_.n_ffn, [&](int64_t i0, int64_t i1) {
