@@ -15,7 +15,7 @@
 namespace flatline {
 namespace {
 
-const std::string kDir = std::string(FLATLINE_SOURCE_DIR) + "/models/";
+const std::string kDir = test::source_dir() + "/models/";
 
 nlohmann::json golden() {
   std::ifstream in(kDir + "flatline-demo-kjv.golden.json");

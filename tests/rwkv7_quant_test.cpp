@@ -51,7 +51,7 @@ class QuantVsLlamaCpp : public ::testing::TestWithParam<Case> {};
 
 TEST_P(QuantVsLlamaCpp, LogitsCloseAndTopTokenAgrees) {
   const Case c = GetParam();
-  std::string dir = std::string(FLATLINE_SOURCE_DIR) + "/tests/data/rwkv7-synth/";
+  std::string dir = test::source_dir() + "/tests/data/rwkv7-synth/";
   auto expected = test::read_f32_file(dir + c.type + ".llamacpp-logits.f32");
   ASSERT_EQ(expected.size(), 32u * 256);
 

@@ -25,7 +25,7 @@ const DType kWeightTypes[] = {DType::Q4_0, DType::Q4_1, DType::Q5_0, DType::Q5_1
 class Reader {
  public:
   explicit Reader(const std::string& name)
-      : bytes_(test::read_file(std::string(FLATLINE_SOURCE_DIR) + "/tests/" + name)) {}
+      : bytes_(test::read_file(test::source_dir() + "/tests/" + name)) {}
   std::vector<uint8_t> take(size_t n) {
     if (pos_ + n > bytes_.size()) throw std::runtime_error("reference file shorter than expected");
     std::vector<uint8_t> out(bytes_.begin() + pos_, bytes_.begin() + pos_ + n);

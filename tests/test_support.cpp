@@ -45,5 +45,6 @@ std::string temp_path(const std::string& name) {
 }
 
 std::string flatline_binary() { return FLATLINE_BINARY_PATH; }
+std::string source_dir() { return FLATLINE_SOURCE_DIR; }
 
 }  // namespace flatline::test

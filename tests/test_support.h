@@ -18,6 +18,7 @@ std::vector<float> read_f32_file(const std::string& path);
 std::vector<uint8_t> read_file(const std::string& path);
 std::string temp_path(const std::string& name);  // unique path under the test temp dir
 std::string flatline_binary();                    // path of the built `flatline` command
+std::string source_dir();                         // the checkout this test binary was built from
 
 }  // namespace flatline::test
 

@@ -114,7 +114,7 @@ TEST(HfTokenizer, DeepseekR1QwenPreNameMatchesLlamaCpp) {
 // llama.cpp's llama-bpe and qwen2 .out files exactly).
 TEST(HfTokenizer, Gemma3ConvertsToSentencePieceAndMatchesReference) {
   REQUIRE_SHARED_MODEL(json_path, "hf-tokenizers/gemma3/tokenizer.json");
-  const std::string reference = std::string(FLATLINE_SOURCE_DIR) + "/tests/data/gemma3_reference_ids.json";
+  const std::string reference = test::source_dir() + "/tests/data/gemma3_reference_ids.json";
   const Converted c = convert(json_path, {});
   EXPECT_EQ(c.summary.model, "llama");
   const Tokenizer& tok = *c.tokenizer;
