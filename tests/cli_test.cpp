@@ -34,14 +34,15 @@ CommandResult run(const std::string& args) {
 
 std::string tiny_synthetic_model() {
   static std::string path = [] {
-    Rwkv7Shape s = rwkv7_preset("0.1b");
+    SyntheticModel s = synthetic_preset("rwkv7", "0.1b");
     s.n_embd = 64;
     s.n_layer = 2;
     s.n_vocab = 256;
-    s.n_ffn = 128;
+    s.n_ff = 128;
     s.rank_decay = s.rank_iclr = s.rank_value = s.rank_gate = 16;
+    s.seed = 3;
     std::string p = test::temp_path("cli-tiny.gguf");
-    write_synthetic_rwkv7(p, s, DType::F32, 3);
+    write_synthetic_model(p, s);
     return p;
   }();
   return path;
@@ -98,7 +99,7 @@ TEST(Cli, BadTokenListAndOutOfRangeIds) {
   EXPECT_NE(r.output.find("'x' is not a token id"), std::string::npos) << r.output;
   r = run("logits " + tiny_synthetic_model() + " --tokens 1,999 --out " + out);
   EXPECT_EQ(r.status, 1);
-  EXPECT_NE(r.output.find("token id 999 is out of range"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("token id 999 at index 1 is out of range"), std::string::npos) << r.output;
 }
 
 TEST(Cli, LogitsWritesRawFloats) {

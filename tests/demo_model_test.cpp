@@ -41,7 +41,7 @@ TEST(DemoModel, LogitsMatchPyTorchOnAHeldOutPassage) {
   ASSERT_EQ(expected.size(), ids.size() * n_vocab);
   auto state = lm->model().new_state(0);
   std::vector<float> logits(expected.size());
-  lm->model().forward(*state, ids, LogitsMode::All, logits.data());
+  lm->model().forward(*state, ids, LogitsMode::All, logits.data(), *lm->model().new_workspace());
   float worst = 0;
   for (size_t i = 0; i < logits.size(); ++i) worst = std::max(worst, std::fabs(logits[i] - expected[i]));
   std::printf("  max |flatline - PyTorch| over %zu x %lld logits = %.3g\n", ids.size(), static_cast<long long>(n_vocab),
@@ -73,7 +73,7 @@ TEST(DemoModel, ChatsInTheRwkvFormatAndStopsAtTheEndOfTurn) {
   opts.sampling.seed = 3;
   opts.num_predict = 300;
   auto r = engine.generate(conv, lm->chat_template().render({{"user", "Who made the heaven and the earth?"}}), opts);
-  EXPECT_EQ(r.done_reason, "stop");
+  EXPECT_EQ(r.done_reason, DoneReason::Stop);
   EXPECT_FALSE(r.text.empty());
   EXPECT_EQ(r.text.find("\n\n"), std::string::npos);
 }

@@ -55,14 +55,16 @@ TEST_P(QuantVsLlamaCpp, LogitsCloseAndTopTokenAgrees) {
   auto expected = test::read_f32_file(dir + c.type + ".llamacpp-logits.f32");
   ASSERT_EQ(expected.size(), 32u * 256);
 
-  Rwkv7Shape shape = rwkv7_preset("0.1b");
+  SyntheticModel shape = synthetic_preset("rwkv7", "0.1b");
   shape.n_embd = 256;
   shape.n_layer = 2;
   shape.n_vocab = 256;
-  shape.n_ffn = 1024;
+  shape.n_ff = 1024;
   shape.rank_decay = shape.rank_iclr = shape.rank_value = shape.rank_gate = 32;
+  shape.type = *dtype_from_name(c.type);
+  shape.seed = 1;
   std::string path = test::temp_path(std::string("synth-") + c.type + ".gguf");
-  write_synthetic_rwkv7(path, shape, *dtype_from_name(c.type), 1);
+  write_synthetic_model(path, shape);
   ASSERT_EQ(fnv1a(test::read_file(path)), c.file_fnv)
       << "the synthetic generator no longer writes the file llama.cpp's logits were computed from; "
          "regenerate them as described in tests/data/rwkv7-synth/README.md";
@@ -74,7 +76,7 @@ TEST_P(QuantVsLlamaCpp, LogitsCloseAndTopTokenAgrees) {
   auto st = model->new_state(0);
   auto ids = tokens();
   std::vector<float> logits(32 * 256);
-  model->forward(*st, ids, LogitsMode::All, logits.data());
+  model->forward(*st, ids, LogitsMode::All, logits.data(), *model->new_workspace());
 
   float worst = 0;
   int agree = 0;

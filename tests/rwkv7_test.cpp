@@ -1,7 +1,9 @@
 // RWKV-7 against outside truth: rwkv.cpp's and llama.cpp's logits for the
 // tiny trained model, an independent float64 NumPy reference over 49
 // positions, and a slow double-precision reference written here from the
-// BlinkDL equations (FACTS.md §5.1), which shares no code with the model.
+// BlinkDL equations (RWKV-v7/rwkv_v7_numpy.py), which shares no code with the model.
+// The state contract (token by token, clone, save/load, bad input) is in
+// model_contract_test.cpp.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -13,6 +15,7 @@
 #include "gguf/gguf.h"
 #include "models/model.h"
 #include "tensor/kernels.h"
+#include "model_test_util.h"
 #include "test_support.h"
 
 namespace flatline {
@@ -20,19 +23,8 @@ namespace {
 
 const char* kTinyModel = "tiny-rwkv7-834K-f32.gguf";
 
-struct Loaded {
-  std::shared_ptr<const gguf::File> file;
-  std::unique_ptr<Model> model;
-};
-
-Loaded load(const std::string& path, int threads = 2, int64_t max_batch = 64) {
-  Loaded l;
-  l.file = std::make_shared<gguf::File>(gguf::File::open(path));
-  LoadOptions opts;
-  opts.pool = std::make_shared<ThreadPool>(threads);
-  opts.max_batch = max_batch;
-  l.model = load_model(l.file, opts);
-  return l;
+test::TestModel load(const std::string& path, int threads = 2, int64_t max_batch = 64) {
+  return test::load_test_model(path, DType::F32, max_batch, false, threads);
 }
 
 float max_abs_diff(const float* a, const float* b, size_t n) {
@@ -41,10 +33,10 @@ float max_abs_diff(const float* a, const float* b, size_t n) {
   return m;
 }
 
-std::vector<float> run_all(Model& model, const std::vector<int32_t>& ids) {
-  auto st = model.new_state(0);
-  std::vector<float> logits(ids.size() * model.info().n_vocab);
-  model.forward(*st, ids, LogitsMode::All, logits.data());
+std::vector<float> run_all(test::TestModel& m, const std::vector<int32_t>& ids) {
+  auto st = m.new_state(0);
+  std::vector<float> logits(ids.size() * m.info().n_vocab);
+  m.forward(*st, ids, LogitsMode::All, logits.data());
   return logits;
 }
 
@@ -217,7 +209,7 @@ TEST(Rwkv7, MatchesRwkvCppAndLlamaCppLogits) {
   auto st = m.model->new_state(0);
   std::vector<int32_t> ids = {34, 105, 110};
   std::vector<float> logits(256);
-  m.model->forward(*st, ids, LogitsMode::Last, logits.data());
+  m.forward(*st, ids, LogitsMode::Last, logits.data());
   auto expected = test::read_f32_file(expected_path);
   auto llama = test::read_f32_file(llama_path);
   ASSERT_EQ(expected.size(), 256u);
@@ -245,26 +237,10 @@ TEST(Rwkv7, MatchesNumpyReferenceAtEveryPosition) {
   ASSERT_EQ(ref.size(), 49u * 256);
   // Through the sequence path with chunks that do not divide 49.
   auto m = load(path, 2, 16);
-  auto logits = run_all(*m.model, ids);
+  auto logits = run_all(m, ids);
   float d = max_abs_diff(logits.data(), ref.data(), ref.size());
   std::printf("  max |flatline - numpy| over 49 positions = %.3g\n", d);
   EXPECT_LE(d, 1e-4f);
-}
-
-TEST(Rwkv7, SingleTokenPathEqualsSequencePath) {
-  REQUIRE_SHARED_MODEL(path, kTinyModel);
-  auto m = load(path, 2, 512);
-  auto ids = seq49_ids();
-  auto batched = run_all(*m.model, ids);
-  auto st = m.model->new_state(0);
-  std::vector<float> one(256);
-  float worst = 0;
-  for (size_t t = 0; t < ids.size(); ++t) {
-    m.model->forward(*st, std::span<const int32_t>(&ids[t], 1), LogitsMode::Last, one.data());
-    worst = std::max(worst, max_abs_diff(one.data(), batched.data() + t * 256, 256));
-  }
-  EXPECT_EQ(st->n_past(), 49);
-  EXPECT_LE(worst, 2e-5f);
 }
 
 TEST(Rwkv7, MatchesSlowDoubleReference) {
@@ -273,36 +249,13 @@ TEST(Rwkv7, MatchesSlowDoubleReference) {
   SlowRwkv7 ref(m.model->file());
   auto ids = seq49_ids();
   ids.resize(20);
-  auto logits = run_all(*m.model, ids);
+  auto logits = run_all(m, ids);
   float worst = 0;
   for (size_t t = 0; t < ids.size(); ++t) {
     auto r = ref.step(ids[t]);
     for (int v = 0; v < 256; ++v) worst = std::max(worst, static_cast<float>(std::fabs(r[v] - logits[t * 256 + v])));
   }
   EXPECT_LE(worst, 1e-4f);
-}
-
-TEST(Rwkv7, StateCloneSaveLoadContinueIdentically) {
-  REQUIRE_SHARED_MODEL(path, kTinyModel);
-  auto m = load(path);
-  auto ids = seq49_ids();
-  auto st = m.model->new_state(0);
-  std::vector<float> a(256), b(256), c(256);
-  m.model->forward(*st, std::span<const int32_t>(ids.data(), 30), LogitsMode::None, nullptr);
-  auto copy = st->clone();
-  std::vector<uint8_t> saved;
-  st->save(saved);
-  auto restored = m.model->new_state(0);
-  restored->load(saved);
-  EXPECT_EQ(restored->n_past(), 30);
-  std::span<const int32_t> rest(ids.data() + 30, ids.size() - 30);
-  m.model->forward(*st, rest, LogitsMode::Last, a.data());
-  m.model->forward(*copy, rest, LogitsMode::Last, b.data());
-  m.model->forward(*restored, rest, LogitsMode::Last, c.data());
-  EXPECT_EQ(0, std::memcmp(a.data(), b.data(), 256 * 4));
-  EXPECT_EQ(0, std::memcmp(a.data(), c.data(), 256 * 4));
-  saved.pop_back();
-  EXPECT_THROW(restored->load(saved), Error);
 }
 
 TEST(Rwkv7, LongSequenceStaysFinite) {
@@ -313,23 +266,8 @@ TEST(Rwkv7, LongSequenceStaysFinite) {
   for (auto& id : ids) id = static_cast<int32_t>(32 + rng() % 95);
   auto st = m.model->new_state(0);
   std::vector<float> logits(ids.size() * 256);
-  m.model->forward(*st, ids, LogitsMode::All, logits.data());
+  m.forward(*st, ids, LogitsMode::All, logits.data());
   for (float v : logits) ASSERT_TRUE(std::isfinite(v));
-}
-
-TEST(Rwkv7, RejectsOutOfRangeTokensWithoutTouchingState) {
-  REQUIRE_SHARED_MODEL(path, kTinyModel);
-  auto m = load(path);
-  auto st = m.model->new_state(0);
-  std::vector<int32_t> bad = {1, 2, 256};
-  std::vector<float> logits(256);
-  try {
-    m.model->forward(*st, bad, LogitsMode::Last, logits.data());
-    FAIL() << "expected an error";
-  } catch (const Error& e) {
-    EXPECT_NE(std::string(e.what()).find("token id 256 is out of range"), std::string::npos);
-  }
-  EXPECT_EQ(st->n_past(), 0);
 }
 
 }  // namespace

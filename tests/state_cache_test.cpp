@@ -311,7 +311,7 @@ void check_ten_turns(const std::string& model_path, int64_t num_predict, bool re
     EXPECT_EQ(r.generation.prompt_tokens, static_cast<int64_t>(prompt.size()));
     EXPECT_EQ(r.cached_tokens, static_cast<int64_t>(prompt.size()) - want);
     if (turn > 0 && from_reply) ++reply_hits;
-    expected.after_turn(prompt, r.generation.text, r.generation.done_reason);
+    expected.after_turn(prompt, r.generation.text, done_reason_name(r.generation.done_reason));
     history.push_back({"assistant", r.generation.text});
     messages.push_back({"assistant", r.generation.text});
   }

@@ -19,7 +19,7 @@ struct Shape {
   int64_t n_head, n_head_kv, dk, dv;
   int64_t past, n_tokens;  // keys already cached, then the queries
   int64_t window;
-  int64_t capacity;        // ring rows per head (>= what is visible)
+  int64_t capacity;        // rows per page (pages no query sees are left out)
   DType type;
 };
 
@@ -28,7 +28,8 @@ void PrintTo(const Shape& s, std::ostream* os) { *os << s.name; }
 // KV storage filled with random rows, kept as f32 (the values after a round
 // trip through the storage type) for the reference.
 struct Cache {
-  std::vector<std::vector<uint8_t>> k_bytes, v_bytes;
+  std::vector<std::vector<std::vector<uint8_t>>> k_pages, v_pages;  // [head][page] bytes
+  std::vector<std::vector<const uint8_t*>> k_ptrs, v_ptrs;         // [head][page], null where left out
   std::vector<std::vector<float>> k_f32, v_f32;  // [head][pos * dim]
   std::vector<KvRows> k, v;
 };
@@ -36,26 +37,32 @@ struct Cache {
 Cache make_cache(const Shape& s, std::mt19937& rng) {
   std::normal_distribution<float> normal(0.0f, 1.0f);
   const int64_t n_pos = s.past + s.n_tokens;
+  const int64_t P = s.capacity, n_pages = (n_pos + P - 1) / P;
+  // Pages wholly below what the first query sees are never read: leave them out.
+  const int64_t first_kept = s.window > 0 ? std::max<int64_t>(0, s.past - s.window + 1) / P : 0;
   Cache c;
   for (int64_t h = 0; h < s.n_head_kv; ++h) {
     for (int value = 0; value < 2; ++value) {
       const int64_t dim = value ? s.dv : s.dk;
       const size_t rb = row_bytes(s.type, dim);
-      std::vector<uint8_t> bytes(rb * s.capacity);
+      std::vector<std::vector<uint8_t>> pages(n_pages, std::vector<uint8_t>(rb * P));
       std::vector<float> f32(dim * n_pos), row(dim);
       for (int64_t p = 0; p < n_pos; ++p) {
         for (auto& x : row) x = normal(rng);
-        uint8_t* dst = bytes.data() + (p % s.capacity) * rb;
+        uint8_t* dst = pages[p / P].data() + (p % P) * rb;
         kv_row_from_f32(s.type, row.data(), dst, dim);
         kv_row_to_f32(s.type, dst, f32.data() + p * dim, dim);
       }
-      (value ? c.v_bytes : c.k_bytes).push_back(std::move(bytes));
+      std::vector<const uint8_t*> ptrs;
+      for (int64_t i = 0; i < n_pages; ++i) ptrs.push_back(i < first_kept ? nullptr : pages[i].data());
+      (value ? c.v_pages : c.k_pages).push_back(std::move(pages));
+      (value ? c.v_ptrs : c.k_ptrs).push_back(std::move(ptrs));
       (value ? c.v_f32 : c.k_f32).push_back(std::move(f32));
     }
   }
   for (int64_t h = 0; h < s.n_head_kv; ++h) {
-    c.k.push_back(KvRows{s.type, c.k_bytes[h].data(), row_bytes(s.type, s.dk), s.capacity});
-    c.v.push_back(KvRows{s.type, c.v_bytes[h].data(), row_bytes(s.type, s.dv), s.capacity});
+    c.k.push_back(KvRows{s.type, c.k_ptrs[h].data(), 0, row_bytes(s.type, s.dk), P});
+    c.v.push_back(KvRows{s.type, c.v_ptrs[h].data(), 0, row_bytes(s.type, s.dv), P});
   }
   return c;
 }
@@ -173,7 +180,8 @@ TEST(AttentionKernelRows, RejectsShapesBeyondItsScratch) {
   AttentionScratch scratch(1, 4, 2, 16, 16);
   std::vector<float> q(8 * 32), out(8 * 32);
   std::vector<uint8_t> mem(64 * 64 * 4);
-  KvRows rows{DType::F32, mem.data(), 32 * 4, 64};
+  const uint8_t* page = mem.data();
+  KvRows rows{DType::F32, &page, 0, 32 * 4, 64};
   std::vector<KvRows> k(4, rows), v(4, rows);
   AttentionArgs a;
   a.n_tokens = 1;

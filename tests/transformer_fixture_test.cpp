@@ -5,13 +5,13 @@
 #include <gtest/gtest.h>
 
 #include "test_support.h"
-#include "transformer_test_util.h"
+#include "model_test_util.h"
 #include "util/error.h"
 
 namespace flatline {
 namespace {
 
-using test::load_transformer;
+using test::load_test_model;
 using test::logits_in_pieces;
 using test::max_abs_diff;
 using test::standard_ids;
@@ -28,10 +28,10 @@ class TransformerFixture : public ::testing::TestWithParam<Fixture> {};
 TEST_P(TransformerFixture, BatchMatchesLlamaCpp) {
   REQUIRE_SHARED_MODEL(path, std::string("random/") + GetParam().gguf);
   REQUIRE_SHARED_MODEL(ref_path, std::string("random/") + GetParam().logits);
-  auto m = load_transformer(path);
+  auto m = load_test_model(path);
   auto ref = test::read_f32_file(ref_path);
   auto state = m.model->new_state(128);
-  auto got = logits_in_pieces(*m.model, *state, standard_ids(), {64});
+  auto got = logits_in_pieces(m, *state, standard_ids(), {64});
   float diff = max_abs_diff(got, ref);
   std::cout << GetParam().gguf << ": max |flatline - llama.cpp| over 64 x 512 logits = " << diff << "\n";
   EXPECT_LT(diff, 1e-3f);
@@ -42,16 +42,16 @@ TEST_P(TransformerFixture, TokenByTokenAndChunksAgreeWithOneBatch) {
   REQUIRE_SHARED_MODEL(ref_path, std::string("random/") + GetParam().logits);
   auto ref = test::read_f32_file(ref_path);
   // One thread: 64 single-token steps on a pool of two are slow on a busy machine.
-  auto m = load_transformer(path, DType::F32, 256, false, 1);
-  auto whole = logits_in_pieces(*m.model, *m.model->new_state(64), standard_ids(), {64});
+  auto m = load_test_model(path, DType::F32, 256, false, 1);
+  auto whole = logits_in_pieces(m, *m.model->new_state(64), standard_ids(), {64});
   for (const std::vector<int>& pieces : {std::vector<int>{1}, std::vector<int>{5, 17, 1, 41}, std::vector<int>{2, 3}}) {
-    auto got = logits_in_pieces(*m.model, *m.model->new_state(64), standard_ids(), pieces);
+    auto got = logits_in_pieces(m, *m.model->new_state(64), standard_ids(), pieces);
     EXPECT_LT(max_abs_diff(got, whole), 1e-4f) << "pieces starting " << pieces[0];
     EXPECT_LT(max_abs_diff(got, ref), 1e-3f) << "pieces starting " << pieces[0];
   }
   // Internal chunking: max_batch 7 splits the 64 tokens into 10 matmul chunks.
-  auto small = load_transformer(path, DType::F32, 7, false, 1);
-  auto got = logits_in_pieces(*small.model, *small.model->new_state(64), standard_ids(), {64});
+  auto small = load_test_model(path, DType::F32, 7, false, 1);
+  auto got = logits_in_pieces(small, *small.model->new_state(64), standard_ids(), {64});
   EXPECT_LT(max_abs_diff(got, whole), 1e-4f);
 }
 
@@ -59,8 +59,8 @@ TEST_P(TransformerFixture, F16AndQ8KvCachesStayClose) {
   REQUIRE_SHARED_MODEL(path, std::string("random/") + GetParam().gguf);
   REQUIRE_SHARED_MODEL(ref_path, std::string("random/") + GetParam().logits);
   auto ref = test::read_f32_file(ref_path);
-  auto f16 = load_transformer(path, DType::F16);
-  auto got16 = logits_in_pieces(*f16.model, *f16.model->new_state(64), standard_ids(), {64});
+  auto f16 = load_test_model(path, DType::F16);
+  auto got16 = logits_in_pieces(f16, *f16.model->new_state(64), standard_ids(), {64});
   float d16 = max_abs_diff(got16, ref);
   std::cout << GetParam().gguf << ": F16 KV max diff to llama.cpp (F32 KV) = " << d16 << "\n";
   EXPECT_LT(d16, 2e-2f);
@@ -69,15 +69,15 @@ TEST_P(TransformerFixture, F16AndQ8KvCachesStayClose) {
                                              f16.model->info().n_embd / f16.file->get_int(arch + ".attention.head_count"));
   if (head_dim % 32 != 0) {
     try {
-      load_transformer(path, DType::Q8_0);
+      load_test_model(path, DType::Q8_0);
       ADD_FAILURE() << "Q8_0 KV with head dim " << head_dim << " must be rejected";
     } catch (const Error& e) {
       EXPECT_NE(std::string(e.what()).find("multiples of 32"), std::string::npos) << e.what();
     }
     return;
   }
-  auto q8 = load_transformer(path, DType::Q8_0);
-  auto got8 = logits_in_pieces(*q8.model, *q8.model->new_state(64), standard_ids(), {64});
+  auto q8 = load_test_model(path, DType::Q8_0);
+  auto got8 = logits_in_pieces(q8, *q8.model->new_state(64), standard_ids(), {64});
   float d8 = max_abs_diff(got8, got16);
   std::cout << GetParam().gguf << ": Q8_0 KV max diff to F16 KV = " << d8 << "\n";
   EXPECT_LT(d8, 0.1f);

@@ -13,13 +13,13 @@
 #include "gguf/gguf_writer.h"
 #include "tensor/isa.h"
 #include "test_support.h"
-#include "transformer_test_util.h"
+#include "model_test_util.h"
 #include "util/error.h"
 
 namespace flatline {
 namespace {
 
-using test::load_transformer;
+using test::load_test_model;
 using test::logits_in_pieces;
 using test::max_abs_diff;
 
@@ -338,11 +338,11 @@ TEST_P(TransformerReference, MatchesPlainDoublePrecisionForward) {
   const Spec s = GetParam();
   const std::string path = write_model(s, 77);
   auto ids = some_ids(41, s.n_vocab);
-  auto m = load_transformer(path, DType::F32, 16);
+  auto m = load_test_model(path, DType::F32, 16);
   const Vec want = Reference(*m.file, s).logits(ids);
   std::vector<float> want_f(want.begin(), want.end());
   for (const std::vector<int>& pieces : {std::vector<int>{41}, std::vector<int>{1}, std::vector<int>{3, 8, 1}}) {
-    auto got = logits_in_pieces(*m.model, *m.model->new_state(48), ids, pieces);
+    auto got = logits_in_pieces(m, *m.model->new_state(48), ids, pieces);
     const float diff = max_abs_diff(got, want_f);
     if (pieces.size() == 1 && pieces[0] == 41)
       std::cout << s.arch << ": max |flatline - double reference| = " << diff << "\n";
@@ -353,17 +353,17 @@ TEST_P(TransformerReference, MatchesPlainDoublePrecisionForward) {
   for (Isa isa : {Isa::Scalar, Isa::Avx2, Isa::Avx512}) {
     if (static_cast<int>(isa) > static_cast<int>(detected_isa())) continue;
     set_active_isa(isa);
-    auto got = logits_in_pieces(*m.model, *m.model->new_state(48), ids, {7});
+    auto got = logits_in_pieces(m, *m.model->new_state(48), ids, {7});
     EXPECT_LT(max_abs_diff(got, want_f), 2e-4f) << s.arch << " with " << isa_name(isa);
   }
   set_active_isa(saved);
   // The default F16 cache stays close; so does Q8_0 where the head dim allows it.
-  auto f16 = load_transformer(path, DType::F16, 16);
-  auto got16 = logits_in_pieces(*f16.model, *f16.model->new_state(48), ids, {41});
+  auto f16 = load_test_model(path, DType::F16, 16);
+  auto got16 = logits_in_pieces(f16, *f16.model->new_state(48), ids, {41});
   EXPECT_LT(max_abs_diff(got16, want_f), 2e-2f);
   if (s.head_dim % 32 == 0) {
-    auto q8 = load_transformer(path, DType::Q8_0, 16);
-    auto got8 = logits_in_pieces(*q8.model, *q8.model->new_state(48), ids, {41});
+    auto q8 = load_test_model(path, DType::Q8_0, 16);
+    auto got8 = logits_in_pieces(q8, *q8.model->new_state(48), ids, {41});
     EXPECT_LT(max_abs_diff(got8, want_f), 0.15f);
   }
 }
@@ -376,7 +376,7 @@ TEST(TransformerReferenceLoad, RejectsBrokenFiles) {
   const std::string good = write_model(s, 5);
   auto expect_error = [](const std::string& path, const std::string& fragment) {
     try {
-      load_transformer(path);
+      load_test_model(path);
       ADD_FAILURE() << "expected an error mentioning " << fragment;
     } catch (const Error& e) {
       EXPECT_NE(std::string(e.what()).find(fragment), std::string::npos) << e.what();

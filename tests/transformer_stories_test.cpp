@@ -10,13 +10,13 @@
 
 #include "test_support.h"
 #include "tokenizer/tokenizer.h"
-#include "transformer_test_util.h"
+#include "model_test_util.h"
 
 namespace flatline {
 namespace {
 
 using test::argmax;
-using test::load_transformer;
+using test::load_test_model;
 
 nlohmann::json read_json(const std::string& path) {
   std::ifstream in(path);
@@ -34,7 +34,7 @@ const nlohmann::json& key_starting(const nlohmann::json& j, const std::string& p
 // Feeds `prompt` in one batch, then decodes greedily one token at a time
 // until `total` tokens have been fed; returns every fed id and the logits
 // after each of the first `keep_logits` positions.
-std::vector<int32_t> greedy(Model& model, const std::vector<int32_t>& prompt, size_t total,
+std::vector<int32_t> greedy(test::TestModel& model, const std::vector<int32_t>& prompt, size_t total,
                             std::vector<float>* logits_out = nullptr, size_t keep_logits = 0) {
   const int64_t V = model.info().n_vocab;
   auto state = model.new_state(static_cast<int64_t>(total));
@@ -61,10 +61,10 @@ TEST(TransformerStories, GreedyFromBosReproducesReference) {
   ASSERT_EQ(expected.size(), 200u);
   ASSERT_EQ(expected[0], 1);
   for (DType kv : {DType::F32, DType::F16}) {
-    auto m = load_transformer(path, kv, 256, false, 1);
+    auto m = load_test_model(path, kv, 256, false, 1);
     std::vector<float> logits;
     // One more step than fed: run.c also prints the token predicted at the last position.
-    auto fed = greedy(*m.model, {1}, expected.size() + 1, &logits, 16);
+    auto fed = greedy(m, {1}, expected.size() + 1, &logits, 16);
     EXPECT_EQ(std::vector<int32_t>(fed.begin(), fed.end() - 1), expected) << "KV type " << dtype_name(kv);
     // The text through flatline's SentencePiece tokenizer is llama2.c's (which prints from position 1).
     auto tok = Tokenizer::from_gguf(*m.file);
@@ -80,14 +80,14 @@ TEST(TransformerStories, GreedyFromBosReproducesReference) {
 TEST(TransformerStories, GreedyAfterPromptsReproducesReference) {
   REQUIRE_SHARED_MODEL(path, "stories260K/stories260K.gguf");
   REQUIRE_SHARED_MODEL(ref_json, "stories260K/reference/greedy_prompted_reference.json");
-  auto m = load_transformer(path, DType::F16, 256, false, 1);
+  auto m = load_test_model(path, DType::F16, 256, false, 1);
   auto refs = read_json(ref_json);
   ASSERT_EQ(refs.size(), 2u);
   for (const auto& r : refs) {
     auto prompt = key_starting(r, "prompt_token_ids").get<std::vector<int32_t>>();
     auto expected = key_starting(r, "fed_token_ids").get<std::vector<int32_t>>();
     ASSERT_GT(expected.size(), prompt.size());
-    auto fed = greedy(*m.model, prompt, expected.size() + 1);
+    auto fed = greedy(m, prompt, expected.size() + 1);
     EXPECT_EQ(std::vector<int32_t>(fed.begin(), fed.end() - 1), expected) << r["prompt"];
     auto tok = Tokenizer::from_gguf(*m.file);
     EXPECT_EQ(std::vector<int32_t>(prompt.begin() + 1, prompt.end()), tok->encode(r["prompt"].get<std::string>()));
@@ -97,14 +97,15 @@ TEST(TransformerStories, GreedyAfterPromptsReproducesReference) {
 
 TEST(TransformerStories, InfoDescribesTheModel) {
   REQUIRE_SHARED_MODEL(path, "stories260K/stories260K.gguf");
-  auto m = load_transformer(path, DType::F16, 256, false, 1);
+  auto m = load_test_model(path, DType::F16, 256, false, 1);
   const ModelInfo& info = m.model->info();
   EXPECT_EQ(info.architecture, "llama");
   EXPECT_EQ(info.n_vocab, 512);
   EXPECT_EQ(info.n_embd, 64);
   EXPECT_EQ(info.n_layer, 5);
   EXPECT_EQ(info.n_ctx_train, 2048);
-  EXPECT_FALSE(info.recurrent);
+  EXPECT_TRUE(m.model->traits().has_context_limit);
+  EXPECT_TRUE(m.model->traits().can_truncate);
   EXPECT_EQ(info.file_type, "F32");
   uint64_t params = 0;
   for (const auto& t : m.file->tensors()) params += t.n_elements();
@@ -113,7 +114,7 @@ TEST(TransformerStories, InfoDescribesTheModel) {
   // Untied output: a decode step reads one of the 512 embedding rows.
   EXPECT_EQ(info.bytes_per_token, info.weight_bytes - 511 * 64 * 4);
   // 5 layers x (K + V) x 4 KV heads x head dim 8 x 2 bytes.
-  EXPECT_EQ(m.model->kv_bytes_per_token(), 5u * 2 * 4 * 8 * 2);
+  EXPECT_EQ(m.model->traits().state_bytes_per_token, 5u * 2 * 4 * 8 * 2);
 }
 
 }  // namespace

@@ -66,9 +66,10 @@ struct DepthResult {
 };
 
 // Fills a fresh state with `depth` tokens (untimed).
-std::unique_ptr<ModelState> state_at_depth(Model& model, int64_t depth, int64_t n_ctx, std::vector<float>& logits) {
+std::unique_ptr<ModelState> state_at_depth(Model& model, Workspace& ws, int64_t depth, int64_t n_ctx,
+                                           std::vector<float>& logits) {
   auto st = model.new_state(n_ctx);
-  if (depth > 0) model.forward(*st, random_tokens(depth, model.info().n_vocab, 1), LogitsMode::Last, logits.data());
+  if (depth > 0) model.forward(*st, random_tokens(depth, model.info().n_vocab, 1), LogitsMode::Last, logits.data(), ws);
   return st;
 }
 
@@ -76,20 +77,21 @@ DepthResult run_depth(Model& model, const BenchOptions& o, int64_t depth, int64_
   const int64_t n_vocab = model.info().n_vocab;
   std::vector<float> logits(static_cast<size_t>(n_vocab));
   std::vector<double> pp, tg;
+  auto ws = model.new_workspace();
   for (int rep = 0; rep < o.repetitions; ++rep) {
     if (o.n_prompt > 0) {
-      auto st = state_at_depth(model, depth, n_ctx, logits);
+      auto st = state_at_depth(model, *ws, depth, n_ctx, logits);
       auto ids = random_tokens(o.n_prompt, n_vocab, 100 + rep);
       auto t0 = std::chrono::steady_clock::now();
-      model.forward(*st, ids, LogitsMode::Last, logits.data());
+      model.forward(*st, ids, LogitsMode::Last, logits.data(), *ws);
       pp.push_back(o.n_prompt / seconds_since(t0));
     }
     if (o.n_gen > 0) {
-      auto st = state_at_depth(model, depth, n_ctx, logits);
+      auto st = state_at_depth(model, *ws, depth, n_ctx, logits);
       int32_t id = static_cast<int32_t>(rep % std::min<int64_t>(n_vocab, 256));
       auto t0 = std::chrono::steady_clock::now();
       for (int64_t i = 0; i < o.n_gen; ++i) {
-        model.forward(*st, std::span<const int32_t>(&id, 1), LogitsMode::Last, logits.data());
+        model.forward(*st, std::span<const int32_t>(&id, 1), LogitsMode::Last, logits.data(), *ws);
         id = static_cast<int32_t>(std::max_element(logits.begin(), logits.end()) - logits.begin());
       }
       tg.push_back(o.n_gen / seconds_since(t0));
@@ -132,10 +134,11 @@ void run_bench(const BenchOptions& o) {
   {
     std::vector<float> logits(static_cast<size_t>(mi.n_vocab));
     auto st = model.new_state(mo.ctx);
+    auto ws = model.new_workspace();
     auto ids = random_tokens(std::min<int64_t>(std::max<int64_t>(o.n_prompt, 1), mo.batch), mi.n_vocab, 7);
-    model.forward(*st, ids, LogitsMode::Last, logits.data());
+    model.forward(*st, ids, LogitsMode::Last, logits.data(), *ws);
     int32_t id = 0;
-    model.forward(*st, std::span<const int32_t>(&id, 1), LogitsMode::Last, logits.data());
+    model.forward(*st, std::span<const int32_t>(&id, 1), LogitsMode::Last, logits.data(), *ws);
   }
 
   std::vector<DepthResult> results;

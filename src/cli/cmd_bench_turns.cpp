@@ -128,7 +128,7 @@ ModelRun run_model(const std::string& path, const BenchTurnsOptions& o, std::sha
       row.prompt_eval_count = g.prompt_eval_count;
       row.cached_tokens = r.cached_tokens;
       row.prompt_ms = g.prompt_eval_ns / 1e6;
-      row.done_reason = g.done_reason;
+      row.done_reason = done_reason_name(g.done_reason);
       messages.push_back({"assistant", g.text});
     } catch (const ContextOverflowError& e) {
       // Default policy: a turn that does not fit the context is refused whole

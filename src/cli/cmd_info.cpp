@@ -25,7 +25,7 @@ void print_file_summary(const gguf::File& f) {
   std::printf("architecture:    %s\n", f.get_string("general.architecture", "(none)").c_str());
   std::map<std::string, std::pair<int, uint64_t>> types;
   for (const auto& t : f.tensors()) {
-    auto& e = types[traits(t.type).name];
+    auto& e = types[flatline::traits(t.type).name];
     e.first++;
     e.second += t.n_bytes;
   }
@@ -60,7 +60,7 @@ void register_info(CLI::App& app) {
       for (const auto& [key, value] : file->metadata()) std::printf("  %-48s %s\n", key.c_str(), value.to_string().c_str());
     if (o.tensors)
       for (const auto& t : file->tensors())
-        std::printf("  %-40s %-6s %s\n", t.name.c_str(), traits(t.type).name, t.shape_string().c_str());
+        std::printf("  %-40s %-6s %s\n", t.name.c_str(), flatline::traits(t.type).name, t.shape_string().c_str());
     if (file->tensors().empty()) {
       std::printf("weights:         none (vocabulary-only file)\n");
       print_tokenizer(*file);
@@ -81,21 +81,22 @@ void register_info(CLI::App& app) {
                 static_cast<long long>(mi.n_embd), static_cast<long long>(mi.n_vocab));
     std::printf("memory:\n");
     std::printf("  weights        %s (memory-mapped)\n", format_bytes(mi.weight_bytes).c_str());
-    std::printf("  scratch        %s (for %lld-token prompt chunks)\n", format_bytes(model->scratch_bytes()).c_str(),
+    std::printf("  workspace      %s (for %lld-token prompt chunks)\n", format_bytes(model->workspace_bytes()).c_str(),
                 static_cast<long long>(o.model.batch));
-    if (mi.recurrent) {
+    const ModelTraits& tr = model->traits();
+    if (!tr.has_context_limit) {
       std::printf("  state          %s per conversation, whatever its length (recurrent)\n",
-                  format_bytes(model->state_bytes(0)).c_str());
+                  format_bytes(tr.state_fixed_bytes).c_str());
     } else {
-      // Sliding-window layers stop growing at their window: per-token cost
-      // is what the global layers add for each further token.
-      uint64_t per_token = model->kv_bytes_per_token();
-      if (per_token == 0) per_token = model->state_bytes(1025) - model->state_bytes(1024);
-      std::printf("  KV cache       %s per token, %s for a %lld-token context\n", format_bytes(per_token).c_str(),
-                  format_bytes(model->state_bytes(o.model.ctx)).c_str(), static_cast<long long>(o.model.ctx));
-      // Largest context whose weights + scratch + KV cache fit the budget
-      // (KV is not linear in the context when sliding-window layers cap out).
-      auto needs = [&](int64_t n) { return file->file_size() + model->scratch_bytes() + model->state_bytes(n); };
+      // Sliding-window layers stop growing at their window: the per-token
+      // cost is what the other attention layers add for each further token.
+      std::printf("  state          %s fixed%s + %s per token of context (KV), %s for a %lld-token context\n",
+                  format_bytes(tr.state_fixed_bytes).c_str(),
+                  model->state_layout().has_recurrent() ? " (recurrent layers and window KV)" : "",
+                  format_bytes(tr.state_bytes_per_token).c_str(), format_bytes(model->state_bytes(o.model.ctx)).c_str(),
+                  static_cast<long long>(o.model.ctx));
+      // Largest context whose weights + workspace + state fit the budget.
+      auto needs = [&](int64_t n) { return file->file_size() + model->workspace_bytes() + model->state_bytes(n); };
       int64_t max_ctx = 0;
       if (needs(1) <= budget.limit()) {
         int64_t lo = 1, hi = 1;
@@ -111,7 +112,7 @@ void register_info(CLI::App& app) {
                   static_cast<long long>(max_ctx), format_bytes(budget.limit()).c_str(),
                   static_cast<long long>(mi.n_ctx_train));
     }
-    uint64_t total = file->file_size() + model->scratch_bytes() + model->state_bytes(o.model.ctx);
+    uint64_t total = file->file_size() + model->workspace_bytes() + model->state_bytes(o.model.ctx);
     std::printf("  total          %s for one conversation (budget %s)\n", format_bytes(total).c_str(),
                 format_bytes(budget.limit()).c_str());
     print_tokenizer(*file);

@@ -29,7 +29,8 @@ void register_logits(CLI::App& app) {
     const int64_t n_vocab = model->info().n_vocab;
     auto state = model->model().new_state(mo.ctx);
     std::vector<float> logits(static_cast<size_t>((opts->all ? ids.size() : 1) * n_vocab));
-    model->model().forward(*state, ids, opts->all ? LogitsMode::All : LogitsMode::Last, logits.data());
+    auto ws = model->model().new_workspace();
+    model->model().forward(*state, ids, opts->all ? LogitsMode::All : LogitsMode::Last, logits.data(), *ws);
     std::ofstream out(opts->out, std::ios::binary);
     if (!out) throw Error("cannot write " + opts->out);
     out.write(reinterpret_cast<const char*>(logits.data()), static_cast<std::streamsize>(logits.size() * sizeof(float)));

@@ -79,7 +79,7 @@ void run_chat(Engine& engine, const RunOptions& o, bool interactive) {
     before_reply = conv.clone();
     auto r = engine.generate(conv, prompt, g, print_piece);
     std::printf("\n");
-    if (r.done_reason == "cancelled") std::fprintf(stderr, "[stopped]\n");
+    if (r.done_reason == DoneReason::Cancelled) std::fprintf(stderr, "[stopped]\n");
     if (o.show_stats || interactive) print_stats(r);
     messages.push_back({"assistant", r.text});
   };

@@ -16,8 +16,10 @@ void register_synth(CLI::App& app) {
   };
   auto opts = std::make_shared<Options>();
   auto* sub = app.add_subcommand("synth", "Write a random-weight GGUF with a real model's shape (for benchmarks)");
-  sub->add_option("--arch", opts->arch, "Architecture (rwkv7)")->capture_default_str();
-  sub->add_option("--preset", opts->preset, "Size: 0.1b, 0.4b, 1.5b, 2.9b, 7.2b")->capture_default_str();
+  sub->add_option("--arch", opts->arch, "Architecture: rwkv7, llama, gemma3, mamba, mamba2")->capture_default_str();
+  sub->add_option("--preset", opts->preset,
+                  "Size (rwkv7: 0.1b 0.4b 1.5b 2.9b 7.2b; llama: 1b 3b; gemma3: 1b 4b; mamba: 2.8b; mamba2: 1.3b 2.7b)")
+      ->capture_default_str();
   sub->add_option("--type", opts->type, "Weight type (q8_0, q4_0, q4_k, f16, ...)")->capture_default_str();
   sub->add_option("--seed", opts->seed, "Random seed")->capture_default_str();
   sub->add_option("-o,--out", opts->out, "Output file")->required();
@@ -25,18 +27,19 @@ void register_synth(CLI::App& app) {
   sub->add_option("--n-layer", opts->n_layer, "Override the preset's layer count");
   sub->add_option("--n-vocab", opts->n_vocab, "Override the vocabulary size (>= 256)");
   sub->add_option("--n-ffn", opts->n_ffn, "Override the feed-forward width");
-  sub->add_option("--lora-rank", opts->rank, "Use this rank for all four LoRA paths");
+  sub->add_option("--lora-rank", opts->rank, "RWKV-7: use this rank for all four LoRA paths");
   sub->callback([opts] {
     auto type = dtype_from_name(opts->type);
     if (!type) throw Error("unknown weight type '" + opts->type + "'");
-    if (opts->arch != "rwkv7") throw Error("synth: only --arch rwkv7 is implemented");
-    Rwkv7Shape shape = rwkv7_preset(opts->preset);
-    if (opts->n_embd) shape.n_embd = opts->n_embd;
-    if (opts->n_layer) shape.n_layer = opts->n_layer;
-    if (opts->n_vocab) shape.n_vocab = opts->n_vocab;
-    if (opts->n_ffn) shape.n_ffn = opts->n_ffn;
-    if (opts->rank) shape.rank_decay = shape.rank_iclr = shape.rank_value = shape.rank_gate = opts->rank;
-    write_synthetic_rwkv7(opts->out, shape, *type, opts->seed);
+    SyntheticModel m = synthetic_preset(opts->arch, opts->preset);
+    if (opts->n_embd) m.n_embd = opts->n_embd;
+    if (opts->n_layer) m.n_layer = opts->n_layer;
+    if (opts->n_vocab) m.n_vocab = opts->n_vocab;
+    if (opts->n_ffn) m.n_ff = opts->n_ffn;
+    if (opts->rank) m.rank_decay = m.rank_iclr = m.rank_value = m.rank_gate = opts->rank;
+    m.type = *type;
+    m.seed = opts->seed;
+    write_synthetic_model(opts->out, m);
     std::fprintf(stderr, "wrote %s\n", opts->out.c_str());
   });
 }

@@ -10,7 +10,8 @@
 #include <cmath>
 #include <string>
 
-#include "models/transformer_base.h"
+#include "models/decoder.h"
+#include "models/weights.h"
 #include "util/error.h"
 
 namespace flatline {
@@ -38,33 +39,40 @@ std::vector<bool> sliding_layers(const gguf::File& file, int64_t n_layer) {
 }  // namespace
 
 std::unique_ptr<Model> load_gemma3(std::shared_ptr<const gguf::File> file, const LoadOptions& options) {
-  TransformerConfig c = read_base_config(*file, "gemma3");
+  DecoderConfig c = read_transformer_config(*file, "gemma3");
   const int64_t n_layer = static_cast<int64_t>(c.layers.size());
-  c.rope_style = RopeStyle::Neox;
-  c.activation = FfnActivation::GeluTanh;
-  c.qk_norm = true;
+  c.ropes[0].style = RopeStyle::Neox;
   c.post_norms = true;
   c.embedding_scale = std::sqrt(static_cast<float>(c.n_embd));
-  c.rms_eps = static_cast<float>(file->get_float("gemma3.attention.layer_norm_rms_epsilon", 1e-6));
-  if (c.attention_scale == 0) {
+  c.norm_eps = static_cast<float>(file->get_float("gemma3.attention.layer_norm_rms_epsilon", 1e-6));
+  float scale = c.layers[0].attention.scale;
+  if (scale == 0) {
     // llama.cpp: the 27B model (62 layers) scales by 1/sqrt(n_embd / n_head)
     // (query_pre_attn_scalar), every other size by 1/sqrt(head_dim).
-    const double d = n_layer == 62 ? double(c.n_embd) / double(c.layers[0].n_head) : double(c.head_dim_k);
-    c.attention_scale = static_cast<float>(1.0 / std::sqrt(d));
+    const double d = n_layer == 62 ? double(c.n_embd) / double(c.layers[0].attention.n_head)
+                                   : double(c.layers[0].attention.head_dim_k);
+    scale = static_cast<float>(1.0 / std::sqrt(d));
   }
-  const int64_t window = file->get_int("gemma3.attention.sliding_window", 0);
-  if (window < 0) throw Error(file->path() + ": gemma3.attention.sliding_window must not be negative");
+  for (auto& l : c.layers) {
+    l.attention.qk_norm = true;
+    l.attention.scale = scale;
+    l.activation = Activation::GeluTanh;
+  }
+  const int64_t window = checked_size_key(*file, "gemma3.attention.sliding_window", 0);
   if (window > 0) {
     const std::vector<bool> slides = sliding_layers(*file, n_layer);
-    const double swa_base = file->get_float("gemma3.rope.freq_base_swa", 10000.0);
+    // Window layers: their own RoPE base (rope.freq_base_swa), no scaling.
+    RopeSpec local = c.ropes[0];
+    local.base = file->get_float("gemma3.rope.freq_base_swa", 10000.0);
+    local.scale = 1.0;
+    c.ropes.push_back(local);
     for (int64_t l = 0; l < n_layer; ++l) {
       if (!slides[l]) continue;
-      c.layers[l].window = window;
-      c.layers[l].rope_base = swa_base;
-      c.layers[l].rope_scale = 1.0;
+      c.layers[l].attention.window = window;
+      c.layers[l].attention.rope = 1;
     }
   }
-  return make_transformer(std::move(file), options, std::move(c));
+  return make_decoder(std::move(file), options, std::move(c));
 }
 
 }  // namespace flatline

@@ -4,15 +4,14 @@
 // the rope_freqs tensor, tied or separate output.
 #include "models/llama.h"
 
-#include "models/transformer_base.h"
+#include "models/decoder.h"
 
 namespace flatline {
 
 std::unique_ptr<Model> load_llama(std::shared_ptr<const gguf::File> file, const LoadOptions& options) {
-  TransformerConfig c = read_base_config(*file, "llama");
-  c.rope_style = RopeStyle::Norm;
-  c.activation = FfnActivation::Silu;
-  return make_transformer(std::move(file), options, std::move(c));
+  DecoderConfig c = read_transformer_config(*file, "llama");
+  c.ropes[0].style = RopeStyle::Norm;
+  return make_decoder(std::move(file), options, std::move(c));
 }
 
 }  // namespace flatline

@@ -1,21 +1,48 @@
 // The one interface every architecture implements:
 //   state in, tokens in -> logits out, state out.
-// A Model is immutable weights (views into the mapped GGUF) plus per-model
-// scratch buffers; all per-conversation data lives in a ModelState, which is
-// a value: it can be cloned, saved, loaded and measured.
+// A Model is immutable after load: weights (views into the mapped GGUF), its
+// traits and its layer plan. Everything about one conversation lives in a
+// ModelState (models/state/model_state.h), and the buffers one forward pass
+// needs live in a Workspace the caller owns, so forward() is const and two
+// threads may run two conversations on one loaded model, each with its own
+// workspace.
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <span>
 #include <string>
 #include <vector>
 
 #include "gguf/gguf.h"
+#include "models/state/model_state.h"
 #include "tensor/dtype.h"
 #include "tensor/thread_pool.h"
 
 namespace flatline {
+
+enum class GenerationKind {
+  Autoregressive,   // one token after the other (every causal model)
+  MaskedDiffusion,  // a canvas of mask tokens refined over steps (LLaDA, Dream)
+};
+
+// What the runtime may assume about a model. Filled by each factory; every
+// runtime decision asks the property it means.
+struct ModelTraits {
+  GenerationKind generation = GenerationKind::Autoregressive;
+  bool causal = true;           // attention sees only earlier positions
+  bool prefix_reusable = true;  // a state after a prefix can be continued (false for diffusion)
+  bool can_truncate = false;    // the newest tokens of a state can be dropped (no recurrent part)
+  // A state's size: a fixed part plus, for models with attention layers, a
+  // part per token of context (the KV of the layers without a sliding window).
+  uint64_t state_fixed_bytes = 0;
+  uint64_t state_bytes_per_token = 0;
+  // True when a state holds positions and so needs a context size (any model
+  // with attention layers). Models without one accept any number of tokens.
+  bool has_context_limit = false;
+  int64_t trained_context = 0;  // <arch>.context_length (0 = none given)
+};
 
 struct ModelInfo {
   std::string architecture;   // general.architecture
@@ -26,75 +53,99 @@ struct ModelInfo {
   int64_t n_ctx_train = 0;    // <arch>.context_length (0 = unbounded, e.g. RWKV)
   uint64_t n_params = 0;      // elements of all weight tensors
   uint64_t weight_bytes = 0;  // bytes of all weight tensors
-  uint64_t bytes_per_token = 0;  // weight bytes one decode step reads (excludes unused embedding rows)
-  bool recurrent = false;     // state size does not grow with context
+  uint64_t bytes_per_token = 0;  // weight bytes one decode step reads (unused embedding rows and experts excluded)
   std::string file_type;      // most common weight type by bytes, e.g. "Q8_0"
 };
 
-class ModelState {
- public:
-  virtual ~ModelState() = default;
-  virtual std::unique_ptr<ModelState> clone() const = 0;
-  virtual void reset() = 0;                 // back to the empty context
-  virtual size_t memory_bytes() const = 0;  // bytes this state holds now
-  // Raw payload for persistence (no header: the runtime adds the model
-  // fingerprint and checks it). load() throws Error on any size mismatch.
-  virtual void save(std::vector<uint8_t>& out) const = 0;
-  virtual void load(std::span<const uint8_t> in) = 0;
-  // Transformers can drop the newest tokens (their KV); recurrent states
-  // cannot and return false.
-  virtual bool truncate(int64_t n_tokens) { return n_tokens == n_past_; }
+enum class LogitsMode { None, Last, All };
+enum class AttentionMask { Causal, Full };
 
-  int64_t n_past() const { return n_past_; }  // tokens consumed since reset
-  int64_t n_ctx() const { return n_ctx_; }    // capacity (0 = unbounded)
-
- protected:
-  int64_t n_past_ = 0;
-  int64_t n_ctx_ = 0;
+// Per-token facts a forward pass can report (for --verbose, run --stats,
+// logits --loops-out and the server's final response).
+struct ForwardStats {
+  std::vector<int32_t> loops_used;  // looped models: loops computed per token, appended in order
 };
 
-enum class LogitsMode { None, Last, All };
+// One conversation's part of a forward pass.
+struct SequenceInput {
+  ModelState* state = nullptr;
+  std::span<const int32_t> tokens;
+  LogitsMode logits = LogitsMode::Last;
+  // n_vocab floats for Last, tokens x n_vocab (row-major) for All; n_embd
+  // floats per row instead when ForwardArgs::hidden is set.
+  float* out = nullptr;
+  ForwardStats* stats = nullptr;  // optional
+};
 
+struct ForwardArgs {
+  std::span<const SequenceInput> sequences;
+  AttentionMask mask = AttentionMask::Causal;
+  // Write the final normed hidden states (n_embd per row) instead of logits
+  // (embeddings).
+  bool hidden = false;
+};
+
+// Buffers of one forward pass, grown to the largest batch seen. Made by the
+// model (new_workspace) and owned by the caller; one per thread that runs
+// forward passes.
+class Workspace {
+ public:
+  virtual ~Workspace() = default;
+  virtual uint64_t bytes() const = 0;
+};
+
+// Options for loading. `family` holds the options only some architectures
+// understand (e.g. "loops", "exit_threshold"); a factory rejects any key it
+// does not know, naming it.
 struct LoadOptions {
   std::shared_ptr<ThreadPool> pool;  // required
-  int64_t max_batch = 256;           // tokens per matmul chunk in prompt processing
-  // Transformers: element type of the KV cache (F16, Q8_0 or F32; Q8_0
-  // needs head dims that are multiples of 32).
+  int64_t max_batch = 256;           // tokens per chunk in prompt processing
+  // Models with attention: element type of the KV cache (F16, Q8_0 or F32;
+  // Q8_0 needs head dims that are multiples of 32).
   DType kv_type = DType::F16;
-  // Transformers with sliding-window layers (Gemma 3): keep the whole
-  // context in those layers too instead of a ring of window + max_batch
-  // tokens. Costs memory; needed only to truncate() far back.
+  // Sliding-window layers (Gemma 3): keep the whole context there too, so a
+  // state can truncate() far back. Costs memory.
   bool kv_swa_full = false;
+  std::map<std::string, std::string> family;
 };
 
 class Model {
  public:
   virtual ~Model() = default;
   const ModelInfo& info() const { return info_; }
+  const ModelTraits& traits() const { return traits_; }
   const gguf::File& file() const { return *file_; }
   std::shared_ptr<const gguf::File> file_ptr() const { return file_; }
 
-  // A fresh state able to hold n_ctx tokens (ignored by recurrent models).
-  virtual std::unique_ptr<ModelState> new_state(int64_t n_ctx) const = 0;
-  // Bytes a state for n_ctx tokens will take, for the memory budget.
-  virtual uint64_t state_bytes(int64_t n_ctx) const = 0;
-  // Bytes of scratch buffers (activations) this model allocates.
-  virtual uint64_t scratch_bytes() const = 0;
-  // Bytes one more token of context adds to a state once the context is
-  // long (transformers: the KV of the layers without a sliding window; 0 for
-  // recurrent models). state_bytes() is the exact figure for a given n_ctx.
-  virtual uint64_t kv_bytes_per_token() const { return 0; }
+  // A fresh state able to hold n_ctx tokens (ignored without a context limit).
+  std::unique_ptr<ModelState> new_state(int64_t n_ctx) const;
+  // Bytes a state for n_ctx tokens takes at most, for the memory budget.
+  uint64_t state_bytes(int64_t n_ctx) const;
+  const StateLayout& state_layout() const { return layout_; }
 
-  // Feeds `tokens` after what `state` already holds. Writes n_vocab logits
-  // for the last token (Last) or for every token (All, row-major) to
-  // `logits`, which must be large enough. Throws Error for token ids out of
-  // range or a context overflow; the state is unchanged when it throws.
-  // Not reentrant: one forward at a time per Model.
-  virtual void forward(ModelState& state, std::span<const int32_t> tokens, LogitsMode mode, float* logits) = 0;
+  virtual std::unique_ptr<Workspace> new_workspace() const = 0;
+  // Bytes a workspace takes for a batch of max_batch tokens.
+  virtual uint64_t workspace_bytes() const = 0;
+
+  // Feeds each sequence's tokens after what its state already holds and
+  // writes the requested logits. Throws Error for token ids out of range or
+  // a state of another shape, ContextOverflowError when a state cannot hold
+  // its tokens; no state changes when it throws.
+  virtual void forward(const ForwardArgs& args, Workspace& ws) const = 0;
+
+  // One sequence.
+  void forward(ModelState& state, std::span<const int32_t> tokens, LogitsMode mode, float* out, Workspace& ws) const;
 
  protected:
+  // For factories: checks every sequence before anything is mutated.
+  void validate(const ForwardArgs& args) const;
+  void set_layout(StateLayout layout);
+
   ModelInfo info_;
+  ModelTraits traits_;
   std::shared_ptr<const gguf::File> file_;
+  std::shared_ptr<ThreadPool> pool_;
+  StateLayout layout_;
 };
 
 // Creates the model for file->architecture(); throws Error naming the

@@ -1,10 +1,10 @@
 // The list of architectures flatline can run. Adding one = one new file in
 // src/models/ plus one line here.
-#include <functional>
 #include <utility>
 
 #include "models/gemma3.h"
 #include "models/llama.h"
+#include "models/mamba.h"
 #include "models/model.h"
 #include "models/rwkv7.h"
 #include "util/error.h"
@@ -24,7 +24,8 @@ const std::vector<Registration>& registry() {
   static const std::vector<Registration> entries = {
       {"llama", load_llama},
       {"gemma3", load_gemma3},
-      {"rwkv7", make_rwkv7},
+      {"rwkv7", load_rwkv7},
+      {"mamba", load_mamba},
   };
   return entries;
 }

@@ -1,4 +1,4 @@
-// RWKV-7 forward pass, following llama.cpp's formulation (FACTS.md §2.4):
+// RWKV-7 forward pass, following llama.cpp's formulation (src/models/rwkv7-base.cpp there):
 //
 //   x = LN0(emb[token]); per layer:
 //     a_in = LN1(x); x{r,w,k,v,a,g} = a_in + (prev - a_in) * lerp[i]
@@ -23,6 +23,7 @@
 #include <cstring>
 #include <filesystem>
 
+#include "models/batch.h"
 #include "models/weights.h"
 #include "tensor/kernels.h"
 #include "tensor/vector_ops.h"
@@ -34,7 +35,6 @@ namespace flatline {
 namespace {
 
 constexpr float kDecayScale = 0.606531f;  // e^-0.5, see the decay line above
-constexpr int64_t kMinParallelTokens = 4;   // below: element-wise work stays on the calling thread
 
 struct Rwkv7Hparams {
   int64_t n_vocab = 0, n_embd = 0, n_layer = 0, n_ffn = 0;
@@ -55,54 +55,14 @@ struct Rwkv7Layer {
   Matrix cm_key, cm_value;
 };
 
-// Per conversation: for each layer, the two token-shift vectors (last LN1
-// output, last LN2 output) and the per-head head_size x head_size WKV
-// matrices, stored key-major: S[h][j][i] (j = key column, i = value row).
-class Rwkv7State final : public ModelState {
- public:
-  Rwkv7State(int64_t n_layer, int64_t n_embd, int64_t n_head, int64_t head_size)
-      : n_layer_(n_layer),
-        n_embd_(n_embd),
-        wkv_per_layer_(n_head * head_size * head_size),
-        data_(static_cast<size_t>(n_layer * (2 * n_embd + wkv_per_layer_)), 0.0f) {}
+// Per conversation, per layer, three recurrent slabs: the two token-shift
+// vectors (last LN1 output, last LN2 output) and the per-head head_size x
+// head_size WKV matrices, stored key-major: S[h][j][i] (j = key column, i =
+// value row).
+constexpr int64_t kSlabsPerLayer = 3;
 
-  std::unique_ptr<ModelState> clone() const override { return std::make_unique<Rwkv7State>(*this); }
-  void reset() override {
-    std::fill(data_.begin(), data_.end(), 0.0f);
-    n_past_ = 0;
-  }
-  size_t memory_bytes() const override { return data_.size() * sizeof(float) + sizeof(*this); }
-
-  void save(std::vector<uint8_t>& out) const override {
-    size_t at = out.size();
-    out.resize(at + sizeof(int64_t) + data_.size() * sizeof(float));
-    std::memcpy(out.data() + at, &n_past_, sizeof(int64_t));
-    std::memcpy(out.data() + at + sizeof(int64_t), data_.data(), data_.size() * sizeof(float));
-  }
-  void load(std::span<const uint8_t> in) override {
-    size_t expected = sizeof(int64_t) + data_.size() * sizeof(float);
-    if (in.size() != expected)
-      throw Error("RWKV-7 state: expected " + std::to_string(expected) + " bytes, found " + std::to_string(in.size()));
-    int64_t n_past;
-    std::memcpy(&n_past, in.data(), sizeof n_past);
-    if (n_past < 0) throw Error("RWKV-7 state: negative token count");
-    std::memcpy(data_.data(), in.data() + sizeof(int64_t), data_.size() * sizeof(float));
-    n_past_ = n_past;
-  }
-
-  float* att_shift(int64_t layer) { return layer_base(layer); }
-  float* ffn_shift(int64_t layer) { return layer_base(layer) + n_embd_; }
-  float* wkv(int64_t layer) { return layer_base(layer) + 2 * n_embd_; }
-  void advance(int64_t n) { n_past_ += n; }
-
- private:
-  float* layer_base(int64_t layer) { return data_.data() + layer * (2 * n_embd_ + wkv_per_layer_); }
-  int64_t n_layer_, n_embd_, wkv_per_layer_;
-  std::vector<float> data_;
-};
-
-// Activation buffers for one chunk of up to max_batch tokens, allocated once.
-struct Rwkv7Scratch {
+// Activation buffers for one chunk, grown to the largest chunk seen.
+struct Rwkv7Buffers {
   int64_t capacity = 0;
   std::vector<float> x, a_in, f_in, mixed[6], r, w, k, v, a, g, kk, v_first, y, lora, ffn, out, logits_in;
 
@@ -116,54 +76,62 @@ struct Rwkv7Scratch {
     lora.assign(static_cast<size_t>(tokens * max_rank), 0);
     ffn.assign(static_cast<size_t>(tokens * hp.n_ffn), 0);
   }
-  uint64_t bytes() const {
+  static uint64_t bytes_for(int64_t tokens, const Rwkv7Hparams& hp) {
+    const int64_t max_rank = std::max({hp.rank_decay, hp.rank_iclr, hp.rank_value, hp.rank_gate});
+    return static_cast<uint64_t>(tokens) * static_cast<uint64_t>(20 * hp.n_embd + max_rank + hp.n_ffn) * sizeof(float);
+  }
+};
+
+class Rwkv7Workspace final : public Workspace {
+ public:
+  uint64_t bytes() const override {
     uint64_t n = 0;
-    for (auto* buf : {&x, &a_in, &f_in, &r, &w, &k, &v, &a, &g, &kk, &v_first, &y, &lora, &ffn, &out, &logits_in})
-      n += buf->size();
-    for (const auto& m : mixed) n += m.size();
+    for (auto* buf : {&b.x, &b.a_in, &b.f_in, &b.r, &b.w, &b.k, &b.v, &b.a, &b.g, &b.kk, &b.v_first, &b.y, &b.lora,
+                      &b.ffn, &b.out, &b.logits_in})
+      n += buf->capacity();
+    for (const auto& m : b.mixed) n += m.capacity();
     return n * sizeof(float);
   }
+  Rwkv7Buffers b;
+  std::vector<Segment> segments;
+  std::vector<OutputRow> outputs;
+};
+
+// What one chunk's layer functions share.
+struct Rwkv7Chunk {
+  const ForwardArgs& args;
+  std::span<const Segment> segments;
+  int64_t T;  // rows
+  Rwkv7Buffers& s;
+  RecurrentPart& state(const Segment& seg) const { return args.sequences[seg.seq].state->recurrent(); }
 };
 
 class Rwkv7Model final : public Model {
  public:
   Rwkv7Model(std::shared_ptr<const gguf::File> file, const LoadOptions& options)
-      : pool_(options.pool), max_batch_(std::max<int64_t>(1, options.max_batch)) {
+      : max_batch_(std::max<int64_t>(1, options.max_batch)) {
     file_ = std::move(file);
+    pool_ = options.pool;
     read_hparams();
     read_weights();
-    scratch_.ensure(max_batch_, hp_);
+    StateLayout layout;
+    for (int64_t l = 0; l < hp_.n_layer; ++l)
+      for (int64_t v : {hp_.n_embd, hp_.n_embd, hp_.n_head * hp_.head_size * hp_.head_size}) layout.recurrent_slabs.push_back(v);
+    set_layout(std::move(layout));
   }
 
-  std::unique_ptr<ModelState> new_state(int64_t /*n_ctx*/) const override {
-    return std::make_unique<Rwkv7State>(hp_.n_layer, hp_.n_embd, hp_.n_head, hp_.head_size);
-  }
-  uint64_t state_bytes(int64_t /*n_ctx*/) const override {
-    return static_cast<uint64_t>(hp_.n_layer * (2 * hp_.n_embd + hp_.n_head * hp_.head_size * hp_.head_size)) *
-               sizeof(float) + sizeof(Rwkv7State);
-  }
-  uint64_t scratch_bytes() const override {
-    // Buffers for max_batch tokens plus the logits of one chunk.
-    return scratch_.bytes();
-  }
+  std::unique_ptr<Workspace> new_workspace() const override { return std::make_unique<Rwkv7Workspace>(); }
+  uint64_t workspace_bytes() const override { return Rwkv7Buffers::bytes_for(max_batch_, hp_); }
 
-  void forward(ModelState& state_base, std::span<const int32_t> tokens, LogitsMode mode, float* logits) override {
-    auto* state = dynamic_cast<Rwkv7State*>(&state_base);
-    if (!state) throw Error("rwkv7: state belongs to another architecture");
-    for (int32_t id : tokens)
-      if (id < 0 || id >= hp_.n_vocab)
-        throw Error("token id " + std::to_string(id) + " is out of range for a vocabulary of " +
-                    std::to_string(hp_.n_vocab));
-    const int64_t n = static_cast<int64_t>(tokens.size());
-    for (int64_t start = 0; start < n; start += max_batch_) {
-      const int64_t len = std::min(max_batch_, n - start);
-      const bool last_chunk = start + len == n;
-      LogitsMode chunk_mode = mode == LogitsMode::All ? LogitsMode::All
-                              : (mode == LogitsMode::Last && last_chunk) ? LogitsMode::Last
-                                                                          : LogitsMode::None;
-      float* chunk_logits = mode == LogitsMode::All ? logits + start * hp_.n_vocab : logits;
-      forward_chunk(*state, tokens.subspan(start, len), chunk_mode, chunk_logits);
-    }
+  void forward(const ForwardArgs& args, Workspace& ws_base) const override {
+    validate(args);
+    if (args.mask != AttentionMask::Causal) throw Error("rwkv7: a recurrent model has no bidirectional mode");
+    auto* ws = dynamic_cast<Rwkv7Workspace*>(&ws_base);
+    if (!ws) throw Error("rwkv7: the workspace was made by another model");
+    for_each_chunk(args, max_batch_, ws->segments, [&](std::span<const Segment> segs, int64_t rows) {
+      forward_chunk(args, *ws, segs, rows);
+      for (const Segment& seg : segs) args.sequences[seg.seq].state->advance(seg.n);
+    });
   }
 
  private:
@@ -171,7 +139,7 @@ class Rwkv7Model final : public Model {
     const gguf::File& f = *file_;
     const std::string a = "rwkv7.";
     hp_.n_embd = f.get_int(a + "embedding_length");
-    hp_.n_layer = f.get_int(a + "block_count");
+    hp_.n_layer = checked_block_count(f, "rwkv7");
     hp_.n_ffn = f.get_int(a + "feed_forward_length");
     hp_.head_size = f.get_int(a + "wkv.head_size");
     hp_.rank_decay = f.get_int(a + "attention.decay_lora_rank");
@@ -201,7 +169,7 @@ class Rwkv7Model final : public Model {
     const gguf::File& f = *file_;
     WeightReader wr(f);
     const int64_t D = hp_.n_embd;
-    token_embd_ = wr.matrix("token_embd.weight", D, hp_.n_vocab);
+    token_embd_ = wr.embedding("token_embd.weight", D, hp_.n_vocab);
     ln0_w_ = wr.vector("token_embd_norm.weight", D);
     ln0_b_ = wr.vector("token_embd_norm.bias", D);
     layers_.resize(static_cast<size_t>(hp_.n_layer));
@@ -243,108 +211,116 @@ class Rwkv7Model final : public Model {
     }
     out_norm_w_ = wr.vector("output_norm.weight", D);
     out_norm_b_ = wr.vector("output_norm.bias", D);
-    head_ = wr.has("output.weight") ? wr.matrix("output.weight", D, hp_.n_vocab) : token_embd_;
+    if (wr.has("output.weight")) {
+      head_ = wr.matrix("output.weight", D, hp_.n_vocab);
+    } else {
+      head_ = token_embd_;
+      wr.count_tied_head(token_embd_);
+    }
 
-    info_.architecture = "rwkv7";
-    info_.name = f.get_string("general.name", std::filesystem::path(f.path()).stem().string());
+    fill_model_info(info_, f, "rwkv7", wr);
     info_.n_vocab = hp_.n_vocab;
     info_.n_embd = D;
     info_.n_layer = hp_.n_layer;
     info_.n_ctx_train = 0;  // recurrent: no context limit
-    info_.n_params = total_weight_elements(f);
-    info_.weight_bytes = total_weight_bytes(f);
-    // A decode step reads every weight once except the embedding table, of
-    // which it reads one row.
-    info_.bytes_per_token = info_.weight_bytes - token_embd_.bytes() + token_embd_.row_stride;
-    if (head_.data == token_embd_.data) info_.bytes_per_token += token_embd_.bytes() - token_embd_.row_stride;
-    info_.recurrent = true;
-    info_.file_type = dominant_weight_type(f);
   }
 
-  void forward_chunk(Rwkv7State& st, std::span<const int32_t> tokens, LogitsMode mode, float* logits) {
-    const int64_t T = static_cast<int64_t>(tokens.size());
+  void forward_chunk(const ForwardArgs& args, Rwkv7Workspace& ws, std::span<const Segment> segs, int64_t T) const {
     const int64_t D = hp_.n_embd;
-    Rwkv7Scratch& s = scratch_;
-    s.ensure(T, hp_);
-    for (int64_t t = 0; t < T; ++t) {
-      float* xt = s.x.data() + t * D;
-      dequantize_row(token_embd_.type, token_embd_.row(tokens[t]), xt, D);
-      layer_norm(xt, xt, D, ln0_w_.data(), ln0_b_.data(), hp_.ln_eps);
-    }
+    ws.b.ensure(T, hp_);
+    Rwkv7Chunk c{args, segs, T, ws.b};
+    Rwkv7Buffers& s = ws.b;
+    for (const Segment& seg : segs)
+      for (int64_t i = 0; i < seg.n; ++i) {
+        float* xt = s.x.data() + (seg.row0 + i) * D;
+        dequantize_row(token_embd_.type, token_embd_.row(args.sequences[seg.seq].tokens[seg.token0 + i]), xt, D);
+        layer_norm(xt, xt, D, ln0_w_.data(), ln0_b_.data(), hp_.ln_eps);
+      }
     for (int64_t il = 0; il < hp_.n_layer; ++il) {
-      time_mix(st, il, T);
-      channel_mix(st, il, T);
+      time_mix(c, il);
+      channel_mix(c, il);
     }
-    st.advance(T);
-    if (mode == LogitsMode::None) return;
-    const int64_t first = mode == LogitsMode::All ? 0 : T - 1;
-    const int64_t rows = T - first;
-    for (int64_t t = first; t < T; ++t)
-      layer_norm(s.x.data() + t * D, s.logits_in.data() + (t - first) * D, D, out_norm_w_.data(), out_norm_b_.data(),
-                 hp_.ln_eps);
-    matmul(head_, s.logits_in.data(), rows, logits, *pool_);
-  }
-
-  // fn(t0, t1) over the tokens of a chunk: split across the pool for a
-  // prompt (the element-wise work is ~10 % of prompt time and would keep the
-  // other threads idle), inline for a decode step, where it is too small to
-  // be worth a dispatch.
-  template <typename Fn>
-  void for_tokens(int64_t T, Fn&& fn) {
-    if (T < kMinParallelTokens) {
-      fn(int64_t{0}, T);
-    } else {
-      pool_->parallel_for(T, fn);
+    const int64_t width = args.hidden ? D : hp_.n_vocab;
+    output_rows(args, segs, width, ws.outputs);
+    if (ws.outputs.empty()) return;
+    const int64_t rows = static_cast<int64_t>(ws.outputs.size());
+    for (int64_t i = 0; i < rows; ++i)
+      layer_norm(s.x.data() + ws.outputs[i].row * D, s.logits_in.data() + i * D, D, out_norm_w_.data(),
+                 out_norm_b_.data(), hp_.ln_eps);
+    if (args.hidden) {
+      for (int64_t i = 0; i < rows; ++i) std::memcpy(ws.outputs[i].out, s.logits_in.data() + i * D, D * sizeof(float));
+      return;
+    }
+    // Consecutive output rows (one sequence's All logits) go straight to their
+    // destination; the others one by one.
+    for (int64_t i = 0; i < rows;) {
+      int64_t j = i + 1;
+      while (j < rows && ws.outputs[j].out == ws.outputs[j - 1].out + hp_.n_vocab) ++j;
+      matmul(head_, s.logits_in.data() + i * D, j - i, ws.outputs[i].out, *pool_);
+      i = j;
     }
   }
 
-  // The same over the T x D elements of a chunk: fn(i0, i1) with whole tokens.
+  // fn(t0, t1) over the rows of a chunk: split across the pool for a prompt
+  // (the element-wise work is ~10 % of prompt time and would keep the other
+  // threads idle), inline for a decode step.
   template <typename Fn>
-  void for_elements(int64_t T, int64_t D, Fn&& fn) {
-    for_tokens(T, [&](int64_t t0, int64_t t1) { fn(t0 * D, t1 * D); });
+  void for_rows(int64_t T, Fn&& fn) const {
+    pool_->parallel_work(T, hp_.n_embd, fn);
   }
 
-  // Token shift: mixed_i[t] = cur[t] + (prev[t] - cur[t]) * lerp_i, where
-  // prev[t] = cur[t-1] and prev[0] is the state's last vector.
-  // Tokens [t0, t1) only; callers split the chunk with for_tokens.
-  void token_shift_mix(const float* cur, const float* state_prev, const float* lerp, float* mixed, int64_t t0,
-                       int64_t t1) {
+  // The same over the T x D elements of a chunk: fn(i0, i1) with whole rows.
+  template <typename Fn>
+  void for_elements(int64_t T, int64_t D, Fn&& fn) const {
+    for_rows(T, [&](int64_t t0, int64_t t1) { fn(t0 * D, t1 * D); });
+  }
+
+  // Token shift of one segment: mixed_i[t] = cur[t] + (prev[t] - cur[t]) *
+  // lerp_i, where prev[t] = cur[t-1] and the segment's first row takes the
+  // state's last vector; then the state keeps the segment's last row.
+  void token_shift(const Rwkv7Chunk& c, const Segment& seg, const float* cur, float* shift, const float* lerp,
+                   float* const* mixed, int n_mixes) const {
     const int64_t D = hp_.n_embd;
-    for (int64_t t = t0; t < t1; ++t) {
-      const float* c = cur + t * D;
-      const float* p = t == 0 ? state_prev : cur + (t - 1) * D;
-      float* m = mixed + t * D;
-      for (int64_t i = 0; i < D; ++i) m[i] = c[i] + (p[i] - c[i]) * lerp[i];
-    }
+    for_rows(seg.n, [&](int64_t i0, int64_t i1) {
+      for (int64_t i = i0; i < i1; ++i) {
+        const int64_t t = seg.row0 + i;
+        const float* x = cur + t * D;
+        const float* p = i == 0 ? shift : cur + (t - 1) * D;
+        for (int m = 0; m < n_mixes; ++m) {
+          const float* l = lerp + m * D;
+          float* o = mixed[m] + t * D;
+          for (int64_t d = 0; d < D; ++d) o[d] = x[d] + (p[d] - x[d]) * l[d];
+        }
+      }
+    });
+    std::memcpy(shift, cur + (seg.row0 + seg.n - 1) * D, D * sizeof(float));
   }
 
-  // y = W2 act(W1 x) for T tokens, through the low-rank scratch.
+  // y = W2 act(W1 x) for T rows, through the low-rank scratch.
   template <typename Act>
-  void lora(const Matrix& w1, const Matrix& w2, const float* x, float* y, int64_t T, Act act) {
-    float* mid = scratch_.lora.data();
-    matmul(w1, x, T, mid, *pool_);
-    for_elements(T, w1.rows, [&](int64_t i0, int64_t i1) {
+  void lora(const Rwkv7Chunk& c, const Matrix& w1, const Matrix& w2, const float* x, float* y, Act act) const {
+    float* mid = c.s.lora.data();
+    matmul(w1, x, c.T, mid, *pool_);
+    for_elements(c.T, w1.rows, [&](int64_t i0, int64_t i1) {
       for (int64_t i = i0; i < i1; ++i) mid[i] = act(mid[i]);
     });
-    matmul(w2, mid, T, y, *pool_);
+    matmul(w2, mid, c.T, y, *pool_);
   }
 
-  void time_mix(Rwkv7State& st, int64_t il, int64_t T) {
+  void time_mix(const Rwkv7Chunk& c, int64_t il) const {
     const Rwkv7Layer& L = layers_[static_cast<size_t>(il)];
-    Rwkv7Scratch& s = scratch_;
-    const int64_t D = hp_.n_embd;
+    Rwkv7Buffers& s = c.s;
+    const int64_t D = hp_.n_embd, T = c.T;
     const int64_t TD = T * D;
 
-    for_tokens(T, [&](int64_t t0, int64_t t1) {
+    for_rows(T, [&](int64_t t0, int64_t t1) {
       for (int64_t t = t0; t < t1; ++t)
         layer_norm(s.x.data() + t * D, s.a_in.data() + t * D, D, L.ln1_w.data(), L.ln1_b.data(), hp_.ln_eps);
     });
-    float* shift = st.att_shift(il);
-    for_tokens(T, [&](int64_t t0, int64_t t1) {
-      for (int i = 0; i < 6; ++i)
-        token_shift_mix(s.a_in.data(), shift, L.lerp.data() + i * D, s.mixed[i].data(), t0, t1);
-    });
-    std::memcpy(shift, s.a_in.data() + (T - 1) * D, D * sizeof(float));
+    float* mixed[6];
+    for (int i = 0; i < 6; ++i) mixed[i] = s.mixed[i].data();
+    for (const Segment& seg : c.segments)
+      token_shift(c, seg, s.a_in.data(), c.state(seg).slab(il * kSlabsPerLayer), L.lerp.data(), mixed, 6);
     const float* xr = s.mixed[0].data();
     const float* xw = s.mixed[1].data();
     const float* xk = s.mixed[2].data();
@@ -356,12 +332,12 @@ class Rwkv7Model final : public Model {
     matmul(L.key, xk, T, s.k.data(), *pool_);
     matmul(L.value, xv, T, s.v.data(), *pool_);
 
-    lora(L.w1, L.w2, xw, s.w.data(), T, [](float z) { return std::tanh(z); });
+    lora(c, L.w1, L.w2, xw, s.w.data(), [](float z) { return std::tanh(z); });
     for_elements(T, D, [&](int64_t i0, int64_t i1) {
       for (int64_t i = i0; i < i1; ++i) s.w[i] = std::exp(-kDecayScale * sigmoid(L.w0[i % D] + s.w[i]));
     });
 
-    lora(L.a1, L.a2, xa, s.a.data(), T, [](float z) { return z; });
+    lora(c, L.a1, L.a2, xa, s.a.data(), [](float z) { return z; });
     for_elements(T, D, [&](int64_t i0, int64_t i1) {
       for (int64_t i = i0; i < i1; ++i) s.a[i] = sigmoid(L.a0[i % D] + s.a[i]);
     });
@@ -369,7 +345,7 @@ class Rwkv7Model final : public Model {
     if (il == 0) {
       std::memcpy(s.v_first.data(), s.v.data(), TD * sizeof(float));
     } else {
-      lora(L.v1, L.v2, xv, s.y.data(), T, [](float z) { return z; });
+      lora(c, L.v1, L.v2, xv, s.y.data(), [](float z) { return z; });
       for_elements(T, D, [&](int64_t i0, int64_t i1) {
         for (int64_t i = i0; i < i1; ++i) {
           float mix = sigmoid(L.v0[i % D] + s.y[i]);
@@ -378,20 +354,19 @@ class Rwkv7Model final : public Model {
       });
     }
 
-    lora(L.g1, L.g2, xg, s.g.data(), T, [](float z) { return sigmoid(z); });
+    lora(c, L.g1, L.g2, xg, s.g.data(), [](float z) { return sigmoid(z); });
 
-    for_tokens(T, [&](int64_t t0, int64_t t1) { normalize_keys(L, t0, t1); });
+    for_rows(T, [&](int64_t t0, int64_t t1) { normalize_keys(s, L, t0, t1); });
 
-    wkv7(st.wkv(il), T);
+    for (const Segment& seg : c.segments) wkv7(s, seg, c.state(seg).slab(il * kSlabsPerLayer + 2));
 
-    for_tokens(T, [&](int64_t t0, int64_t t1) { group_norm_bonus_gate(L, t0, t1); });
+    for_rows(T, [&](int64_t t0, int64_t t1) { group_norm_bonus_gate(s, L, t0, t1); });
     matmul(L.output, s.y.data(), T, s.out.data(), *pool_);
     add_inplace(s.x.data(), s.out.data(), TD);
   }
 
   // kk = per-head L2-normalised k * k_k; then k += k * (a - 1) * k_a.
-  void normalize_keys(const Rwkv7Layer& L, int64_t t0, int64_t t1) {
-    Rwkv7Scratch& s = scratch_;
+  void normalize_keys(Rwkv7Buffers& s, const Rwkv7Layer& L, int64_t t0, int64_t t1) const {
     const int64_t D = hp_.n_embd;
     const int64_t N = hp_.head_size;
     for (int64_t t = t0; t < t1; ++t) {
@@ -411,8 +386,7 @@ class Rwkv7Model final : public Model {
   }
 
   // y = (GroupNorm(y) + (r . k . r_k) v) * g per head.
-  void group_norm_bonus_gate(const Rwkv7Layer& L, int64_t t0, int64_t t1) {
-    Rwkv7Scratch& s = scratch_;
+  void group_norm_bonus_gate(Rwkv7Buffers& s, const Rwkv7Layer& L, int64_t t0, int64_t t1) const {
     const int64_t D = hp_.n_embd;
     const int64_t N = hp_.head_size;
     for (int64_t t = t0; t < t1; ++t) {
@@ -427,34 +401,31 @@ class Rwkv7Model final : public Model {
     }
   }
 
-  // The WKV-7 recurrence for T tokens (tensor/wkv7.h), heads split across
+  // The WKV-7 recurrence for one segment (tensor/wkv7.h), heads split across
   // threads. The state of each head is stored key-major (S[j][i]).
-  void wkv7(float* state, int64_t T) {
-    Rwkv7Scratch& s = scratch_;
+  void wkv7(Rwkv7Buffers& s, const Segment& seg, float* state) const {
     const int64_t N = hp_.head_size;
     pool_->parallel_for(hp_.n_head, [&](int64_t h0, int64_t h1) {
       for (int64_t h = h0; h < h1; ++h) {
-        const int64_t off = h * N;
+        const int64_t off = seg.row0 * hp_.n_embd + h * N;
         Wkv7Inputs in{s.r.data() + off, s.w.data() + off, s.k.data() + off,  s.v.data() + off,
                       s.kk.data() + off, s.a.data() + off, s.y.data() + off, hp_.n_embd};
-        wkv7_head(state + h * N * N, N, T, in);
+        wkv7_head(state + h * N * N, N, seg.n, in);
       }
     });
   }
 
-  void channel_mix(Rwkv7State& st, int64_t il, int64_t T) {
+  void channel_mix(const Rwkv7Chunk& c, int64_t il) const {
     const Rwkv7Layer& L = layers_[static_cast<size_t>(il)];
-    Rwkv7Scratch& s = scratch_;
-    const int64_t D = hp_.n_embd;
-    for_tokens(T, [&](int64_t t0, int64_t t1) {
+    Rwkv7Buffers& s = c.s;
+    const int64_t D = hp_.n_embd, T = c.T;
+    for_rows(T, [&](int64_t t0, int64_t t1) {
       for (int64_t t = t0; t < t1; ++t)
         layer_norm(s.x.data() + t * D, s.f_in.data() + t * D, D, L.ln2_w.data(), L.ln2_b.data(), hp_.ln_eps);
     });
-    float* shift = st.ffn_shift(il);
-    for_tokens(T, [&](int64_t t0, int64_t t1) {
-      token_shift_mix(s.f_in.data(), shift, L.cm_lerp_k.data(), s.mixed[0].data(), t0, t1);
-    });
-    std::memcpy(shift, s.f_in.data() + (T - 1) * D, D * sizeof(float));
+    float* mixed[1] = {s.mixed[0].data()};
+    for (const Segment& seg : c.segments)
+      token_shift(c, seg, s.f_in.data(), c.state(seg).slab(il * kSlabsPerLayer + 1), L.cm_lerp_k.data(), mixed, 1);
     matmul(L.cm_key, s.mixed[0].data(), T, s.ffn.data(), *pool_);
     for_elements(T, hp_.n_ffn, [&](int64_t i0, int64_t i1) {
       for (int64_t i = i0; i < i1; ++i) {
@@ -466,18 +437,16 @@ class Rwkv7Model final : public Model {
     add_inplace(s.x.data(), s.out.data(), T * D);
   }
 
-  std::shared_ptr<ThreadPool> pool_;
   int64_t max_batch_;
   Rwkv7Hparams hp_;
   Matrix token_embd_, head_;
   std::vector<float> ln0_w_, ln0_b_, out_norm_w_, out_norm_b_;
   std::vector<Rwkv7Layer> layers_;
-  Rwkv7Scratch scratch_;
 };
 
 }  // namespace
 
-std::unique_ptr<Model> make_rwkv7(std::shared_ptr<const gguf::File> file, const LoadOptions& options) {
+std::unique_ptr<Model> load_rwkv7(std::shared_ptr<const gguf::File> file, const LoadOptions& options) {
   return std::make_unique<Rwkv7Model>(std::move(file), options);
 }
 

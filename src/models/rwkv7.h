@@ -7,6 +7,6 @@
 
 namespace flatline {
 
-std::unique_ptr<Model> make_rwkv7(std::shared_ptr<const gguf::File> file, const LoadOptions& options);
+std::unique_ptr<Model> load_rwkv7(std::shared_ptr<const gguf::File> file, const LoadOptions& options);
 
 }  // namespace flatline

@@ -1,5 +1,7 @@
 #include "models/synthetic.h"
 
+#include <string>
+
 #include <algorithm>
 #include <optional>
 #include <cmath>
@@ -66,77 +68,81 @@ class SyntheticWriter {
     w.add_tensor(name, DType::F32, dims, v.data(), v.size() * sizeof(float));
   }
 
+  // Normal(0, 1) scaled, for small per-layer vectors.
+  std::vector<float> normals(int64_t n, float scale, float offset = 0.0f) {
+    Random rng{seed_ + 15485863 * ++counter_};
+    std::vector<float> v(static_cast<size_t>(n));
+    for (auto& x : v) x = offset + scale * rng.normal();
+    return v;
+  }
+  float uniform() { return static_cast<float>(aux_.next() >> 40) * (1.0f / 16777216.0f); }
+  void floats(const std::string& name, std::vector<int64_t> dims, const std::vector<float>& v) {
+    w.add_tensor(name, DType::F32, dims, v.data(), v.size() * sizeof(float));
+  }
+
   gguf::Writer w;
 
  private:
   DType type_;
   uint64_t seed_;
   uint64_t counter_ = 0;
+  Random aux_{0x5eed};
 };
 
-}  // namespace
-
-Rwkv7Shape rwkv7_preset(const std::string& name) {
-  Rwkv7Shape s;
-  // Layer counts and widths from FACTS.md §5.3; LoRA ranks from the formulas
-  // llama.cpp's converter uses (checked against the 2.9B file's metadata).
-  auto ranks = [](Rwkv7Shape& sh) {
-    auto round32 = [](double v) { return std::max<int64_t>(1, std::llround(v / 32)) * 32; };
-    double d = static_cast<double>(sh.n_embd);
-    sh.rank_decay = round32(std::sqrt(d) * 1.8);
-    sh.rank_iclr = round32(std::sqrt(d) * 1.8);
-    sh.rank_value = round32(std::sqrt(d) * 1.3);
-    sh.rank_gate = round32(std::pow(d, 0.8) * 0.6);
-  };
-  if (name == "0.1b") s.n_layer = 12, s.n_embd = 768;
-  else if (name == "0.4b") s.n_layer = 24, s.n_embd = 1024;
-  else if (name == "1.5b") s.n_layer = 24, s.n_embd = 2048;
-  else if (name == "2.9b") s.n_layer = 32, s.n_embd = 2560;
-  else if (name == "7.2b") s.n_layer = 32, s.n_embd = 4096;
-  else throw Error("unknown RWKV-7 preset '" + name + "' (use 0.1b, 0.4b, 1.5b, 2.9b or 7.2b)");
-  ranks(s);
-  return s;
+std::string shape_name(const SyntheticModel& m) {
+  return "synthetic-" + m.arch + "-" + std::to_string(m.n_layer) + "x" + std::to_string(m.n_embd);
 }
 
-void write_synthetic_rwkv7(const std::string& path, const Rwkv7Shape& shape, DType type, uint64_t seed) {
-  const int64_t D = shape.n_embd, V = shape.n_vocab, F = shape.n_ffn > 0 ? shape.n_ffn : 4 * D;
-  if (D % shape.head_size != 0) throw Error("n_embd must be a multiple of head_size");
-  if (V < 256) throw Error("synthetic RWKV-7 needs a vocabulary of at least 256 (bytes)");
-  SyntheticWriter sw(type, seed);
-  gguf::Writer& w = sw.w;
-  w.add_string("general.architecture", "rwkv7");
-  w.add_string("general.name", "synthetic-rwkv7-" + std::to_string(shape.n_layer) + "x" + std::to_string(D));
-  w.add_uint32("rwkv7.context_length", 1048576);
-  w.add_uint32("rwkv7.embedding_length", static_cast<uint32_t>(D));
-  w.add_uint32("rwkv7.block_count", static_cast<uint32_t>(shape.n_layer));
-  w.add_float32("rwkv7.attention.layer_norm_epsilon", 1e-5f);
-  w.add_uint32("rwkv7.wkv.head_size", static_cast<uint32_t>(shape.head_size));
-  w.add_uint32("rwkv7.attention.decay_lora_rank", static_cast<uint32_t>(shape.rank_decay));
-  w.add_uint32("rwkv7.attention.iclr_lora_rank", static_cast<uint32_t>(shape.rank_iclr));
-  w.add_uint32("rwkv7.attention.value_residual_mix_lora_rank", static_cast<uint32_t>(shape.rank_value));
-  w.add_uint32("rwkv7.attention.gate_lora_rank", static_cast<uint32_t>(shape.rank_gate));
-  w.add_uint32("rwkv7.feed_forward_length", static_cast<uint32_t>(F));
-  w.add_uint32("rwkv7.attention.head_count", 0);
+void write_vocab(gguf::Writer& w, const SyntheticModel& m) {
   w.add_string("tokenizer.ggml.model", "rwkv");
   std::vector<std::string> tokens;
   std::vector<int32_t> types;
-  for (int64_t i = 0; i < V; ++i) {
-    char buf[32];
-    if (i < 256) std::snprintf(buf, sizeof buf, "\\x%02x", static_cast<unsigned>(i));
-    else std::snprintf(buf, sizeof buf, "[PAD%lld]", static_cast<long long>(i));
-    tokens.emplace_back(buf);
-    types.push_back(i < 256 ? 1 : 5);  // NORMAL, UNUSED
+  if (m.printable_vocab) {
+    for (int c = 32; c < 127; ++c) tokens.push_back(c == '\\' ? "\\\\" : std::string(1, static_cast<char>(c)));
+    tokens.push_back("\\n");
+    types.assign(tokens.size(), 1);
+  } else {
+    for (int64_t i = 0; i < m.n_vocab; ++i) {
+      char buf[32];
+      if (i < 256) std::snprintf(buf, sizeof buf, "\\x%02x", static_cast<unsigned>(i));
+      else std::snprintf(buf, sizeof buf, "[PAD%lld]", static_cast<long long>(i));
+      tokens.emplace_back(buf);
+      types.push_back(i < 256 ? 1 : 5);  // NORMAL, UNUSED
+    }
   }
   w.add_string_array("tokenizer.ggml.tokens", tokens);
   w.add_int32_array("tokenizer.ggml.token_type", types);
   w.add_bool("tokenizer.ggml.add_bos_token", false);
-  w.add_string("tokenizer.chat_template", "rwkv-world");
+  if (m.printable_vocab) w.add_bool("tokenizer.ggml.add_eos_token", false);
+  if (!m.chat_template.empty()) w.add_string("tokenizer.chat_template", m.chat_template);
+}
 
+int64_t ff_of(const SyntheticModel& m) { return m.n_ff > 0 ? m.n_ff : 4 * m.n_embd; }
+
+void write_rwkv7_keys(gguf::Writer& w, const SyntheticModel& m) {
+  const int64_t D = m.n_embd, F = ff_of(m);
+  if (D % m.head_size != 0) throw Error("synth: n_embd must be a multiple of head_size");
+  const std::string a = "rwkv7.";
+  w.add_uint32(a + "context_length", 1048576);
+  w.add_uint32(a + "embedding_length", static_cast<uint32_t>(D));
+  w.add_uint32(a + "block_count", static_cast<uint32_t>(m.n_layer));
+  w.add_float32(a + "attention.layer_norm_epsilon", 1e-5f);
+  w.add_uint32(a + "wkv.head_size", static_cast<uint32_t>(m.head_size));
+  w.add_uint32(a + "attention.decay_lora_rank", static_cast<uint32_t>(m.rank_decay));
+  w.add_uint32(a + "attention.iclr_lora_rank", static_cast<uint32_t>(m.rank_iclr));
+  w.add_uint32(a + "attention.value_residual_mix_lora_rank", static_cast<uint32_t>(m.rank_value));
+  w.add_uint32(a + "attention.gate_lora_rank", static_cast<uint32_t>(m.rank_gate));
+  w.add_uint32(a + "feed_forward_length", static_cast<uint32_t>(F));
+  w.add_uint32(a + "attention.head_count", 0);
+}
+
+void write_rwkv7(SyntheticWriter& sw, const SyntheticModel& m) {
+  const int64_t D = m.n_embd, V = m.n_vocab, F = ff_of(m);
   const float s_in = 1.0f / std::sqrt(static_cast<float>(D));
   sw.matrix("token_embd.weight", D, V, 1.0f);
   sw.vector("token_embd_norm.weight", {D}, 1.0f, 0.0f);
   sw.vector("token_embd_norm.bias", {D}, 0.0f, 0.0f);
-  for (int64_t il = 0; il < shape.n_layer; ++il) {
+  for (int64_t il = 0; il < m.n_layer; ++il) {
     const std::string p = "blk." + std::to_string(il) + ".";
     for (const char* n : {"attn_norm", "attn_norm_2", "time_mix_ln"}) {
       sw.vector(p + n + ".weight", {D}, 1.0f, 0.0f);
@@ -152,10 +158,10 @@ void write_synthetic_rwkv7(const std::string& path, const Rwkv7Shape& shape, DTy
       sw.matrix(p + name + "1.weight", D, rank, s_in, DType::F16);
       sw.matrix(p + name + "2.weight", rank, D, 0.1f / std::sqrt(static_cast<float>(rank)), DType::F16);
     };
-    lora("time_mix_w", shape.rank_decay);
-    lora("time_mix_a", shape.rank_iclr);
-    lora("time_mix_v", il == 0 ? shape.rank_iclr : shape.rank_value);  // layer 0: unused, iclr-shaped
-    lora("time_mix_g", shape.rank_gate);
+    lora("time_mix_w", m.rank_decay);
+    lora("time_mix_a", m.rank_iclr);
+    lora("time_mix_v", il == 0 ? m.rank_iclr : m.rank_value);  // layer 0: unused, iclr-shaped
+    lora("time_mix_g", m.rank_gate);
     sw.vector(p + "time_mix_k_k.weight", {D}, 0.85f, 0.05f);
     sw.vector(p + "time_mix_k_a.weight", {D}, 1.0f, 0.05f);
     sw.vector(p + "time_mix_r_k.weight", {D}, 0.0f, 0.1f);
@@ -168,7 +174,215 @@ void write_synthetic_rwkv7(const std::string& path, const Rwkv7Shape& shape, DTy
   sw.vector("output_norm.weight", {D}, 1.0f, 0.0f);
   sw.vector("output_norm.bias", {D}, 0.0f, 0.0f);
   sw.matrix("output.weight", D, V, s_in);
-  w.write(path);
+}
+
+float inv_sqrt(int64_t n) { return 1.0f / std::sqrt(static_cast<float>(n)); }
+
+void write_embeddings_and_head(SyntheticWriter& sw, const SyntheticModel& m) {
+  sw.matrix("token_embd.weight", m.n_embd, m.n_vocab, m.arch == "gemma3" ? 0.2f : 1.0f);
+  sw.vector("output_norm.weight", {m.n_embd}, 1.0f, 0.1f);
+  if (!m.tied_output) sw.matrix("output.weight", m.n_embd, m.n_vocab, 3.0f * inv_sqrt(m.n_embd));
+}
+
+void write_attention_keys(gguf::Writer& w, const SyntheticModel& m) {
+  const std::string k = m.arch + ".";
+  const int64_t hd = m.head_dim > 0 ? m.head_dim : m.n_embd / m.n_head;
+  w.add_uint32(k + "context_length", static_cast<uint32_t>(m.n_ctx_train));
+  w.add_uint32(k + "embedding_length", static_cast<uint32_t>(m.n_embd));
+  w.add_uint32(k + "block_count", static_cast<uint32_t>(m.n_layer));
+  w.add_uint32(k + "feed_forward_length", static_cast<uint32_t>(ff_of(m)));
+  w.add_uint32(k + "attention.head_count", static_cast<uint32_t>(m.n_head));
+  w.add_uint32(k + "attention.head_count_kv", static_cast<uint32_t>(m.n_head_kv));
+  w.add_uint32(k + "attention.key_length", static_cast<uint32_t>(hd));
+  w.add_uint32(k + "attention.value_length", static_cast<uint32_t>(hd));
+  w.add_uint32(k + "rope.dimension_count", static_cast<uint32_t>(hd));
+  w.add_float32(k + "rope.freq_base", static_cast<float>(m.rope_base));
+  w.add_float32(k + "attention.layer_norm_rms_epsilon", 1e-5f);
+  if (m.rope_factor > 0) {
+    w.add_string(k + "rope.scaling.type", "linear");
+    w.add_float32(k + "rope.scaling.factor", static_cast<float>(m.rope_factor));
+  }
+  if (m.window > 0) {
+    w.add_uint32(k + "attention.sliding_window", static_cast<uint32_t>(m.window));
+    w.add_float32(k + "rope.freq_base_swa", static_cast<float>(m.rope_base_swa));
+    if (!m.window_pattern.empty()) w.add_int32_array(k + "attention.sliding_window_pattern", m.window_pattern);
+  }
+  if (m.attention_scale > 0) w.add_float32(k + "attention.scale", m.attention_scale);
+  if (m.softcap > 0) w.add_float32(k + "final_logit_softcapping", m.softcap);
+}
+
+void write_transformer(SyntheticWriter& sw, const SyntheticModel& m) {
+  write_attention_keys(sw.w, m);
+  const int64_t E = m.n_embd, F = ff_of(m);
+  const int64_t hd = m.head_dim > 0 ? m.head_dim : E / m.n_head;
+  const int64_t q = m.n_head * hd, kv = m.n_head_kv * hd;
+  write_embeddings_and_head(sw, m);
+  if (m.rope_freqs) {
+    std::vector<float> f;
+    for (int64_t i = 0; i < hd / 2; ++i) f.push_back(1.0f + 1.5f * static_cast<float>(i));
+    sw.floats("rope_freqs.weight", {hd / 2}, f);
+  }
+  for (int64_t l = 0; l < m.n_layer; ++l) {
+    const std::string p = "blk." + std::to_string(l) + ".";
+    sw.vector(p + "attn_norm.weight", {E}, 1.0f, 0.1f);
+    sw.matrix(p + "attn_q.weight", E, q, inv_sqrt(E));
+    sw.matrix(p + "attn_k.weight", E, kv, inv_sqrt(E));
+    sw.matrix(p + "attn_v.weight", E, kv, inv_sqrt(E));
+    sw.matrix(p + "attn_output.weight", q, E, inv_sqrt(q));
+    if (m.biases) {
+      sw.vector(p + "attn_q.bias", {q}, 0.0f, 0.1f);
+      sw.vector(p + "attn_k.bias", {kv}, 0.0f, 0.1f);
+      sw.vector(p + "attn_v.bias", {kv}, 0.0f, 0.1f);
+      sw.vector(p + "attn_output.bias", {E}, 0.0f, 0.1f);
+    }
+    if (m.arch == "gemma3") {
+      sw.vector(p + "attn_q_norm.weight", {hd}, 1.0f, 0.1f);
+      sw.vector(p + "attn_k_norm.weight", {hd}, 1.0f, 0.1f);
+      sw.vector(p + "post_attention_norm.weight", {E}, 1.0f, 0.1f);
+      sw.vector(p + "post_ffw_norm.weight", {E}, 1.0f, 0.1f);
+    }
+    sw.vector(p + "ffn_norm.weight", {E}, 1.0f, 0.1f);
+    sw.matrix(p + "ffn_gate.weight", E, F, inv_sqrt(E));
+    sw.matrix(p + "ffn_up.weight", E, F, inv_sqrt(E));
+    sw.matrix(p + "ffn_down.weight", F, E, inv_sqrt(F));
+  }
+}
+
+// softplus^-1 of a time step drawn log-uniformly in [1e-3, 1e-1], as Mamba
+// initialises dt_bias.
+float dt_bias_value(SyntheticWriter& sw) {
+  const float dt = std::exp(std::log(1e-3f) + sw.uniform() * (std::log(1e-1f) - std::log(1e-3f)));
+  return dt + std::log(-std::expm1(-dt));
+}
+
+void write_mamba(SyntheticWriter& sw, const SyntheticModel& m, bool version2) {
+  gguf::Writer& w = sw.w;
+  const std::string k = m.arch + ".";
+  const int64_t E = m.n_embd, Di = m.d_inner > 0 ? m.d_inner : 2 * E, N = m.d_state, K = m.d_conv;
+  w.add_uint32(k + "context_length", 1048576);
+  w.add_uint32(k + "embedding_length", static_cast<uint32_t>(E));
+  w.add_uint32(k + "block_count", static_cast<uint32_t>(m.n_layer));
+  w.add_uint32(k + "feed_forward_length", 0);
+  w.add_uint32(k + "attention.head_count", 0);
+  w.add_uint32(k + "ssm.conv_kernel", static_cast<uint32_t>(K));
+  w.add_uint32(k + "ssm.inner_size", static_cast<uint32_t>(Di));
+  w.add_uint32(k + "ssm.state_size", static_cast<uint32_t>(N));
+  w.add_float32(k + "attention.layer_norm_rms_epsilon", 1e-5f);
+  const int64_t H = Di / m.ssm_head_dim, G = m.n_group;
+  const int64_t R = m.dt_rank > 0 ? m.dt_rank : (E + 15) / 16;
+  if (version2) {
+    if (Di % m.ssm_head_dim != 0 || H % G != 0) throw Error("synth: d_inner must split into heads and groups");
+    w.add_uint32(k + "ssm.time_step_rank", static_cast<uint32_t>(H));
+    w.add_uint32(k + "ssm.group_count", static_cast<uint32_t>(G));
+  } else {
+    w.add_uint32(k + "ssm.time_step_rank", static_cast<uint32_t>(R));
+  }
+  write_embeddings_and_head(sw, m);
+  for (int64_t l = 0; l < m.n_layer; ++l) {
+    const std::string p = "blk." + std::to_string(l) + ".";
+    sw.vector(p + "attn_norm.weight", {E}, 1.0f, 0.1f);
+    const int64_t conv_ch = version2 ? Di + 2 * G * N : Di;
+    sw.matrix(p + "ssm_in.weight", E, version2 ? 2 * Di + 2 * G * N + H : 2 * Di, inv_sqrt(E));
+    sw.floats(p + "ssm_conv1d.weight", {K, conv_ch}, sw.normals(K * conv_ch, 0.2f));
+    sw.floats(p + "ssm_conv1d.bias", {conv_ch}, sw.normals(conv_ch, 0.1f));
+    if (version2) {
+      std::vector<float> bias, a;
+      for (int64_t h = 0; h < H; ++h) {
+        bias.push_back(dt_bias_value(sw));
+        a.push_back(-(1.0f + 15.0f * sw.uniform()));
+      }
+      sw.floats(p + "ssm_dt.bias", {H}, bias);
+      sw.floats(p + "ssm_a", {1, H}, a);
+      sw.floats(p + "ssm_d", {1, H}, sw.normals(H, 0.1f, 1.0f));
+      sw.vector(p + "ssm_norm.weight", {Di / G, G}, 1.0f, 0.1f);
+    } else {
+      sw.matrix(p + "ssm_x.weight", Di, R + 2 * N, inv_sqrt(Di));
+      sw.matrix(p + "ssm_dt.weight", R, Di, inv_sqrt(R));
+      std::vector<float> bias, a;
+      for (int64_t c = 0; c < Di; ++c) bias.push_back(dt_bias_value(sw));
+      for (int64_t c = 0; c < Di; ++c)
+        for (int64_t s = 0; s < N; ++s) a.push_back(-static_cast<float>(s + 1));
+      sw.floats(p + "ssm_dt.bias", {Di}, bias);
+      sw.floats(p + "ssm_a", {N, Di}, a);
+      sw.floats(p + "ssm_d", {Di}, sw.normals(Di, 0.1f, 1.0f));
+    }
+    sw.matrix(p + "ssm_out.weight", Di, E, inv_sqrt(Di));
+  }
+}
+
+}  // namespace
+
+SyntheticModel synthetic_preset(const std::string& arch, const std::string& preset) {
+  SyntheticModel m;
+  m.arch = arch;
+  auto unknown = [&]() {
+    return Error("unknown " + arch + " preset '" + preset +
+                 "' (rwkv7: 0.1b 0.4b 1.5b 2.9b 7.2b; llama: 1b 3b; gemma3: 1b 4b; mamba: 2.8b; mamba2: 1.3b 2.7b)");
+  };
+  if (arch == "rwkv7") {
+    if (preset == "0.1b") m.n_layer = 12, m.n_embd = 768;
+    else if (preset == "0.4b") m.n_layer = 24, m.n_embd = 1024;
+    else if (preset == "1.5b") m.n_layer = 24, m.n_embd = 2048;
+    else if (preset == "2.9b") m.n_layer = 32, m.n_embd = 2560;
+    else if (preset == "7.2b") m.n_layer = 32, m.n_embd = 4096;
+    else throw unknown();
+    // LoRA ranks from the formulas llama.cpp's converter uses (checked
+    // against the 2.9B file's metadata).
+    auto round32 = [](double v) { return std::max<int64_t>(1, std::llround(v / 32)) * 32; };
+    const double d = static_cast<double>(m.n_embd);
+    m.rank_decay = round32(std::sqrt(d) * 1.8);
+    m.rank_iclr = round32(std::sqrt(d) * 1.8);
+    m.rank_value = round32(std::sqrt(d) * 1.3);
+    m.rank_gate = round32(std::pow(d, 0.8) * 0.6);
+    m.chat_template = "rwkv-world";
+  } else if (arch == "llama") {
+    m.n_vocab = 128256, m.tied_output = true, m.n_head_kv = 8, m.rope_base = 500000;
+    if (preset == "1b") m.n_layer = 16, m.n_embd = 2048, m.n_head = 32, m.n_ff = 8192;
+    else if (preset == "3b") m.n_layer = 28, m.n_embd = 3072, m.n_head = 24, m.n_ff = 8192;
+    else throw unknown();
+    m.n_ctx_train = 131072;
+  } else if (arch == "gemma3") {
+    m.n_vocab = 262144, m.tied_output = true, m.head_dim = 256, m.rope_base = 1e6, m.rope_factor = 8;
+    if (preset == "1b") m.n_layer = 26, m.n_embd = 1152, m.n_head = 4, m.n_head_kv = 1, m.n_ff = 6912, m.window = 512;
+    else if (preset == "4b") m.n_layer = 34, m.n_embd = 2560, m.n_head = 8, m.n_head_kv = 4, m.n_ff = 10240, m.window = 1024;
+    else throw unknown();
+    m.n_ctx_train = 131072;
+  } else if (arch == "mamba") {
+    if (preset == "2.8b") m.n_layer = 64, m.n_embd = 2560, m.n_vocab = 50280;
+    else throw unknown();
+  } else if (arch == "mamba2") {
+    m.d_state = 128, m.ssm_head_dim = 64, m.n_group = 1, m.n_vocab = 50288;
+    if (preset == "1.3b") m.n_layer = 48, m.n_embd = 2048;
+    else if (preset == "2.7b") m.n_layer = 64, m.n_embd = 2560;
+    else throw unknown();
+  } else {
+    throw Error("synth: unknown architecture '" + arch + "' (rwkv7, llama, gemma3, mamba, mamba2)");
+  }
+  return m;
+}
+
+void write_synthetic_model(const std::string& path, const SyntheticModel& m) {
+  if (m.printable_vocab ? m.n_vocab < 96 : m.n_vocab < 256)
+    throw Error("synth: the vocabulary needs at least " + std::string(m.printable_vocab ? "96" : "256") + " tokens");
+  if (m.n_layer < 1 || m.n_embd < 1) throw Error("synth: layer count and width must be positive");
+  SyntheticWriter sw(m.type, m.seed);
+  sw.w.add_string("general.architecture", m.arch);
+  sw.w.add_string("general.name", m.name.empty() ? shape_name(m) : m.name);
+  // RWKV-7 files keep the key order of the files tests/data/rwkv7-synth's
+  // llama.cpp logits were computed from (the test checks their bytes).
+  if (m.arch == "rwkv7") {
+    write_rwkv7_keys(sw.w, m);
+    write_vocab(sw.w, m);
+    write_rwkv7(sw, m);
+  } else {
+    sw.w.add_uint32("general.file_type", 0);
+    write_vocab(sw.w, m);
+    if (m.arch == "llama" || m.arch == "gemma3") write_transformer(sw, m);
+    else if (m.arch == "mamba") write_mamba(sw, m, false);
+    else if (m.arch == "mamba2") write_mamba(sw, m, true);
+    else throw Error("synth: unknown architecture '" + m.arch + "'");
+  }
+  sw.w.write(path);
 }
 
 }  // namespace flatline

@@ -63,7 +63,7 @@ int drop_oldest_exchange(std::vector<ChatMessage>& messages) {
 PreparedTurn ChatService::prepare_chat(Engine& engine, int64_t n_ctx, std::vector<ChatMessage> messages,
                                        ContextPolicy policy, int* dropped, int64_t num_predict) {
   int removed = 0;
-  const bool bounded = !engine.loaded().info().recurrent;  // recurrent states have no context limit
+  const bool bounded = engine.loaded().traits().has_context_limit;
   if (policy == ContextPolicy::DropOldest && bounded) {
     const int64_t limit = n_ctx - reply_reserve(n_ctx, num_predict);
     while (engine.count_prompt_tokens(render(engine.loaded(), messages)) > limit) {
@@ -95,7 +95,7 @@ TurnResult ChatService::finish(Engine& engine, PreparedTurn turn, const TurnOpti
   GenerateOptions g;
   g.sampling = options.sampling;
   g.num_predict = options.num_predict;
-  if (g.num_predict < 0 && model.info().recurrent) g.num_predict = options.recurrent_reply_cap;
+  if (g.num_predict < 0 && !model.traits().has_context_limit) g.num_predict = options.recurrent_reply_cap;
   g.stop = options.stop;
   g.use_template_stops = options.use_template_stops;
   g.should_stop = should_stop;
@@ -112,7 +112,7 @@ TurnResult ChatService::finish(Engine& engine, PreparedTurn turn, const TurnOpti
   LOG_INFO(model.info().name << ": prompt " << r.prompt_tokens << " tokens (cache_n " << out.cached_tokens
                              << ", evaluated " << r.prompt_eval_count << " in " << r.prompt_eval_ns / 1000000
                              << " ms), generated " << r.eval_count << " tokens in " << r.eval_ns / 1000000
-                             << " ms, done_reason " << r.done_reason);
+                             << " ms, done_reason " << done_reason_name(r.done_reason));
   // Snapshot after the reply: the next turn (history + this reply + a new
   // message) extends exactly this text.
   cache_.store(model, std::move(turn.conv), /*persist=*/true);

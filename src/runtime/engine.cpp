@@ -3,7 +3,7 @@
 #include <chrono>
 #include <cstring>
 
-#include "runtime/text_stream.h"
+#include "runtime/generator.h"
 #include "util/error.h"
 #include "util/log.h"
 
@@ -69,7 +69,7 @@ void LoadedModel::fit_context_to_budget(const MemoryBudget& budget, int64_t n_ct
   const std::string what = "model " + path_ + " with a " + std::to_string(n_ctx) + "-token context";
   if (resident_estimate(n_ctx) <= budget.free()) return;
   constexpr int64_t kSmallestUsefulContext = 256;
-  if (info().recurrent || resident_estimate(std::min(n_ctx, kSmallestUsefulContext)) > budget.free())
+  if (!traits().has_context_limit || resident_estimate(std::min(n_ctx, kSmallestUsefulContext)) > budget.free())
     budget.require(resident_estimate(n_ctx), what);  // throws with the full figure
   int64_t lo = std::min(n_ctx, kSmallestUsefulContext), hi = n_ctx;  // lo fits, hi does not
   while (hi - lo > 1) {
@@ -102,7 +102,7 @@ void LoadedModel::prefault(const std::string& display_name) const {
 }
 
 uint64_t LoadedModel::resident_estimate(int64_t n_ctx) const {
-  return file_->file_size() + model_->scratch_bytes() + model_->state_bytes(n_ctx);
+  return file_->file_size() + model_->workspace_bytes() + model_->state_bytes(n_ctx);
 }
 
 // ---------------------------------------------------------------------------
@@ -127,7 +127,7 @@ uint64_t Conversation::memory_bytes() const {
 // ---------------------------------------------------------------------------
 // Engine
 
-Engine::Engine(LoadedModel& model) : model_(model), logits_(static_cast<size_t>(model.info().n_vocab)) {}
+Engine::Engine(LoadedModel& model) : model_(model), workspace_(model.model().new_workspace()) {}
 
 Conversation Engine::new_conversation(int64_t n_ctx) const {
   Conversation c;
@@ -175,7 +175,7 @@ int64_t Engine::feed_prompt(Conversation& conv, std::string_view prompt) {
                                " already in it); raise num_ctx or start a new conversation");
   }
   conv.last_logits.resize(static_cast<size_t>(model_.info().n_vocab));
-  model_.model().forward(st, ids, LogitsMode::Last, conv.last_logits.data());
+  model_.model().forward(st, ids, LogitsMode::Last, conv.last_logits.data(), *workspace_);
   conv.tokens.insert(conv.tokens.end(), ids.begin(), ids.end());
   conv.fed_text.assign(prompt);
   conv.pending_tokens.clear();
@@ -183,68 +183,28 @@ int64_t Engine::feed_prompt(Conversation& conv, std::string_view prompt) {
   return static_cast<int64_t>(ids.size());
 }
 
+void Engine::feed_token(Conversation& conv, int32_t id, const std::string& bytes) {
+  model_.model().forward(*conv.state, std::span<const int32_t>(&id, 1), LogitsMode::Last, conv.last_logits.data(),
+                         *workspace_);
+  conv.tokens.push_back(id);
+  conv.fed_text += bytes;
+}
+
 GenerateResult Engine::generate(Conversation& conv, std::string_view prompt, const GenerateOptions& options,
                                 const TextCallback& on_text) {
-  GenerateResult r;
-  const int64_t t0 = now_ns();
-  r.prompt_eval_count = feed_prompt(conv, prompt);
-  r.prompt_tokens = static_cast<int64_t>(conv.tokens.size());
-  const int64_t t1 = now_ns();
-  r.prompt_eval_ns = t1 - t0;
+  EventSink sink;
+  if (on_text)
+    sink = [&](const GenerationEvent& e) { return e.kind != GenerationEvent::Kind::Text || on_text(e.text); };
+  return make_generator(*this)->generate(conv, prompt, options, sink);
+}
 
-  const Tokenizer& tok = model_.tokenizer();
-  std::vector<std::string> stops = options.stop;
-  if (options.use_template_stops)
-    for (auto& s : model_.chat_template().stop_strings()) stops.push_back(s);
-  TextStream stream(stops);
-  Sampler sampler(options.sampling, static_cast<int32_t>(model_.info().n_vocab));
-  ModelState& st = *conv.state;
-  bool cancelled = false;
-
-  auto emit = [&](const std::string& text) {
-    if (!text.empty() && on_text && !cancelled && !on_text(text)) cancelled = true;
-  };
-  auto keep_pending = [&](int32_t id, const std::string& text) {
-    conv.pending_tokens.assign(1, id);
-    conv.pending_text = text;
-  };
-
-  for (;;) {
-    if (options.num_predict >= 0 && r.eval_count >= options.num_predict) {
-      r.done_reason = "length";
-      break;
-    }
-    if (options.should_stop && options.should_stop()) {
-      r.done_reason = "cancelled";
-      break;
-    }
-    std::memcpy(logits_.data(), conv.last_logits.data(), logits_.size() * sizeof(float));
-    const int32_t id = sampler.sample(logits_.data(), conv.tokens);
-    if (tok.is_end_of_generation(id)) {
-      keep_pending(id, tok.token_bytes(id, /*render_special=*/true));
-      r.done_reason = "stop";
-      break;
-    }
-    ++r.eval_count;
-    r.generated.push_back(id);
-    const std::string bytes = tok.token_bytes(id, /*render_special=*/true);
-    const bool hit_stop = stream.push(tok.token_bytes(id));
-    emit(stream.release());
-    const bool context_full = st.n_ctx() > 0 && st.n_past() + 1 > st.n_ctx();
-    const bool out_of_budget = options.num_predict >= 0 && r.eval_count >= options.num_predict;
-    if (hit_stop || cancelled || context_full || out_of_budget) {
-      keep_pending(id, bytes);
-      r.done_reason = hit_stop ? "stop" : cancelled ? "cancelled" : "length";
-      break;
-    }
-    model_.model().forward(st, std::span<const int32_t>(&id, 1), LogitsMode::Last, conv.last_logits.data());
-    conv.tokens.push_back(id);
-    conv.fed_text += bytes;
+const char* done_reason_name(DoneReason reason) {
+  switch (reason) {
+    case DoneReason::Stop: return "stop";
+    case DoneReason::Length: return "length";
+    case DoneReason::Cancelled: return "cancelled";
   }
-  emit(stream.flush());
-  r.text = stream.text();
-  r.eval_ns = now_ns() - t1;
-  return r;
+  return "stop";
 }
 
 }  // namespace flatline

@@ -34,7 +34,8 @@ class LoadedModel {
   const ModelInfo& info() const { return model_->info(); }
   // Identifies the exact weights: used to refuse states saved by another model.
   const std::string& fingerprint() const { return fingerprint_; }
-  uint64_t resident_estimate(int64_t n_ctx) const;  // weights + scratch + one state
+  uint64_t resident_estimate(int64_t n_ctx) const;  // weights + workspace + one state
+  const ModelTraits& traits() const { return model_->traits(); }
   // The context to use when `requested` tokens were asked for: smaller when
   // load() found that the budget only holds a shorter KV cache.
   int64_t usable_context(int64_t requested) const {
@@ -77,10 +78,14 @@ struct GenerateOptions {
   int64_t num_predict = -1;         // < 0: until end of generation or context
   std::vector<std::string> stop;    // extra stop strings (the template's are added)
   bool use_template_stops = true;
-  // Polled before every token: return true to stop (done_reason "cancelled"),
+  // Polled before every token: return true to stop (DoneReason::Cancelled),
   // e.g. on Ctrl-C or a closed connection, even while nothing visible is produced.
   std::function<bool()> should_stop;
 };
+
+enum class DoneReason { Stop, Length, Cancelled };
+// "stop", "length" or "cancelled" (Ollama's and llama.cpp's words).
+const char* done_reason_name(DoneReason reason);
 
 struct GenerateResult {
   std::string text;                 // the reply, stop string removed
@@ -90,12 +95,15 @@ struct GenerateResult {
   int64_t prompt_eval_ns = 0;
   int64_t eval_count = 0;           // generated tokens
   int64_t eval_ns = 0;
-  std::string done_reason;          // "stop", "length" or "cancelled"
+  DoneReason done_reason = DoneReason::Stop;
 };
 
 // Called with each piece of visible text; return false to cancel.
 using TextCallback = std::function<bool(std::string_view)>;
 
+// Runs one loaded model for one thread: owns the workspace its forward
+// passes use and the logits buffer, feeds prompts into conversations. Two
+// engines on one LoadedModel may run in two threads at once.
 class Engine {
  public:
   explicit Engine(LoadedModel& model);
@@ -107,23 +115,26 @@ class Engine {
   // prompt continues with its text). Throws ContextOverflowError if it does
   // not fit, leaving conv unchanged. Returns the number of tokens evaluated.
   int64_t feed_prompt(Conversation& conv, std::string_view prompt);
+  // Feeds one sampled token (the decode step), updating conv.last_logits.
+  void feed_token(Conversation& conv, int32_t id, const std::string& bytes);
 
   // How many tokens `prompt` takes when fed into a fresh conversation (BOS
   // included when the model adds one).
   int64_t count_prompt_tokens(std::string_view prompt) const;
 
-  // feed_prompt + sampling loop.
+  // feed_prompt + the generator the model's traits call for (generator.h).
   GenerateResult generate(Conversation& conv, std::string_view prompt, const GenerateOptions& options,
                           const TextCallback& on_text = {});
 
   LoadedModel& loaded() { return model_; }
+  Workspace& workspace() { return *workspace_; }
 
  private:
   std::vector<int32_t> tokenize_continuation(const Conversation& conv, std::string_view suffix) const;
   bool adds_bos() const;  // a fresh conversation starts with the model's BOS token
 
   LoadedModel& model_;
-  std::vector<float> logits_;  // n_vocab, reused
+  std::unique_ptr<Workspace> workspace_;
 };
 
 }  // namespace flatline

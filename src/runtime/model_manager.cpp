@@ -103,7 +103,7 @@ std::unique_ptr<ModelManager::Lease> ModelManager::acquire(const CatalogEntry& e
     ResidentModel* m = find_resident(entry.path);
     bool loaded_now = false;
     if (m) {
-      if (!m->loaded->info().recurrent && n_ctx > m->n_ctx) grow_context(*m, n_ctx);
+      if (m->loaded->traits().has_context_limit && n_ctx > m->n_ctx) grow_context(*m, n_ctx);
     } else {
       m = load(entry, n_ctx);
       loaded_now = true;
@@ -169,7 +169,7 @@ ResidentModel* ModelManager::load(const CatalogEntry& entry, int64_t n_ctx) {
 
   auto m = std::make_unique<ResidentModel>();
   m->entry = entry;
-  m->n_ctx = lm->info().recurrent ? 0 : n_ctx;
+  m->n_ctx = lm->traits().has_context_limit ? n_ctx : 0;
   m->reserved_bytes = lm->resident_estimate(n_ctx);
   m->engine = std::make_unique<Engine>(*lm);
   m->loaded = std::move(lm);
@@ -177,7 +177,7 @@ ResidentModel* ModelManager::load(const CatalogEntry& entry, int64_t n_ctx) {
   m->expires_at = std::chrono::system_clock::time_point::max();
   LOG_INFO("loaded " << entry.name << " in " << (steady_ns() - t0) / 1000000 << " ms: " << m->loaded->info().architecture
                      << ", " << format_bytes(m->reserved_bytes) << " reserved"
-                     << (m->loaded->info().recurrent ? " (recurrent: constant state size)"
+                     << (!m->loaded->traits().has_context_limit ? " (recurrent: constant state size)"
                                                      : " for a " + std::to_string(n_ctx) + "-token context")
                      << ", chat template " << m->loaded->chat_template().name());
   std::lock_guard<std::mutex> lock(state_mutex_);
@@ -228,7 +228,7 @@ std::vector<ResidentInfo> ModelManager::resident() const {
     ResidentInfo info;
     info.entry = m->entry;
     info.size = m->reserved_bytes;
-    info.n_ctx = m->loaded->info().recurrent ? 0 : m->n_ctx;
+    info.n_ctx = m->loaded->traits().has_context_limit ? m->n_ctx : 0;
     info.expires_at = m->expires_at;
     info.forever = m->expires_at == std::chrono::system_clock::time_point::max();
     out.push_back(std::move(info));

@@ -22,10 +22,11 @@ PerplexityResult compute_perplexity(LoadedModel& lm, std::span<const int32_t> id
   Model& model = lm.model();
   const int64_t n = static_cast<int64_t>(ids.size());
   const int64_t n_vocab = lm.info().n_vocab;
-  if (lm.info().recurrent || window <= 0) window = n;
+  if (!lm.traits().has_context_limit || window <= 0) window = n;
   window = std::max<int64_t>(2, window);
   chunk = std::max<int64_t>(1, chunk);
   std::vector<float> logits(static_cast<size_t>(chunk * n_vocab));
+  auto workspace = model.new_workspace();
   double nll = 0;
   PerplexityResult r;
   for (int64_t w0 = 0; w0 + 1 < n; w0 += window - 1) {
@@ -34,7 +35,7 @@ PerplexityResult compute_perplexity(LoadedModel& lm, std::span<const int32_t> id
     for (int64_t c0 = w0; c0 < w1 - 1; c0 += chunk) {
       const int64_t c1 = std::min(w1 - 1, c0 + chunk);
       model.forward(*state, ids.subspan(static_cast<size_t>(c0), static_cast<size_t>(c1 - c0)), LogitsMode::All,
-                    logits.data());
+                    logits.data(), *workspace);
       for (int64_t t = c0; t < c1; ++t) {
         nll -= log_softmax_at(logits.data() + (t - c0) * n_vocab, n_vocab, ids[static_cast<size_t>(t + 1)]);
         ++r.scored;

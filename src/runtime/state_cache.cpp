@@ -26,7 +26,7 @@ bool starts_with(std::string_view s, std::string_view prefix) {
 
 // The n_ctx a snapshot for this request would carry: recurrent states have
 // no capacity, so any request can use them.
-int64_t context_key(const LoadedModel& model, int64_t n_ctx) { return model.info().recurrent ? 0 : n_ctx; }
+int64_t context_key(const LoadedModel& model, int64_t n_ctx) { return model.traits().has_context_limit ? n_ctx : 0; }
 
 // A snapshot can continue a conversation that asked for `wanted` tokens of
 // context if it has at least that much room (a model may round the size up).

@@ -13,7 +13,7 @@ namespace flatline::server {
 namespace {
 
 std::string done_reason_of(const TurnResult& r) {
-  return r.generation.done_reason == "length" ? "length" : "stop";
+  return r.generation.done_reason == DoneReason::Length ? "length" : "stop";
 }
 
 void add_metrics(json& out, const ActiveTurn& turn, const TurnResult& r) {
@@ -92,7 +92,7 @@ void stream_ndjson(httplib::Response& res, ServerContext& ctx, std::shared_ptr<A
                       TurnResult r = finish_turn(
                           ctx, t, [&](std::string_view piece) { return write_line(chunk(piece)); },
                           [&] { return !sink.is_writable(); });
-                      if (r.generation.done_reason == "cancelled") {
+                      if (r.generation.done_reason == DoneReason::Cancelled) {
                         LOG_INFO("client went away; generation stopped after " << r.generation.eval_count << " tokens");
                         return;
                       }

@@ -20,7 +20,7 @@ int64_t unix_now() {
   return std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
 }
 
-const char* finish_reason_of(const TurnResult& r) { return r.generation.done_reason == "length" ? "length" : "stop"; }
+const char* finish_reason_of(const TurnResult& r) { return r.generation.done_reason == DoneReason::Length ? "length" : "stop"; }
 
 // OpenAI's usage: prompt_tokens counts the whole prompt, and the part served
 // from the state cache is reported as prompt_tokens_details.cached_tokens.
@@ -178,7 +178,7 @@ void handle_chat_completions(ServerContext& ctx, const httplib::Request& req, ht
             return sink.is_writable();
           },
           [&] { return !sink.is_writable(); });
-      if (r.generation.done_reason == "cancelled") return;
+      if (r.generation.done_reason == DoneReason::Cancelled) return;
       if (first) write_sse(sink, dump(chunk(content_delta(""), nullptr)));  // an empty reply still opens with the role
       write_sse(sink, dump(chunk(json::object(), finish_reason_of(r))));
       if (usage) write_usage_sse(sink, base("chat.completion.chunk"), r);
@@ -234,7 +234,7 @@ void handle_completions(ServerContext& ctx, const httplib::Request& req, httplib
             return sink.is_writable();
           },
           [&] { return !sink.is_writable(); });
-      if (r.generation.done_reason == "cancelled") return;
+      if (r.generation.done_reason == DoneReason::Cancelled) return;
       json last = base();
       last["choices"] = choice("", finish_reason_of(r));
       write_sse(sink, dump(last));

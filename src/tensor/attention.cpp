@@ -195,7 +195,11 @@ class AttentionRun {
       : a_(a), kern_(kernels), group_(a.n_head / a.n_head_kv) {}
 
   int64_t group() const { return group_; }
-  int64_t first_visible(int64_t pos) const { return a_.window > 0 ? std::max<int64_t>(0, pos - a_.window + 1) : 0; }
+  int64_t first_visible(int64_t pos) const {
+    return a_.causal && a_.window > 0 ? std::max<int64_t>(0, pos - a_.window + 1) : 0;
+  }
+  // One past the last key a query at `pos` sees.
+  int64_t end_visible(int64_t pos) const { return a_.causal ? pos + 1 : a_.n_keys; }
 
   // Computes one item; writes final rows to args.out, or (partial != null)
   // the unnormalised state [m, l, acc...] of each row for a later merge.
@@ -229,7 +233,7 @@ class AttentionRun {
         for (int64_t r = 0; r < rows; ++r) {
           const int64_t pos = a_.first_pos + item.t0 + r / group_;
           const int64_t a = std::max(j0, first_visible(pos));
-          const int64_t b = std::min(j1, pos + 1);
+          const int64_t b = std::min(j1, end_visible(pos));
           if (a >= b) continue;
           update_row(t, r, a - j0, b - a);
         }
@@ -280,13 +284,12 @@ class AttentionRun {
   }
 
   // Converts the rows of positions [j0, j1) to f32, [j1 - j0][dim]. Rows of
-  // consecutive slots are contiguous in storage, so each run between ring
-  // wrap-arounds is one conversion call.
+  // one page are contiguous in storage, so each run within a page is one
+  // conversion call.
   void load_rows(const KvRows& rows, int64_t j0, int64_t j1, int64_t dim, float* dst) const {
     for (int64_t j = j0; j < j1;) {
-      const int64_t slot = j % rows.capacity;
-      const int64_t run = std::min(j1 - j, rows.capacity - slot);
-      kern_.to_f32(rows.type, rows.data + static_cast<size_t>(slot) * rows.row_bytes, dst + (j - j0) * dim, run * dim);
+      const int64_t run = std::min(j1 - j, rows.run_from(j));
+      kern_.to_f32(rows.type, rows.row_at(j), dst + (j - j0) * dim, run * dim);
       j += run;
     }
   }
@@ -296,9 +299,8 @@ class AttentionRun {
   // alone follows poorly.
   static void prefetch_rows(const KvRows& rows, int64_t j0, int64_t j1) {
     for (int64_t j = j0; j < j1;) {
-      const int64_t slot = j % rows.capacity;
-      const int64_t run = std::min(j1 - j, rows.capacity - slot);
-      const uint8_t* p = rows.data + static_cast<size_t>(slot) * rows.row_bytes;
+      const int64_t run = std::min(j1 - j, rows.run_from(j));
+      const uint8_t* p = rows.row_at(j);
       const size_t bytes = static_cast<size_t>(run) * rows.row_bytes;
       for (size_t off = 0; off < bytes; off += 64) __builtin_prefetch(p + off);
       j += run;
@@ -324,7 +326,7 @@ class AttentionRun {
     for (int64_t r = 0; r < rows; ++r) {
       const int64_t pos = a_.first_pos + item.t0 + r / group_;
       const int64_t a = std::max(j0, first_visible(pos)) - j0;
-      const int64_t b = std::min(j1, pos + 1) - j0;
+      const int64_t b = std::min(j1, end_visible(pos)) - j0;
       float* s = t.s + r * kPromptTile;
       if (a >= b) {
         std::fill(s, s + n, 0.0f);
@@ -409,9 +411,10 @@ void attention(const AttentionArgs& args, AttentionScratch& scratch, ThreadPool&
   int64_t n_splits = 1;
   const int64_t last_pos = args.first_pos + args.n_tokens - 1;
   const int64_t key_lo = run.first_visible(args.first_pos);
+  const int64_t key_end = run.end_visible(last_pos);
   if (args.n_tokens == 1 && args.n_head_kv < 2 * pool.size()) {
     const int64_t wanted = (2 * pool.size() + args.n_head_kv - 1) / args.n_head_kv;
-    const int64_t span = last_pos + 1 - key_lo;
+    const int64_t span = key_end - key_lo;
     n_splits = std::clamp<int64_t>(std::min(wanted, span / kMinSplitKeys), 1, kMaxSplits);
   }
   const int64_t n_items = args.n_head_kv * n_tiles * n_splits;
@@ -426,7 +429,7 @@ void attention(const AttentionArgs& args, AttentionScratch& scratch, ThreadPool&
     w.t0 = tile * tile_tokens;
     w.t1 = std::min(args.n_tokens, w.t0 + tile_tokens);
     const int64_t lo = run.first_visible(args.first_pos + w.t0);
-    const int64_t hi = args.first_pos + w.t1;  // exclusive
+    const int64_t hi = run.end_visible(args.first_pos + w.t1 - 1);  // exclusive
     const int64_t per = (hi - lo + n_splits - 1) / n_splits;
     w.key_begin = std::min(hi, lo + split * per);
     w.key_end = std::min(hi, w.key_begin + per);
@@ -441,7 +444,7 @@ void attention(const AttentionArgs& args, AttentionScratch& scratch, ThreadPool&
     run.run(w, tiles, partial);
   };
   // Small problems (short contexts of small models) are not worth waking the pool for.
-  const int64_t span = last_pos + 1 - key_lo;
+  const int64_t span = key_end - key_lo;
   const int64_t flops = args.n_tokens * span * args.n_head * (args.head_dim_k + args.head_dim_v);
   if (n_items == 1 || flops < kMinParallelFlops) {
     for (int64_t i = 0; i < n_items; ++i) work(i, 0);

@@ -1,4 +1,4 @@
-// Causal softmax attention of a chunk of queries against a KV cache, for
+// Softmax attention (causal, or bidirectional over a set of keys) of a chunk of queries against a KV cache, for
 // one layer: out = softmax(scale * Q K^T + mask) V per head, with grouped
 // KV heads (GQA) and an optional sliding window.
 //
@@ -20,15 +20,23 @@
 
 namespace flatline {
 
-// Row storage of one KV head in one layer: position p lives in row
-// p % capacity (a ring when capacity is smaller than the context).
+// Row storage of one KV head in one layer, in pages: position p lives in
+// row p % page_rows of page p / page_rows. Pages of one layer are separate
+// allocations so that snapshots of a conversation can share them (see
+// models/state/kv_part.h); a contiguous buffer is a single page. Pages a
+// query cannot see (outside a sliding window) may be null.
 struct KvRows {
   DType type = DType::F16;
-  const uint8_t* data = nullptr;
+  const uint8_t* const* pages = nullptr;
+  size_t offset = 0;  // bytes from a page's start to this head's first row
   size_t row_bytes = 0;
-  int64_t capacity = 0;
+  int64_t page_rows = 0;
 
-  const uint8_t* row_at(int64_t pos) const { return data + static_cast<size_t>(pos % capacity) * row_bytes; }
+  const uint8_t* row_at(int64_t pos) const {
+    return pages[pos / page_rows] + offset + static_cast<size_t>(pos % page_rows) * row_bytes;
+  }
+  // Rows from pos on that are contiguous in memory (up to the page's end).
+  int64_t run_from(int64_t pos) const { return page_rows - pos % page_rows; }
 };
 
 struct AttentionArgs {
@@ -39,6 +47,8 @@ struct AttentionArgs {
   int64_t head_dim_k = 0;
   int64_t head_dim_v = 0;
   int64_t window = 0;      // 0: every earlier key; W: key j visible from query i iff i - W < j <= i
+  bool causal = true;      // false: every query sees keys [0, n_keys) (bidirectional; window ignored)
+  int64_t n_keys = 0;      // keys when not causal
   float scale = 1.0f;      // multiplies q.k before the softmax
   const float* q = nullptr;  // [n_tokens][n_head][head_dim_k]
   float* out = nullptr;      // [n_tokens][n_head][head_dim_v]

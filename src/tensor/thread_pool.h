@@ -57,6 +57,21 @@ class ThreadPool {
     });
   }
 
+  // The one heuristic for element-wise work over n items of about
+  // `work_per_item` operations each: small jobs (decode steps are full of
+  // them) run on the calling thread, since waking the pool costs more than it
+  // saves; larger ones go out in chunks of about a quarter of a thread's share.
+  template <typename F>
+  void parallel_work(int64_t n, int64_t work_per_item, F&& fn) {
+    constexpr int64_t kMinParallelWork = 32768;
+    if (n <= 0) return;
+    if (n_threads_ == 1 || n == 1 || n * work_per_item < kMinParallelWork) {
+      fn(int64_t{0}, n);
+      return;
+    }
+    parallel_chunks(n, (n + 4 * n_threads_ - 1) / (4 * n_threads_), fn);
+  }
+
   // Calls fn(begin, end) for consecutive chunks of [0, n) of `grain` items
   // (the last may be shorter), each exactly once, on whichever threads get
   // to them first. fn must not depend on which thread runs it.

@@ -25,7 +25,7 @@ void layer_norm(const float* x, float* y, int64_t n, const float* w, const float
 void rms_norm(const float* x, float* y, int64_t n, const float* w, float eps) {
   double sum = 0;
   for (int64_t i = 0; i < n; ++i) sum += static_cast<double>(x[i]) * x[i];
-  const float inv = 1.0f / std::sqrt(static_cast<float>(sum / n) + eps);
+  const float inv = static_cast<float>(1.0 / std::sqrt(sum / n + eps));
   for (int64_t i = 0; i < n; ++i) y[i] = w ? x[i] * inv * w[i] : x[i] * inv;
 }
 
@@ -57,9 +57,11 @@ void scale_inplace(float* y, float s, int64_t n) {
 
 float silu(float x) { return x / (1.0f + std::exp(-x)); }
 
+// 0.5 x (1 + tanh(y)) with y = sqrt(2/pi) (x + 0.044715 x^3), written as
+// x / (1 + exp(-2y)): the same function with one expf instead of tanhf.
 float gelu_tanh(float x) {
-  constexpr float kSqrt2OverPi = 0.7978845608028654f;
-  return 0.5f * x * (1.0f + std::tanh(kSqrt2OverPi * (x + 0.044715f * x * x * x)));
+  constexpr float kTwoSqrt2OverPi = 2.0f * 0.79788456080286535588f;
+  return x / (1.0f + std::exp(-kTwoSqrt2OverPi * x * (1.0f + 0.044715f * x * x)));
 }
 
 }  // namespace flatline

@@ -21,5 +21,7 @@ void scale_inplace(float* y, float s, int64_t n);            // y *= s
 inline float sigmoid(float x) { return 1.0f / (1.0f + __builtin_expf(-x)); }
 float silu(float x);
 float gelu_tanh(float x);
+// log(1 + e^x), as ggml computes it (x itself above 20, where they agree in f32).
+inline float softplus(float x) { return x > 20.0f ? x : __builtin_log1pf(__builtin_expf(x)); }
 
 }  // namespace flatline
