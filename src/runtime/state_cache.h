@@ -60,7 +60,7 @@ namespace flatline {
 //          4L    logits after the last fed token (f32)
 //          S     state payload
 //   end-8  8     checksum: ContentHash of every byte before it
-constexpr uint32_t kStateFileVersion = 1;
+constexpr uint32_t kStateFileVersion = 2;  // 2: one versioned state payload for every architecture
 constexpr size_t kStateFileHeaderBytes = 80;
 
 // What the fixed header and the index part of a state file say.
