@@ -27,6 +27,8 @@ const Variant kVariants[] = {
     {"avx512", kernels::ssm_avx512, Isa::Avx512},
 };
 
+void PrintTo(const Variant& v, std::ostream* os) { *os << v.name; }
+
 std::vector<float> random_vec(size_t n, std::mt19937& rng, float scale = 1.0f, float offset = 0.0f) {
   std::normal_distribution<float> d(0.0f, 1.0f);
   std::vector<float> v(n);
