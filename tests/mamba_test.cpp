@@ -217,7 +217,8 @@ TEST_P(MambaFixture, SlowReferenceAgreesOnTheFixture) {
   EXPECT_LT(worst, 1e-3);
 }
 
-INSTANTIATE_TEST_SUITE_P(Random, MambaFixture, ::testing::Values(Fixture{"mamba.gguf", "mamba.logits.f32"}),
+INSTANTIATE_TEST_SUITE_P(Random, MambaFixture, ::testing::Values(Fixture{"mamba.gguf", "mamba.logits.f32"},
+                                                           Fixture{"mamba2.gguf", "mamba2.logits.f32"}),
                          [](const auto& info) { return std::string(info.param.gguf).substr(0, std::string(info.param.gguf).find('.')); });
 
 // Shapes the fixtures do not have, against the slow reference (no ../shared needed).
@@ -272,7 +273,10 @@ TEST_P(MambaShapes, MatchTheSlowReferenceThroughBothPaths) {
 
 INSTANTIATE_TEST_SUITE_P(Synthetic, MambaShapes,
                          ::testing::Values(Shape{"mamba_state8_conv2", shape("mamba", 8, 2, 6, 1, 3)},
-                                           Shape{"mamba_state16_conv4", shape("mamba", 16, 4, 3, 1, 4)}),
+                                           Shape{"mamba_state16_conv4", shape("mamba", 16, 4, 3, 1, 4)},
+                                           Shape{"mamba2_one_group", shape("mamba2", 16, 4, 32, 1, 5)},
+                                           Shape{"mamba2_three_groups_head16", shape("mamba2", 8, 3, 16, 3, 6)},
+                                           Shape{"mamba2_six_groups_state32", shape("mamba2", 32, 4, 16, 6, 7)}),
                          [](const auto& info) { return std::string(info.param.name); });
 
 // ---------------------------------------------------------------------------

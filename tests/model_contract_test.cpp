@@ -80,6 +80,8 @@ const Arch kArchs[] = {
      }},
     {"mamba", [] { return shared("random/mamba.gguf"); }},
     {"mamba_synthetic", [] { return synthetic("mamba", tiny("mamba")); }},
+    {"mamba2", [] { return shared("random/mamba2.gguf"); }},
+    {"mamba2_synthetic", [] { return synthetic("mamba2", tiny("mamba2")); }},
     {"demo_model", [] { return test::source_dir() + "/models/flatline-demo-kjv.gguf"; }},
 };
 

@@ -5,6 +5,7 @@
 #include "models/gemma3.h"
 #include "models/llama.h"
 #include "models/mamba.h"
+#include "models/mamba2.h"
 #include "models/model.h"
 #include "models/rwkv7.h"
 #include "util/error.h"
@@ -26,6 +27,7 @@ const std::vector<Registration>& registry() {
       {"gemma3", load_gemma3},
       {"rwkv7", load_rwkv7},
       {"mamba", load_mamba},
+      {"mamba2", load_mamba2},
   };
   return entries;
 }
