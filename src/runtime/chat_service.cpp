@@ -25,7 +25,10 @@ PreparedTurn ChatService::prepare(Engine& engine, int64_t n_ctx, const std::stri
   LoadedModel& model = engine.loaded();
   const int64_t t0 = now_ns();
   PreparedTurn turn;
-  std::optional<Conversation> cached = cache_.lookup(model, n_ctx, prompt);
+  // A model whose states cannot be continued (bidirectional diffusion) gets
+  // no cache lookups and leaves no snapshots.
+  const bool reusable = model.traits().prefix_reusable;
+  std::optional<Conversation> cached = reusable ? cache_.lookup(model, n_ctx, prompt) : std::nullopt;
   turn.conv = cached ? std::move(*cached) : engine.new_conversation(n_ctx);
   turn.cached_tokens = static_cast<int64_t>(turn.conv.tokens.size());
   turn.prompt_eval_count = engine.feed_prompt(turn.conv, prompt);
@@ -33,7 +36,7 @@ PreparedTurn ChatService::prepare(Engine& engine, int64_t n_ctx, const std::stri
   turn.prompt_eval_ns = now_ns() - t0;
   // Snapshot after the prompt: a regenerated reply or an edited last answer
   // starts here instead of from scratch.
-  if (turn.prompt_eval_count > 0 || !cached) cache_.store(model, turn.conv.clone(), /*persist=*/true);
+  if (reusable && (turn.prompt_eval_count > 0 || !cached)) cache_.store(model, turn.conv.clone(), /*persist=*/true);
   return turn;
 }
 
@@ -115,7 +118,7 @@ TurnResult ChatService::finish(Engine& engine, PreparedTurn turn, const TurnOpti
                              << " ms, done_reason " << done_reason_name(r.done_reason));
   // Snapshot after the reply: the next turn (history + this reply + a new
   // message) extends exactly this text.
-  cache_.store(model, std::move(turn.conv), /*persist=*/true);
+  if (model.traits().prefix_reusable) cache_.store(model, std::move(turn.conv), /*persist=*/true);
   return out;
 }
 
