@@ -335,9 +335,14 @@ void DecoderModel::load_ffn(WeightReader& r, int64_t l, LayerWeights& w) {
   const int64_t X = s.moe.n_expert, K = s.moe.n_used;
   m.router = r.matrix(p + "ffn_gate_inp.weight", E, X);
   m.selection_bias = r.optional_vector(p + "exp_probs_b.bias", X);
-  if (s.gated) m.gate = r.experts(p + "ffn_gate_exps.weight", E, F, X, K);
-  m.up = r.experts(p + "ffn_up_exps.weight", E, F, X, K);
-  m.down = r.experts(p + "ffn_down_exps.weight", F, E, X, K);
+  const int64_t Lw = s.moe_latent > 0 ? s.moe_latent : E;
+  if (s.moe_latent > 0) {
+    m.latent_down = r.matrix(p + "ffn_latent_down.weight", E, Lw);
+    m.latent_up = r.matrix(p + "ffn_latent_up.weight", Lw, E);
+  }
+  if (s.gated) m.gate = r.experts(p + "ffn_gate_exps.weight", Lw, F, X, K);
+  m.up = r.experts(p + "ffn_up_exps.weight", Lw, F, X, K);
+  m.down = r.experts(p + "ffn_down_exps.weight", F, Lw, X, K);
   if (s.n_ff_shared > 0) {
     const int64_t S = s.n_ff_shared;
     if (s.gated) m.shared.gate = r.matrix(p + "ffn_gate_shexp.weight", E, S);
@@ -552,6 +557,25 @@ Mamba2Config read_mamba2_config(const gguf::File& file, const std::string& arch)
   m.d_state = checked_size_key(file, k + "state_size");
   m.n_head = checked_size_key(file, k + "time_step_rank");
   m.n_group = checked_size_key(file, k + "group_count", 1);
+  return m;
+}
+
+MoeConfig read_moe_config(const gguf::File& file, const std::string& arch, MoeGating default_gating,
+                          bool default_normalize) {
+  const std::string k = arch + ".";
+  MoeConfig m;
+  m.n_expert = checked_size_key(file, k + "expert_count", 0);
+  m.n_used = checked_size_key(file, k + "expert_used_count", 0);
+  m.normalize = file.get_bool(k + "expert_weights_norm", default_normalize);
+  const double scale = file.get_float(k + "expert_weights_scale", 0.0);
+  m.scale = scale == 0.0 ? 1.0f : static_cast<float>(scale);
+  // llama.cpp's numbering: 1 softmax, 2 sigmoid.
+  const int64_t gating = file.get_int(k + "expert_gating_func", 0);
+  if (gating == 0) m.gating = default_gating;
+  else if (gating == 1) m.gating = MoeGating::Softmax;
+  else if (gating == 2) m.gating = MoeGating::Sigmoid;
+  else throw Error(file.path() + ": " + k + "expert_gating_func " + std::to_string(gating) +
+                   " is not supported (1 softmax, 2 sigmoid)");
   return m;
 }
 

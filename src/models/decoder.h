@@ -38,6 +38,7 @@ struct LayerSpec {
   bool gated = true;           // Dense / experts: a gate matrix (SwiGLU, GeGLU) or a plain up -> act -> down
   MoeConfig moe;
   int64_t n_ff_shared = 0;     // Moe: width of the shared expert (0 = none)
+  int64_t moe_latent = 0;      // Moe: width the experts work in (0 = n_embd; latent_down / latent_up)
 };
 
 struct DecoderConfig {
@@ -72,5 +73,11 @@ DecoderConfig read_transformer_config(const gguf::File& file, const std::string&
 // inner_size, state_size, time_step_rank, group_count).
 Mamba1Config read_mamba1_config(const gguf::File& file, const std::string& arch);
 Mamba2Config read_mamba2_config(const gguf::File& file, const std::string& arch);
+
+// The mixture-of-experts keys (<arch>.expert_count, expert_used_count,
+// expert_weights_norm, expert_weights_scale, expert_gating_func) with the
+// defaults an architecture gives; n_expert 0 means no experts.
+MoeConfig read_moe_config(const gguf::File& file, const std::string& arch, MoeGating default_gating,
+                          bool default_normalize);
 
 }  // namespace flatline

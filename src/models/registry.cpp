@@ -3,10 +3,13 @@
 #include <utility>
 
 #include "models/gemma3.h"
+#include "models/granite_hybrid.h"
+#include "models/jamba.h"
 #include "models/llama.h"
 #include "models/mamba.h"
 #include "models/mamba2.h"
 #include "models/model.h"
+#include "models/nemotron_h.h"
 #include "models/rwkv7.h"
 #include "util/error.h"
 
@@ -28,6 +31,10 @@ const std::vector<Registration>& registry() {
       {"rwkv7", load_rwkv7},
       {"mamba", load_mamba},
       {"mamba2", load_mamba2},
+      {"granitehybrid", load_granite_hybrid},
+      {"nemotron_h", load_nemotron_h},
+      {"nemotron_h_moe", load_nemotron_h_moe},
+      {"jamba", load_jamba},
   };
   return entries;
 }

@@ -44,10 +44,19 @@ class SyntheticWriter {
   SyntheticWriter(DType type, uint64_t seed) : type_(type), seed_(seed) {}
 
   void matrix(const std::string& name, int64_t cols, int64_t rows, float scale, std::optional<DType> forced = {}) {
+    shaped(name, cols, rows, {cols, rows}, scale, forced);
+  }
+  // Expert weights: n matrices of rows x cols in one {cols, rows, n} tensor.
+  void matrix3(const std::string& name, int64_t cols, int64_t rows, int64_t n, float scale) {
+    shaped(name, cols, rows * n, {cols, rows, n}, scale, {});
+  }
+
+  void shaped(const std::string& name, int64_t cols, int64_t rows, std::vector<int64_t> dims, float scale,
+              std::optional<DType> forced) {
     DType t = forced ? *forced : fitting_type(type_, cols);
     if (type_ == DType::F32 && forced) t = DType::F32;  // an all-F32 file stays all F32
     uint64_t seed = seed_ + 7919 * ++counter_;
-    w.add_tensor_deferred(name, t, {cols, rows}, [=](std::vector<uint8_t>& out) {
+    w.add_tensor_deferred(name, t, dims, [=](std::vector<uint8_t>& out) {
       Random rng{seed};
       std::vector<float> row(static_cast<size_t>(cols));
       const size_t stride = row_bytes(t, cols);
@@ -310,6 +319,163 @@ void write_mamba(SyntheticWriter& sw, const SyntheticModel& m, bool version2) {
   }
 }
 
+char layer_kind(const SyntheticModel& m, int64_t l) {
+  if (!m.layer_pattern.empty()) return m.layer_pattern[static_cast<size_t>(l) % m.layer_pattern.size()];
+  return l % 4 == 2 ? 'A' : 'M';
+}
+
+void write_mamba_layer(SyntheticWriter& sw, const SyntheticModel& m, const std::string& p, bool version2) {
+  const int64_t E = m.n_embd, Di = m.d_inner > 0 ? m.d_inner : 2 * E, N = m.d_state, K = m.d_conv;
+  const int64_t H = Di / m.ssm_head_dim, G = m.n_group;
+  const int64_t R = m.dt_rank > 0 ? m.dt_rank : (E + 15) / 16;
+  const int64_t conv_ch = version2 ? Di + 2 * G * N : Di;
+  sw.matrix(p + "ssm_in.weight", E, version2 ? 2 * Di + 2 * G * N + H : 2 * Di, inv_sqrt(E));
+  sw.floats(p + "ssm_conv1d.weight", {K, conv_ch}, sw.normals(K * conv_ch, 0.2f));
+  sw.floats(p + "ssm_conv1d.bias", {conv_ch}, sw.normals(conv_ch, 0.1f));
+  if (version2) {
+    std::vector<float> bias, a;
+    for (int64_t h = 0; h < H; ++h) {
+      bias.push_back(dt_bias_value(sw));
+      a.push_back(-(1.0f + 15.0f * sw.uniform()));
+    }
+    sw.floats(p + "ssm_dt.bias", {H}, bias);
+    sw.floats(p + "ssm_a", {1, H}, a);
+    sw.floats(p + "ssm_d", {1, H}, sw.normals(H, 0.1f, 1.0f));
+    sw.vector(p + "ssm_norm.weight", {Di / G, G}, 1.0f, 0.1f);
+  } else {
+    sw.matrix(p + "ssm_x.weight", Di, R + 2 * N, inv_sqrt(Di));
+    sw.matrix(p + "ssm_dt.weight", R, Di, inv_sqrt(R));
+    std::vector<float> bias, a;
+    for (int64_t c = 0; c < Di; ++c) bias.push_back(dt_bias_value(sw));
+    for (int64_t c = 0; c < Di; ++c)
+      for (int64_t s = 0; s < N; ++s) a.push_back(-static_cast<float>(s + 1));
+    sw.floats(p + "ssm_dt.bias", {Di}, bias);
+    sw.floats(p + "ssm_a", {N, Di}, a);
+    sw.floats(p + "ssm_d", {Di}, sw.normals(Di, 0.1f, 1.0f));
+    if (m.arch == "jamba") {
+      sw.vector(p + "ssm_dt_norm.weight", {R}, 1.0f, 0.1f);
+      sw.vector(p + "ssm_b_norm.weight", {N}, 1.0f, 0.1f);
+      sw.vector(p + "ssm_c_norm.weight", {N}, 1.0f, 0.1f);
+    }
+  }
+  sw.matrix(p + "ssm_out.weight", Di, E, inv_sqrt(Di));
+}
+
+void write_attention_layer(SyntheticWriter& sw, const SyntheticModel& m, const std::string& p) {
+  const int64_t E = m.n_embd, hd = m.head_dim > 0 ? m.head_dim : E / m.n_head;
+  const int64_t q = m.n_head * hd, kv = m.n_head_kv * hd;
+  sw.matrix(p + "attn_q.weight", E, q, inv_sqrt(E));
+  sw.matrix(p + "attn_k.weight", E, kv, inv_sqrt(E));
+  sw.matrix(p + "attn_v.weight", E, kv, inv_sqrt(E));
+  sw.matrix(p + "attn_output.weight", q, E, inv_sqrt(q));
+}
+
+// Experts {cols, rows, n_expert}, one matrix per expert in a row.
+void write_experts(SyntheticWriter& sw, const std::string& name, int64_t cols, int64_t rows, int64_t n) {
+  sw.matrix3(name, cols, rows, n, inv_sqrt(cols));
+}
+
+void write_moe(SyntheticWriter& sw, const SyntheticModel& m, const std::string& p, bool gated) {
+  const int64_t E = m.n_embd, F = ff_of(m), X = m.n_expert, L = m.moe_latent > 0 ? m.moe_latent : E;
+  sw.matrix(p + "ffn_gate_inp.weight", E, X, inv_sqrt(E));
+  if (m.arch == "nemotron_h_moe") sw.vector(p + "exp_probs_b.bias", {X}, 0.0f, 0.1f);
+  if (m.moe_latent > 0) {
+    sw.matrix(p + "ffn_latent_down.weight", E, L, inv_sqrt(E));
+    sw.matrix(p + "ffn_latent_up.weight", L, E, inv_sqrt(L));
+  }
+  if (gated) write_experts(sw, p + "ffn_gate_exps.weight", L, F, X);
+  write_experts(sw, p + "ffn_up_exps.weight", L, F, X);
+  write_experts(sw, p + "ffn_down_exps.weight", F, L, X);
+  if (m.n_ff_shared > 0) {
+    const int64_t S = m.n_ff_shared;
+    if (gated) sw.matrix(p + "ffn_gate_shexp.weight", E, S, inv_sqrt(E));
+    sw.matrix(p + "ffn_up_shexp.weight", E, S, inv_sqrt(E));
+    sw.matrix(p + "ffn_down_shexp.weight", S, E, inv_sqrt(S));
+  }
+}
+
+void write_dense_ffn(SyntheticWriter& sw, const SyntheticModel& m, const std::string& p, bool gated) {
+  const int64_t E = m.n_embd, F = ff_of(m);
+  if (gated) sw.matrix(p + "ffn_gate.weight", E, F, inv_sqrt(E));
+  sw.matrix(p + "ffn_up.weight", E, F, inv_sqrt(E));
+  sw.matrix(p + "ffn_down.weight", F, E, inv_sqrt(F));
+}
+
+void write_hybrid(SyntheticWriter& sw, const SyntheticModel& m) {
+  gguf::Writer& w = sw.w;
+  const std::string k = m.arch + ".";
+  const bool nemotron = m.arch == "nemotron_h" || m.arch == "nemotron_h_moe", jamba = m.arch == "jamba";
+  const int64_t E = m.n_embd, Di = m.d_inner > 0 ? m.d_inner : 2 * E;
+  const int64_t hd = m.head_dim > 0 ? m.head_dim : E / m.n_head;
+  std::vector<int32_t> kv_heads, ff;
+  for (int64_t l = 0; l < m.n_layer; ++l) {
+    const char kind = layer_kind(m, l);
+    kv_heads.push_back(kind == 'A' ? static_cast<int32_t>(m.n_head_kv) : 0);
+    ff.push_back(nemotron ? (kind == 'F' ? static_cast<int32_t>(ff_of(m) * std::max<int64_t>(1, m.n_expert_used)) : 0)
+                          : static_cast<int32_t>(ff_of(m)));
+  }
+  w.add_uint32(k + "context_length", static_cast<uint32_t>(m.n_ctx_train));
+  w.add_uint32(k + "embedding_length", static_cast<uint32_t>(E));
+  w.add_uint32(k + "block_count", static_cast<uint32_t>(m.n_layer));
+  if (nemotron) w.add_int32_array(k + "feed_forward_length", ff);
+  else w.add_uint32(k + "feed_forward_length", static_cast<uint32_t>(ff_of(m)));
+  w.add_uint32(k + "attention.head_count", static_cast<uint32_t>(m.n_head));
+  w.add_int32_array(k + "attention.head_count_kv", kv_heads);
+  w.add_uint32(k + "attention.key_length", static_cast<uint32_t>(hd));
+  w.add_uint32(k + "attention.value_length", static_cast<uint32_t>(hd));
+  w.add_float32(k + "attention.layer_norm_rms_epsilon", 1e-5f);
+  if (nemotron) w.add_float32(k + "attention.layer_norm_epsilon", 1e-5f);
+  if (m.attention_scale > 0) w.add_float32(k + "attention.scale", m.attention_scale);
+  if (m.embedding_scale > 0) w.add_float32(k + "embedding_scale", m.embedding_scale);
+  if (m.residual_scale > 0) w.add_float32(k + "residual_scale", m.residual_scale);
+  if (m.logit_scale > 0) w.add_float32(k + "logit_scale", m.logit_scale);
+  if (!jamba) w.add_bool(k + "rope.scaling.finetuned", m.hybrid_rope);
+  if (m.hybrid_rope) {
+    w.add_uint32(k + "rope.dimension_count", static_cast<uint32_t>(hd));
+    w.add_float32(k + "rope.freq_base", static_cast<float>(m.rope_base));
+  }
+  if (m.n_expert > 0) {
+    w.add_uint32(k + "expert_count", static_cast<uint32_t>(m.n_expert));
+    w.add_uint32(k + "expert_used_count", static_cast<uint32_t>(m.n_expert_used));
+    if (m.n_ff_shared > 0) w.add_uint32(k + "expert_shared_feed_forward_length", static_cast<uint32_t>(m.n_ff_shared));
+    if (nemotron) {
+      w.add_uint32(k + "expert_feed_forward_length", static_cast<uint32_t>(ff_of(m)));
+      w.add_bool(k + "expert_weights_norm", true);
+      w.add_float32(k + "expert_weights_scale", 2.5f);
+      if (m.moe_latent > 0) w.add_uint32(k + "moe_latent_size", static_cast<uint32_t>(m.moe_latent));
+    }
+  }
+  w.add_uint32(k + "ssm.conv_kernel", static_cast<uint32_t>(m.d_conv));
+  w.add_uint32(k + "ssm.inner_size", static_cast<uint32_t>(Di));
+  w.add_uint32(k + "ssm.state_size", static_cast<uint32_t>(m.d_state));
+  if (jamba) {
+    w.add_uint32(k + "ssm.time_step_rank", static_cast<uint32_t>(m.dt_rank > 0 ? m.dt_rank : (E + 15) / 16));
+  } else {
+    w.add_uint32(k + "ssm.time_step_rank", static_cast<uint32_t>(Di / m.ssm_head_dim));
+    w.add_uint32(k + "ssm.group_count", static_cast<uint32_t>(m.n_group));
+  }
+  write_embeddings_and_head(sw, m);
+  for (int64_t l = 0; l < m.n_layer; ++l) {
+    const std::string p = "blk." + std::to_string(l) + ".";
+    const char kind = layer_kind(m, l);
+    sw.vector(p + "attn_norm.weight", {E}, 1.0f, 0.1f);
+    if (kind == 'M') write_mamba_layer(sw, m, p, !jamba);
+    else if (kind == 'A') write_attention_layer(sw, m, p);
+    if (nemotron) {
+      if (kind == 'F') {
+        if (m.n_expert > 0) write_moe(sw, m, p, false);
+        else write_dense_ffn(sw, m, p, false);
+      }
+      continue;
+    }
+    sw.vector(p + "ffn_norm.weight", {E}, 1.0f, 0.1f);
+    const bool moe_layer = m.n_expert > 0 &&
+                           (!jamba || (m.moe_pattern.empty() ? l % 2 == 1 : m.moe_pattern[static_cast<size_t>(l) % m.moe_pattern.size()] == '1'));
+    if (moe_layer) write_moe(sw, m, p, true);
+    else write_dense_ffn(sw, m, p, true);
+  }
+}
+
 }  // namespace
 
 SyntheticModel synthetic_preset(const std::string& arch, const std::string& preset) {
@@ -355,8 +521,30 @@ SyntheticModel synthetic_preset(const std::string& arch, const std::string& pres
     if (preset == "1.3b") m.n_layer = 48, m.n_embd = 2048;
     else if (preset == "2.7b") m.n_layer = 64, m.n_embd = 2560;
     else throw unknown();
+  } else if (arch == "granitehybrid") {
+    // Granite 4.0-H: 1 attention layer in 10 (pattern of the released
+    // configs), Mamba-2 head dim 64 and 128-wide state, GQA 32/8 heads.
+    m.n_vocab = 100352, m.tied_output = true, m.d_state = 128, m.ssm_head_dim = 64, m.n_group = 1;
+    m.n_head = 32, m.n_head_kv = 8, m.layer_pattern = "MMMMMAMMMM";
+    m.embedding_scale = 12, m.residual_scale = 0.22f, m.logit_scale = 8, m.attention_scale = 0.0078125f;
+    if (preset == "micro") m.n_layer = 40, m.n_embd = 2560, m.n_ff = 8192, m.n_head = 40;
+    else if (preset == "tiny") m.n_layer = 40, m.n_embd = 1536, m.n_ff = 512, m.n_head = 12, m.n_head_kv = 4,
+                               m.n_expert = 64, m.n_expert_used = 6, m.n_ff_shared = 1024;
+    else throw unknown();
+    m.n_ctx_train = 131072;
+  } else if (arch == "nemotron_h") {
+    m.n_vocab = 131072, m.d_state = 128, m.ssm_head_dim = 80, m.n_group = 8, m.n_head = 40, m.n_head_kv = 8;
+    if (preset == "9b") m.n_layer = 56, m.n_embd = 4480, m.n_ff = 15680, m.d_inner = 8960, m.head_dim = 128,
+                        m.layer_pattern = "M-M-M-M*-M-M-M-M-M*-M-M-M-M-M*-M-M-M-M*-M-M-M-M-M*-M-M-M-M-M-";
+    else throw unknown();
+    for (char& ch : m.layer_pattern) ch = ch == '-' ? 'F' : ch == '*' ? 'A' : ch;
+  } else if (arch == "jamba") {
+    m.n_vocab = 65536, m.n_head = 32, m.n_head_kv = 8, m.d_state = 16, m.n_expert = 16, m.n_expert_used = 2;
+    if (preset == "1.5b") m.n_layer = 16, m.n_embd = 1024, m.n_ff = 4096, m.layer_pattern = "MMMMAMMM";
+    else throw unknown();
   } else {
-    throw Error("synth: unknown architecture '" + arch + "' (rwkv7, llama, gemma3, mamba, mamba2)");
+    throw Error("synth: unknown architecture '" + arch +
+                "' (rwkv7, llama, gemma3, mamba, mamba2, granitehybrid, nemotron_h, jamba)");
   }
   return m;
 }
@@ -380,6 +568,8 @@ void write_synthetic_model(const std::string& path, const SyntheticModel& m) {
     if (m.arch == "llama" || m.arch == "gemma3") write_transformer(sw, m);
     else if (m.arch == "mamba") write_mamba(sw, m, false);
     else if (m.arch == "mamba2") write_mamba(sw, m, true);
+    else if (m.arch == "granitehybrid" || m.arch == "nemotron_h" || m.arch == "nemotron_h_moe" || m.arch == "jamba")
+      write_hybrid(sw, m);
     else throw Error("synth: unknown architecture '" + m.arch + "'");
   }
   sw.w.write(path);

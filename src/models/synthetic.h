@@ -13,7 +13,7 @@
 namespace flatline {
 
 struct SyntheticModel {
-  std::string arch = "rwkv7";  // rwkv7, llama, gemma3, mamba, mamba2
+  std::string arch = "rwkv7";  // rwkv7, llama, gemma3, mamba, mamba2, granitehybrid, nemotron_h, nemotron_h_moe, jamba
   std::string name;            // general.name ("" = derived from the shape)
   int64_t n_embd = 2560;
   int64_t n_layer = 32;
@@ -42,6 +42,13 @@ struct SyntheticModel {
   int64_t dt_rank = 0;         // mamba: 0 = ceil(n_embd / 16)
   int64_t ssm_head_dim = 64;   // mamba2
   int64_t n_group = 1;         // mamba2
+  // Hybrids: one letter per layer, M = Mamba (Mamba-2; Mamba-1 for jamba),
+  // A = attention, F = feed-forward only (nemotron_h). "" = every 4th layer attention.
+  std::string layer_pattern;
+  std::string moe_pattern;     // jamba: '1' where the layer's FFN is a mixture of experts ("" = every other)
+  int64_t n_expert = 0, n_expert_used = 0, n_ff_shared = 0, moe_latent = 0;
+  float embedding_scale = 0, residual_scale = 0, logit_scale = 0;  // granitehybrid (0 = key absent)
+  bool hybrid_rope = false;    // granitehybrid: rope.scaling.finetuned true (attention layers use RoPE)
   // Vocabulary: the 256 byte tokens of a byte-level RWKV tokenizer padded to
   // n_vocab, or (printable) one token per printable ASCII character and "\n".
   bool printable_vocab = false;
@@ -51,7 +58,9 @@ struct SyntheticModel {
 };
 
 // Shapes named like published checkpoints: rwkv7 0.1b 0.4b 1.5b 2.9b 7.2b;
-// llama 1b 3b (Llama 3.2); gemma3 1b 4b; mamba 2.8b; mamba2 1.3b 2.7b.
+// llama 1b 3b (Llama 3.2); gemma3 1b 4b; mamba 2.8b; mamba2 1.3b 2.7b;
+// granitehybrid micro (Granite-4.0-H-Micro, ~3B dense) tiny (Granite-4.0-H-Tiny,
+// ~7B MoE, ~1B active); nemotron_h 9b; jamba mini-like "1.5b".
 // Throws Error for unknown names.
 SyntheticModel synthetic_preset(const std::string& arch, const std::string& preset);
 

@@ -31,6 +31,8 @@ enum ScratchSlot : size_t {
   kSlotExpertIn,
   kSlotExpertOut,
   kSlotExpertWeights,
+  kSlotLatentIn,
+  kSlotLatentSum,
   kSlotSsmIn,      // Mamba: the input projection
   kSlotSsmConv,    // Mamba: convolution output
   kSlotSsmDbc,     // Mamba-1: dt_low | B | C

@@ -107,21 +107,34 @@ void moe_forward(const ChunkContext& ctx, const MoeConfig& c, const MoeWeights& 
     for (int64_t i = 0; i < n * K; ++i) entries[fill[chosen[i]]++] = static_cast<int32_t>(i);
   }
 
-  std::fill(out, out + n * D, 0.0f);
+  // With latent experts they read latent_down(xn) and sum into a latent
+  // buffer that latent_up brings back to the model width.
+  const bool latent = w.latent_down.data != nullptr;
+  const int64_t L = latent ? w.latent_down.rows : D;
+  const float* expert_x = xn;
+  float* sum = out;
+  if (latent) {
+    float* lx = ctx.scratch.floats(kSlotLatentIn, static_cast<size_t>(n * L));
+    project(w.latent_down, {}, xn, n, lx, ctx.pool);
+    expert_x = lx;
+    sum = ctx.scratch.floats(kSlotLatentSum, static_cast<size_t>(n * L));
+  }
+  std::fill(sum, sum + n * L, 0.0f);
   for (int64_t e = 0; e < E; ++e) {
     const int64_t m = count[e + 1] - count[e];
     if (m == 0) continue;
-    float* in = ctx.scratch.floats(kSlotExpertIn, static_cast<size_t>(m * D));
-    float* res = ctx.scratch.floats(kSlotExpertOut, static_cast<size_t>(m * D));
+    float* in = ctx.scratch.floats(kSlotExpertIn, static_cast<size_t>(m * L));
+    float* res = ctx.scratch.floats(kSlotExpertOut, static_cast<size_t>(m * L));
     for (int64_t j = 0; j < m; ++j)
-      std::memcpy(in + j * D, xn + (entries[count[e] + j] / K) * D, D * sizeof(float));
+      std::memcpy(in + j * L, expert_x + (entries[count[e] + j] / K) * L, L * sizeof(float));
     const Matrix gate = w.gate.all.data ? w.gate.expert(e) : Matrix{};
     dense_ffn(ctx, gate, w.up.expert(e), w.down.expert(e), nullptr, act, in, m, res);
     for (int64_t j = 0; j < m; ++j) {
       const int32_t entry = entries[count[e] + j];
-      add_scaled(out + (entry / K) * D, res + j * D, D, weights[entry]);
+      add_scaled(sum + (entry / K) * L, res + j * L, L, weights[entry]);
     }
   }
+  if (latent) project(w.latent_up, {}, sum, n, out, ctx.pool);
   if (w.shared.present()) {
     float* res = ctx.scratch.floats(kSlotExpertOut, static_cast<size_t>(n * D));
     dense_ffn(ctx, w.shared.gate, w.shared.up, w.shared.down, &w.shared, act, xn, n, res);

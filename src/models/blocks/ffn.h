@@ -38,6 +38,9 @@ struct MoeWeights {
   std::vector<float> selection_bias;    // added to the probabilities for choosing only (exp_probs_b)
   ExpertMatrices gate, up, down;        // gate.all.data == nullptr: plain expert FFNs
   FfnWeights shared;                    // shared expert, when present
+  // Nemotron-3 style latent experts: they work on latent_down(x) and their
+  // weighted sum is brought back by latent_up (both absent: no latent).
+  Matrix latent_down, latent_up;
 };
 
 // out[rows][n_embd] = FFN(xn).
