@@ -161,7 +161,7 @@ void Writer::add_tensor_deferred(const std::string& name, DType type, const std:
   tensors_.push_back(PendingTensor{name, type, dims, n_bytes, {}, std::move(produce)});
 }
 
-void Writer::write(const std::string& path) const {
+std::vector<uint8_t> Writer::header_bytes() const {
   std::vector<uint8_t> header;
   put<uint32_t>(header, kMagic);
   put<uint32_t>(header, 3);
@@ -179,9 +179,13 @@ void Writer::write(const std::string& path) const {
     offset = pad(offset + t.n_bytes);
   }
   header.resize(pad(header.size()), 0);
+  return header;
+}
 
-  AtomicFileWriter out(path);
-  out.write(header.data(), header.size());
+void Writer::emit(const std::function<void(const void*, size_t)>& sink) const {
+  const std::vector<uint8_t> header = header_bytes();
+  sink(header.data(), header.size());
+  auto pad = [&](uint64_t v) { return (v + alignment_ - 1) / alignment_ * alignment_; };
   static const std::vector<uint8_t> zeros(4096, 0);
   std::vector<uint8_t> produced;
   for (const auto& t : tensors_) {
@@ -194,15 +198,29 @@ void Writer::write(const std::string& path) const {
                     " bytes, expected " + std::to_string(t.n_bytes));
       bytes = &produced;
     }
-    out.write(bytes->data(), bytes->size());
+    sink(bytes->data(), bytes->size());
     size_t padding = pad(bytes->size()) - bytes->size();
     while (padding > 0) {
       size_t n = std::min(padding, zeros.size());
-      out.write(zeros.data(), n);
+      sink(zeros.data(), n);
       padding -= n;
     }
   }
+}
+
+void Writer::write(const std::string& path) const {
+  AtomicFileWriter out(path);
+  emit([&](const void* data, size_t n) { out.write(data, n); });
   out.commit();
+}
+
+std::vector<uint8_t> Writer::to_bytes() const {
+  std::vector<uint8_t> out;
+  emit([&](const void* data, size_t n) {
+    const auto* p = static_cast<const uint8_t*>(data);
+    out.insert(out.end(), p, p + n);
+  });
+  return out;
 }
 
 }  // namespace flatline::gguf

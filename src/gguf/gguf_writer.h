@@ -47,6 +47,9 @@ class Writer {
 
   bool has_key(std::string_view key) const;
   void write(const std::string& path) const;  // throws Error
+  // The whole file in memory (tests, vocabulary-only files); deferred
+  // tensors are produced as for write().
+  std::vector<uint8_t> to_bytes() const;
 
  private:
   void begin_kv(std::string_view key, ValueType type);
@@ -59,6 +62,9 @@ class Writer {
     Producer produce;
   };
   size_t checked_size(const std::string& name, DType type, const std::vector<int64_t>& dims) const;
+  std::vector<uint8_t> header_bytes() const;  // through the padding before the first tensor
+  // Calls sink(data, n) for the header and every tensor's bytes and padding.
+  void emit(const std::function<void(const void*, size_t)>& sink) const;
   uint32_t alignment_ = kDefaultAlignment;
   uint64_t kv_count_ = 0;
   std::vector<std::string> keys_;
