@@ -55,14 +55,14 @@ std::optional<std::string> HfConfig::find_string(const std::string& key) const {
   return v.get<std::string>();
 }
 
-std::optional<int64_t> HfConfig::find_int(const std::vector<std::string>& keys) const {
+std::optional<int64_t> HfConfig::find_first_int(const std::vector<std::string>& keys) const {
   for (const auto& k : keys) {
     if (auto v = find_int(k)) return v;
   }
   return std::nullopt;
 }
 
-std::optional<double> HfConfig::find_float(const std::vector<std::string>& keys) const {
+std::optional<double> HfConfig::find_first_float(const std::vector<std::string>& keys) const {
   for (const auto& k : keys) {
     if (auto v = find_float(k)) return v;
   }

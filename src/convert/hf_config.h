@@ -36,8 +36,8 @@ class HfConfig {
   std::optional<double> find_float(const std::string& key) const;
   std::optional<std::string> find_string(const std::string& key) const;
   // The first of `keys` present (llama.cpp's find_hparam), or nullopt.
-  std::optional<int64_t> find_int(const std::vector<std::string>& keys) const;
-  std::optional<double> find_float(const std::vector<std::string>& keys) const;
+  std::optional<int64_t> find_first_int(const std::vector<std::string>& keys) const;
+  std::optional<double> find_first_float(const std::vector<std::string>& keys) const;
 
   [[noreturn]] void fail(const std::string& message) const;
 
