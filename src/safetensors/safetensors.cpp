@@ -345,14 +345,15 @@ Checkpoint Checkpoint::open_index(const std::string& index_path) {
   }
   if (by_shard.empty()) throw Error(index_path + ": weight_map is empty");
   const fs::path dir = fs::path(index_path).parent_path();
-  Checkpoint c;
-  for (const auto& [shard, names] : by_shard) {
-    const fs::path path = dir / shard;
-    if (!fs::exists(path)) {
+  for (const auto& [shard, names] : by_shard) {  // all shards first: a missing one is the clearest message
+    if (!fs::exists(dir / shard)) {
       throw Error(index_path + ": weight_map names shard '" + shard + "' (for tensor '" + names.front() +
                   "'), which does not exist in " + dir.string());
     }
-    File f = File::open(path.string());
+  }
+  Checkpoint c;
+  for (const auto& [shard, names] : by_shard) {
+    File f = File::open((dir / shard).string());
     for (const auto& name : names) {
       if (!f.find(name)) {
         throw Error(index_path + ": tensor '" + name + "' is mapped to shard '" + shard + "', which does not hold it");
