@@ -23,6 +23,7 @@ inline convert::ConvertSummary run_convert(const std::string& dir, const std::st
   convert::ConvertOptions o;
   o.type = type;
   o.name = name;
+  o.threads = 2;
   return convert::convert_hf_model(dir, out, o);
 }
 

@@ -45,6 +45,7 @@ void register_convert(CLI::App& app) {
   struct Options {
     std::string dir, out, type = "auto", name;
     bool quiet = false;
+    int threads = 0;
   };
   auto opts = std::make_shared<Options>();
   auto* sub = app.add_subcommand("convert", "Convert a Hugging Face model directory (safetensors) to GGUF");
@@ -55,12 +56,14 @@ void register_convert(CLI::App& app) {
                       " (auto: BF16 or F16 as the checkpoint; quantized types follow llama-quantize, K-quants as _S)")
       ->capture_default_str();
   sub->add_option("--name", opts->name, "general.name (default: the directory's name)");
+  sub->add_option("-t,--threads", opts->threads, "Threads converting rows (default: physical cores)");
   sub->add_flag("-q,--quiet", opts->quiet, "No progress output");
   sub->callback([opts] {
     const bool terminal = ::isatty(STDERR_FILENO) != 0;
     convert::ConvertOptions o;
     o.type = opts->type;
     o.name = opts->name;
+    o.threads = opts->threads;
     o.cancel = &g_interrupted;
     if (!opts->quiet) o.progress = [terminal](const convert::ConvertProgress& p) { show_progress(p, terminal); };
     std::signal(SIGINT, on_signal);

@@ -9,6 +9,7 @@
 #include "convert/type_rules.h"
 #include "gguf/gguf_writer.h"
 #include "tensor/kernels.h"
+#include "tensor/thread_pool.h"
 #include "util/error.h"
 
 namespace flatline::convert {
@@ -90,31 +91,84 @@ void check_cancel(const ConvertOptions& o) {
   if (o.cancel && o.cancel->load()) throw Error("conversion interrupted");
 }
 
-// Writes the tensor's rows into `out`: a raw copy when the source already
-// has the output type, else through f32 and quantize_row.
-void produce(const PlannedTensor& t, std::vector<uint8_t>& out, const ConvertOptions& o) {
+// Every output row must lie inside its source tensor; checked once, before
+// anything is written, so the parallel row loop below cannot fail.
+void check_rows(const PlannedTensor& t) {
+  if (!t.row_source) return;
+  for (int64_t r = 0; r < t.rows(); ++r) {
+    const RowSource src = t.row_source(r);
+    if (!src.tensor || src.first_element < 0 || src.first_element + t.cols() > src.tensor->n_elements())
+      throw Error("internal: row " + std::to_string(r) + " of " + t.name + " is outside its source tensor");
+    source_dtype(*src.tensor);
+  }
+}
+
+// Converts rows [begin, end) of `t` into `out` (row r at (r - begin) rows
+// in): a raw copy when the source already has the output type, else
+// through f32 and quantize_row. Rows are split over the pool (quantizing
+// K-quants is the slow part of a conversion).
+void convert_rows(const PlannedTensor& t, int64_t begin, int64_t end, uint8_t* out, ThreadPool& pool,
+                  const ConvertOptions& o) {
   const int64_t cols = t.cols();
   const size_t out_row = row_bytes(t.type, cols);
-  out.resize(out_row * static_cast<size_t>(t.rows()));
-  std::vector<float> row(static_cast<size_t>(cols));
-  for (int64_t r = 0; r < t.rows(); ++r) {
-    if ((r & 1023) == 1023) check_cancel(o);
-    uint8_t* dst = out.data() + static_cast<size_t>(r) * out_row;
-    if (!t.row_source) {
-      quantize_row(t.type, t.values.data() + r * cols, dst, cols);
-      continue;
+  const int64_t grain = std::max<int64_t>(1, (1 << 16) / std::max<int64_t>(cols, 1));
+  pool.parallel_chunks(end - begin, grain, [&](int64_t from, int64_t to) {
+    if (o.cancel && o.cancel->load()) return;
+    std::vector<float> row(static_cast<size_t>(cols));
+    for (int64_t r = begin + from; r < begin + to; ++r) {
+      uint8_t* dst = out + static_cast<size_t>(r - begin) * out_row;
+      if (!t.row_source) {
+        quantize_row(t.type, t.values.data() + r * cols, dst, cols);
+        continue;
+      }
+      const RowSource src = t.row_source(r);
+      const DType type = source_dtype(*src.tensor);
+      const uint8_t* p = src.tensor->data + static_cast<size_t>(src.first_element) * traits(type).block_bytes;
+      if (type == t.type) {
+        std::memcpy(dst, p, out_row);
+      } else {
+        dequantize_row(type, p, row.data(), cols);
+        quantize_row(t.type, row.data(), dst, cols);
+      }
     }
-    const RowSource src = t.row_source(r);
-    if (src.first_element < 0 || src.first_element + cols > src.tensor->n_elements())
-      throw Error("internal: row " + std::to_string(r) + " of " + t.name + " is outside " + src.tensor->name);
-    const DType type = source_dtype(*src.tensor);
-    const uint8_t* p = src.tensor->data + static_cast<size_t>(src.first_element) * traits(type).block_bytes;
-    if (type == t.type) {
-      std::memcpy(dst, p, out_row);
-    } else {
-      dequantize_row(type, p, row.data(), cols);
-      quantize_row(t.type, row.data(), dst, cols);
+  });
+  check_cancel(o);
+}
+
+// Drops the source pages rows [begin, end) read (they are read once).
+void release_rows(const PlannedTensor& t, int64_t begin, int64_t end, const st::Checkpoint& weights) {
+  if (!t.row_source) return;
+  for (int64_t r = begin; r < end;) {
+    const RowSource first = t.row_source(r);
+    const size_t elem = traits(source_dtype(*first.tensor)).block_bytes;
+    uint64_t lo = static_cast<uint64_t>(first.first_element) * elem, hi = lo + static_cast<uint64_t>(t.cols()) * elem;
+    int64_t next = r + 1;
+    for (; next < end; ++next) {  // rows from the same tensor: one range
+      const RowSource s = t.row_source(next);
+      if (s.tensor != first.tensor) break;
+      lo = std::min<uint64_t>(lo, static_cast<uint64_t>(s.first_element) * elem);
+      hi = std::max<uint64_t>(hi, static_cast<uint64_t>(s.first_element + t.cols()) * elem);
     }
+    weights.release(*first.tensor, lo, hi);
+    r = next;
+  }
+}
+
+// Streams the tensor in pieces of about kPieceBytes of output, so memory
+// stays at one piece (plus the source pages being read) whatever the tensor.
+constexpr size_t kPieceBytes = 8u << 20;
+
+void stream_tensor(const PlannedTensor& t, const gguf::Writer::Sink& sink, ThreadPool& pool,
+                   const st::Checkpoint& weights, const ConvertOptions& o) {
+  const size_t out_row = row_bytes(t.type, t.cols());
+  const int64_t rows_per_piece = std::max<int64_t>(1, static_cast<int64_t>(kPieceBytes / std::max<size_t>(out_row, 1)));
+  std::vector<uint8_t> piece;
+  for (int64_t begin = 0; begin < t.rows(); begin += rows_per_piece) {
+    const int64_t end = std::min(t.rows(), begin + rows_per_piece);
+    piece.resize(static_cast<size_t>(end - begin) * out_row);
+    convert_rows(t, begin, end, piece.data(), pool, o);
+    sink(piece.data(), piece.size());
+    release_rows(t, begin, end, weights);
   }
 }
 
@@ -201,17 +255,18 @@ ConvertSummary convert_hf_model(const std::string& dir, const std::string& out_p
     summary.output_bytes += tensor_bytes(t);
     ++summary.types[std::string(dtype_name(t.type))];
   }
+  for (const auto& t : plan.tensors) check_rows(t);
+  ThreadPool pool(options.threads);
   uint64_t done = 0;
   for (size_t i = 0; i < plan.tensors.size(); ++i) {
     const PlannedTensor* t = &plan.tensors[i];
-    w.add_tensor_deferred(t->name, t->type, t->dims,
-                          [t, i, &done, &options, &model, &summary](std::vector<uint8_t>& out) {
+    w.add_tensor_streamed(t->name, t->type, t->dims,
+                          [t, i, &done, &options, &model, &summary, &pool](const gguf::Writer::Sink& sink) {
                             check_cancel(options);
                             if (options.progress)
                               options.progress({i, summary.tensors, t->name, done, summary.output_bytes});
-                            produce(*t, out, options);
-                            for (const st::TensorInfo* in : t->inputs) model.weights.release(*in);
-                            done += out.size();
+                            stream_tensor(*t, sink, pool, model.weights, options);
+                            done += tensor_bytes(*t);
                           });
   }
   w.write(out_path);

@@ -7,9 +7,9 @@
 //
 // Everything is checked before the output file is created (config, every
 // tensor's shape, dtype, the tokenizer); the file is then written to a
-// temporary name, one tensor at a time straight from the memory-mapped
-// checkpoint (the pages of a source tensor are released once it is
-// written), and renamed at the end. On any error the temporary file is
+// temporary name, one tensor at a time, in pieces of a few MiB straight from
+// the memory-mapped checkpoint (source pages are released once read), and
+// renamed at the end. On any error the temporary file is
 // removed and nothing is left under the output name.
 #pragma once
 
@@ -33,6 +33,7 @@ struct ConvertProgress {
 struct ConvertOptions {
   std::string type = "auto";  // see output_type_names()
   std::string name;           // general.name ("" = the directory's name)
+  int threads = 0;            // rows of a tensor are converted in parallel; 0 = physical cores
   std::function<void(const ConvertProgress&)> progress;  // before each tensor and once at the end
   const std::atomic<bool>* cancel = nullptr;             // set to stop; the conversion then throws Error
 };

@@ -44,6 +44,13 @@ class Writer {
   // `produce` must fill exactly the tensor's byte size.
   using Producer = std::function<void(std::vector<uint8_t>& bytes)>;
   void add_tensor_deferred(const std::string& name, DType type, const std::vector<int64_t>& dims, Producer produce);
+  // Same, but the bytes are handed to `sink` piece by piece as they are made,
+  // so not even one whole tensor has to be in memory. `stream` must pass
+  // exactly the tensor's byte size in all.
+  using Sink = std::function<void(const void* data, size_t n)>;
+  using StreamProducer = std::function<void(const Sink& sink)>;
+  void add_tensor_streamed(const std::string& name, DType type, const std::vector<int64_t>& dims,
+                           StreamProducer stream);
 
   bool has_key(std::string_view key) const;
   void write(const std::string& path) const;  // throws Error
@@ -60,6 +67,7 @@ class Writer {
     size_t n_bytes = 0;
     std::vector<uint8_t> bytes;  // filled now, or by `produce` at write time
     Producer produce;
+    StreamProducer stream;
   };
   size_t checked_size(const std::string& name, DType type, const std::vector<int64_t>& dims) const;
   std::vector<uint8_t> header_bytes() const;  // through the padding before the first tensor

@@ -290,17 +290,19 @@ const TensorInfo* File::find(std::string_view name) const {
   return it == index_.end() ? nullptr : &tensors_[it->second];
 }
 
-void File::release(const TensorInfo& t) const {
-  if (!mapping_ || t.n_bytes() == 0) return;
+void File::release(const TensorInfo& t, uint64_t begin_offset, uint64_t end_offset) const {
+  end_offset = std::min(end_offset, t.n_bytes());
+  if (!mapping_ || begin_offset >= end_offset) return;
   const uintptr_t page = static_cast<uintptr_t>(::sysconf(_SC_PAGESIZE));
   const uintptr_t base = reinterpret_cast<uintptr_t>(mapping_->data());
-  const uintptr_t begin = reinterpret_cast<uintptr_t>(t.data) / page * page;
-  const uintptr_t end = reinterpret_cast<uintptr_t>(t.data) + t.n_bytes();
   const uintptr_t limit = (base + mapping_->size() + page - 1) / page * page;
-  const uintptr_t rounded_end = std::min((end + page - 1) / page * page, limit);
+  const uintptr_t first = reinterpret_cast<uintptr_t>(t.data) + begin_offset;
+  const uintptr_t last = reinterpret_cast<uintptr_t>(t.data) + end_offset;
+  const uintptr_t begin = std::max(first / page * page, base);
+  const uintptr_t end = std::min((last + page - 1) / page * page, limit);
   // A read-only private file mapping: the pages come back from the page
   // cache if touched again, so this cannot change what is read.
-  ::madvise(reinterpret_cast<void*>(std::max(begin, base)), rounded_end - std::max(begin, base), MADV_DONTNEED);
+  if (begin < end) ::madvise(reinterpret_cast<void*>(begin), end - begin, MADV_DONTNEED);
 }
 
 Checkpoint Checkpoint::open_dir(const std::string& dir) {
@@ -410,9 +412,9 @@ uint64_t Checkpoint::total_bytes() const {
   return n;
 }
 
-void Checkpoint::release(const TensorInfo& t) const {
+void Checkpoint::release(const TensorInfo& t, uint64_t begin, uint64_t end) const {
   auto it = index_.find(t.name);
-  if (it != index_.end()) files_[it->second.first].release(t);
+  if (it != index_.end()) files_[it->second.first].release(t, begin, end);
 }
 
 }  // namespace flatline::safetensors

@@ -68,7 +68,9 @@ class File {
   // Drops the pages of a tensor's bytes from this process's resident set
   // (they stay in the page cache), so reading a checkpoint tensor by tensor
   // keeps memory at about one tensor.
-  void release(const TensorInfo& t) const;
+  void release(const TensorInfo& t) const { release(t, 0, t.n_bytes()); }
+  // Only bytes [begin, end) of the tensor (whole pages around them).
+  void release(const TensorInfo& t, uint64_t begin, uint64_t end) const;
 
  private:
   File() = default;
@@ -95,7 +97,8 @@ class Checkpoint {
   size_t file_count() const { return files_.size(); }
   uint64_t total_bytes() const;
   const std::string& description() const { return description_; }  // "DIR/model.safetensors" or "N shards of DIR"
-  void release(const TensorInfo& t) const;
+  void release(const TensorInfo& t) const { release(t, 0, t.n_bytes()); }
+  void release(const TensorInfo& t, uint64_t begin, uint64_t end) const;
 
  private:
   std::vector<File> files_;
