@@ -135,6 +135,26 @@ TEST(ConvertErrors, TheTinyLlamaItselfConverts) {
   EXPECT_EQ(convert_error(m.dir), "");
 }
 
+// generation_config.json becomes general.sampling.*, as gguf-py's Metadata writes it.
+TEST(ConvertErrors, GenerationConfigBecomesSamplingKeys) {
+  REQUIRE_TINY(m, "tiny-gen");
+  m.write();
+  test::write_text(m.dir + "/generation_config.json",
+                   R"({"do_sample": true, "temperature": 0.7, "top_p": 0.9, "top_k": 40, "repetition_penalty": 1.1})");
+  const std::string out = test::temp_path("tiny-gen.gguf");
+  test::run_convert(m.dir, out, "f16", "tiny");
+  const gguf::File f = gguf::File::open(out);
+  EXPECT_EQ(f.get_int("general.sampling.top_k"), 40);
+  EXPECT_FLOAT_EQ(static_cast<float>(f.get_float("general.sampling.temp")), 0.7f);
+  EXPECT_FLOAT_EQ(static_cast<float>(f.get_float("general.sampling.top_p")), 0.9f);
+  EXPECT_FLOAT_EQ(static_cast<float>(f.get_float("general.sampling.penalty_repeat")), 1.1f);
+  EXPECT_FALSE(f.has("general.sampling.min_p"));
+  EXPECT_EQ(f.get_string("general.name"), "tiny");
+  EXPECT_EQ(f.get_int("general.file_type"), 1);
+  test::write_text(m.dir + "/generation_config.json", "{ not json");
+  EXPECT_MENTIONS(convert_error(m.dir), "generation_config.json", "not valid JSON");
+}
+
 TEST(ConvertErrors, UnknownArchitecture) {
   REQUIRE_TINY(m, "tiny-arch");
   m.config["architectures"] = {"MambaForCausalLM"};

@@ -24,7 +24,7 @@ void on_signal(int) { g_interrupted = true; }
 void show_progress(const convert::ConvertProgress& p, bool terminal) {
   const double fraction = p.bytes_total ? static_cast<double>(p.bytes_done) / static_cast<double>(p.bytes_total) : 1.0;
   if (!terminal) {
-    if (p.tensor < p.tensors)
+    if (p.tensor < p.tensors && p.starts_tensor)
       std::fprintf(stderr, "[%zu/%zu] %s\n", p.tensor + 1, p.tensors, p.name.c_str());
     return;
   }

@@ -159,7 +159,8 @@ void release_rows(const PlannedTensor& t, int64_t begin, int64_t end, const st::
 constexpr size_t kPieceBytes = 8u << 20;
 
 void stream_tensor(const PlannedTensor& t, const gguf::Writer::Sink& sink, ThreadPool& pool,
-                   const st::Checkpoint& weights, const ConvertOptions& o) {
+                   const st::Checkpoint& weights, const ConvertOptions& o,
+                   const std::function<void(uint64_t)>& piece_written) {
   const size_t out_row = row_bytes(t.type, t.cols());
   const int64_t rows_per_piece = std::max<int64_t>(1, static_cast<int64_t>(kPieceBytes / std::max<size_t>(out_row, 1)));
   std::vector<uint8_t> piece;
@@ -169,6 +170,7 @@ void stream_tensor(const PlannedTensor& t, const gguf::Writer::Sink& sink, Threa
     convert_rows(t, begin, end, piece.data(), pool, o);
     sink(piece.data(), piece.size());
     release_rows(t, begin, end, weights);
+    piece_written(piece.size());
   }
 }
 
@@ -264,9 +266,12 @@ ConvertSummary convert_hf_model(const std::string& dir, const std::string& out_p
                           [t, i, &done, &options, &model, &summary, &pool](const gguf::Writer::Sink& sink) {
                             check_cancel(options);
                             if (options.progress)
-                              options.progress({i, summary.tensors, t->name, done, summary.output_bytes});
-                            stream_tensor(*t, sink, pool, model.weights, options);
-                            done += tensor_bytes(*t);
+                              options.progress({i, summary.tensors, t->name, done, summary.output_bytes, true});
+                            stream_tensor(*t, sink, pool, model.weights, options, [&](uint64_t n) {
+                              done += n;
+                              if (options.progress)
+                                options.progress({i, summary.tensors, t->name, done, summary.output_bytes, false});
+                            });
                           });
   }
   w.write(out_path);

@@ -28,13 +28,14 @@ struct ConvertProgress {
   std::string name;    // its GGUF name
   uint64_t bytes_done = 0;
   uint64_t bytes_total = 0;
+  bool starts_tensor = false;  // the first report for this tensor (later ones follow its pieces)
 };
 
 struct ConvertOptions {
   std::string type = "auto";  // see output_type_names()
   std::string name;           // general.name ("" = the directory's name)
   int threads = 0;            // rows of a tensor are converted in parallel; 0 = physical cores
-  std::function<void(const ConvertProgress&)> progress;  // before each tensor and once at the end
+  std::function<void(const ConvertProgress&)> progress;  // before each tensor, after each piece, once at the end
   const std::atomic<bool>* cancel = nullptr;             // set to stop; the conversion then throws Error
 };
 
