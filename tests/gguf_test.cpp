@@ -3,6 +3,8 @@
 // problem, never a crash or an out-of-bounds read.
 #include <gtest/gtest.h>
 
+#include <unistd.h>
+
 #include <algorithm>
 #include <cstring>
 #include <filesystem>
@@ -72,6 +74,39 @@ TEST(Gguf, RoundTripsMetadataAndTensors) {
   EXPECT_EQ((w.data - bytes.data()) % 32, 0);
   EXPECT_EQ(f.tensor("q").type, DType::Q8_0);
   EXPECT_EQ(f.tensor("q").n_bytes, 68u);
+}
+
+// A tensor streamed in pieces (what `flatline convert` does) gives the same
+// file as one added whole; a stream of the wrong length is an error that
+// leaves no file behind.
+TEST(Gguf, StreamedTensorsEqualWholeOnesAndWrongLengthsFail) {
+  std::vector<float> data(3 * 64);
+  for (size_t i = 0; i < data.size(); ++i) data[i] = 0.25f * static_cast<float>(i);
+  Writer whole, streamed;
+  for (Writer* w : {&whole, &streamed}) w->add_string("general.architecture", "test");
+  whole.add_tensor("w", DType::F32, {64, 3}, data.data(), data.size() * 4);
+  streamed.add_tensor_streamed("w", DType::F32, {64, 3}, [&](const Writer::Sink& sink) {
+    for (int r = 0; r < 3; ++r) sink(data.data() + 64 * r, 64 * 4);
+  });
+  EXPECT_EQ(whole.to_bytes(), streamed.to_bytes());
+
+  for (size_t rows : {2u, 4u}) {
+    Writer bad;
+    bad.add_string("general.architecture", "test");
+    std::vector<float> more(4 * 64);
+    bad.add_tensor_streamed("w", DType::F32, {64, 3}, [&](const Writer::Sink& sink) {
+      for (size_t r = 0; r < rows; ++r) sink(more.data() + 64 * r, 64 * 4);
+    });
+    const std::string path = test::temp_path("streamed-bad.gguf");
+    try {
+      bad.write(path);
+      ADD_FAILURE() << "expected an Error for " << rows << " rows";
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find("tensor w"), std::string::npos) << e.what();
+    }
+    EXPECT_FALSE(std::filesystem::exists(path));
+    EXPECT_FALSE(std::filesystem::exists(path + ".tmp." + std::to_string(::getpid())));
+  }
 }
 
 TEST(Gguf, MissingKeyAndTensorNameThem) {

@@ -60,5 +60,6 @@ void register_serve(CLI::App& app);
 void register_perplexity(CLI::App& app);
 void register_quantize(CLI::App& app);
 void register_synth(CLI::App& app);
+void register_convert(CLI::App& app);
 
 }  // namespace flatline::cli

@@ -28,6 +28,7 @@ int main(int argc, char** argv) {
   flatline::cli::register_perplexity(app);
   flatline::cli::register_quantize(app);
   flatline::cli::register_synth(app);
+  flatline::cli::register_convert(app);
   app.parse_complete_callback([&] {
     if (verbose) flatline::set_log_level(flatline::LogLevel::Debug);
   });

@@ -150,7 +150,7 @@ void Writer::add_tensor(const std::string& name, DType type, const std::vector<i
   if (expected != n_bytes)
     throw Error("GGUF writer: tensor " + name + " has " + std::to_string(n_bytes) + " bytes, expected " +
                 std::to_string(expected));
-  PendingTensor t{name, type, dims, n_bytes, {}, nullptr};
+  PendingTensor t{name, type, dims, n_bytes, {}, nullptr, nullptr};
   t.bytes.assign(static_cast<const uint8_t*>(data), static_cast<const uint8_t*>(data) + n_bytes);
   tensors_.push_back(std::move(t));
 }
@@ -158,10 +158,16 @@ void Writer::add_tensor(const std::string& name, DType type, const std::vector<i
 void Writer::add_tensor_deferred(const std::string& name, DType type, const std::vector<int64_t>& dims,
                                  Producer produce) {
   size_t n_bytes = checked_size(name, type, dims);
-  tensors_.push_back(PendingTensor{name, type, dims, n_bytes, {}, std::move(produce)});
+  tensors_.push_back(PendingTensor{name, type, dims, n_bytes, {}, std::move(produce), nullptr});
 }
 
-void Writer::write(const std::string& path) const {
+void Writer::add_tensor_streamed(const std::string& name, DType type, const std::vector<int64_t>& dims,
+                                 StreamProducer stream) {
+  size_t n_bytes = checked_size(name, type, dims);
+  tensors_.push_back(PendingTensor{name, type, dims, n_bytes, {}, nullptr, std::move(stream)});
+}
+
+std::vector<uint8_t> Writer::header_bytes() const {
   std::vector<uint8_t> header;
   put<uint32_t>(header, kMagic);
   put<uint32_t>(header, 3);
@@ -179,30 +185,59 @@ void Writer::write(const std::string& path) const {
     offset = pad(offset + t.n_bytes);
   }
   header.resize(pad(header.size()), 0);
+  return header;
+}
 
-  AtomicFileWriter out(path);
-  out.write(header.data(), header.size());
+void Writer::emit(const std::function<void(const void*, size_t)>& sink) const {
+  const std::vector<uint8_t> header = header_bytes();
+  sink(header.data(), header.size());
+  auto pad = [&](uint64_t v) { return (v + alignment_ - 1) / alignment_ * alignment_; };
   static const std::vector<uint8_t> zeros(4096, 0);
   std::vector<uint8_t> produced;
   for (const auto& t : tensors_) {
-    const std::vector<uint8_t>* bytes = &t.bytes;
-    if (t.produce) {
-      produced.clear();
-      t.produce(produced);
-      if (produced.size() != t.n_bytes)
-        throw Error("GGUF writer: tensor " + t.name + " produced " + std::to_string(produced.size()) +
-                    " bytes, expected " + std::to_string(t.n_bytes));
-      bytes = &produced;
+    size_t written = 0;
+    if (t.stream) {
+      t.stream([&](const void* data, size_t n) {
+        if (written + n > t.n_bytes)
+          throw Error("GGUF writer: tensor " + t.name + " streamed more than its " + std::to_string(t.n_bytes) + " bytes");
+        sink(data, n);
+        written += n;
+      });
+    } else {
+      const std::vector<uint8_t>* bytes = &t.bytes;
+      if (t.produce) {
+        produced.clear();
+        t.produce(produced);
+        bytes = &produced;
+      }
+      if (bytes->size() == t.n_bytes) sink(bytes->data(), bytes->size());
+      written = bytes->size();
     }
-    out.write(bytes->data(), bytes->size());
-    size_t padding = pad(bytes->size()) - bytes->size();
+    if (written != t.n_bytes)
+      throw Error("GGUF writer: tensor " + t.name + " produced " + std::to_string(written) + " bytes, expected " +
+                  std::to_string(t.n_bytes));
+    size_t padding = pad(written) - written;
     while (padding > 0) {
       size_t n = std::min(padding, zeros.size());
-      out.write(zeros.data(), n);
+      sink(zeros.data(), n);
       padding -= n;
     }
   }
+}
+
+void Writer::write(const std::string& path) const {
+  AtomicFileWriter out(path);
+  emit([&](const void* data, size_t n) { out.write(data, n); });
   out.commit();
+}
+
+std::vector<uint8_t> Writer::to_bytes() const {
+  std::vector<uint8_t> out;
+  emit([&](const void* data, size_t n) {
+    const auto* p = static_cast<const uint8_t*>(data);
+    out.insert(out.end(), p, p + n);
+  });
+  return out;
 }
 
 }  // namespace flatline::gguf

@@ -44,9 +44,19 @@ class Writer {
   // `produce` must fill exactly the tensor's byte size.
   using Producer = std::function<void(std::vector<uint8_t>& bytes)>;
   void add_tensor_deferred(const std::string& name, DType type, const std::vector<int64_t>& dims, Producer produce);
+  // Same, but the bytes are handed to `sink` piece by piece as they are made,
+  // so not even one whole tensor has to be in memory. `stream` must pass
+  // exactly the tensor's byte size in all.
+  using Sink = std::function<void(const void* data, size_t n)>;
+  using StreamProducer = std::function<void(const Sink& sink)>;
+  void add_tensor_streamed(const std::string& name, DType type, const std::vector<int64_t>& dims,
+                           StreamProducer stream);
 
   bool has_key(std::string_view key) const;
   void write(const std::string& path) const;  // throws Error
+  // The whole file in memory (tests, vocabulary-only files); deferred
+  // tensors are produced as for write().
+  std::vector<uint8_t> to_bytes() const;
 
  private:
   void begin_kv(std::string_view key, ValueType type);
@@ -57,8 +67,12 @@ class Writer {
     size_t n_bytes = 0;
     std::vector<uint8_t> bytes;  // filled now, or by `produce` at write time
     Producer produce;
+    StreamProducer stream;
   };
   size_t checked_size(const std::string& name, DType type, const std::vector<int64_t>& dims) const;
+  std::vector<uint8_t> header_bytes() const;  // through the padding before the first tensor
+  // Calls sink(data, n) for the header and every tensor's bytes and padding.
+  void emit(const std::function<void(const void*, size_t)>& sink) const;
   uint32_t alignment_ = kDefaultAlignment;
   uint64_t kv_count_ = 0;
   std::vector<std::string> keys_;

@@ -145,6 +145,96 @@ bool prepends_space(const json& j) {
   return check(j.value("normalizer", json()), check) || check(j.value("pre_tokenizer", json()), check);
 }
 
+// Special token ids, add_bos/add_eos, as gguf-py's SpecialVocab finds them.
+void add_special_tokens(gguf::Writer& writer, const json& j, const json& config, const HfTokenizerOptions& options,
+                        const std::vector<AddedToken>& added, int64_t n_vocab, HfTokenizerSummary& summary) {
+  const json model_config = options.model_config_path.empty() ? json::object() : read_json(options.model_config_path);
+  const struct {
+    const char* role;
+    const char* key;
+  } roles[] = {{"bos", "tokenizer.ggml.bos_token_id"},   {"eos", "tokenizer.ggml.eos_token_id"},
+               {"unk", "tokenizer.ggml.unknown_token_id"}, {"sep", "tokenizer.ggml.seperator_token_id"},
+               {"pad", "tokenizer.ggml.padding_token_id"}, {"cls", "tokenizer.ggml.cls_token_id"},
+               {"mask", "tokenizer.ggml.mask_token_id"}};
+  // A missing bos/eos entry falls back to cls/sep (BERT-style configs).
+  auto entry_text = [&](const std::string& role) {
+    auto text = config_token(config, role + "_token");
+    if (!text && role == "bos") text = config_token(config, "cls_token");
+    if (!text && role == "eos") text = config_token(config, "sep_token");
+    return text;
+  };
+  std::string bos_text, eos_text;
+  for (const auto& r : roles) {
+    std::optional<int64_t> id;
+    const auto text = entry_text(r.role);
+    if (text) {
+      for (const AddedToken& a : added) {  // the first added token with that content
+        if (a.content == *text) {
+          id = a.id;
+          break;
+        }
+      }
+    }
+    const std::string id_key = std::string(r.role) + "_token_id";
+    if (!id && model_config.is_object() && model_config.contains(id_key) && model_config[id_key].is_number_integer()) {
+      const int64_t v = model_config[id_key].get<int64_t>();
+      if (v >= 0 && v < n_vocab) id = v;
+    }
+    if (!id) continue;
+    writer.add_uint32(r.key, static_cast<uint32_t>(*id));
+    if (std::string_view(r.role) == "bos") bos_text = text.value_or("?");
+    if (std::string_view(r.role) == "eos") eos_text = text.value_or("?");
+    summary.special_ids[r.role] = *id;
+  }
+  std::optional<bool> add_bos = config_bool(config, "add_bos_token");
+  std::optional<bool> add_eos = config_bool(config, "add_eos_token");
+  if (j.contains("post_processor")) template_adds(j["post_processor"], bos_text, eos_text, add_bos, add_eos);
+  if (options.add_bos) add_bos = options.add_bos;
+  if (add_bos) writer.add_bool("tokenizer.ggml.add_bos_token", *add_bos);
+  if (add_eos) writer.add_bool("tokenizer.ggml.add_eos_token", *add_eos);
+}
+
+std::string read_text(const std::filesystem::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw Error(path.string() + ": cannot open");
+  return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+}
+
+// tokenizer.chat_template (and tokenizer.chat_template.NAME for the named
+// alternatives of a template list, as gguf-py writes them).
+void add_chat_template(gguf::Writer& writer, const json& config, const std::filesystem::path& dir) {
+  json t;
+  if (config.contains("chat_template")) {
+    t = config["chat_template"];
+  } else if (std::filesystem::exists(dir / "chat_template.jinja")) {
+    t = read_text(dir / "chat_template.jinja");
+  } else if (std::filesystem::exists(dir / "chat_template.json")) {
+    const json c = read_json((dir / "chat_template.json").string());
+    if (c.is_object() && c.contains("chat_template")) t = c["chat_template"];
+  }
+  if (t.is_string()) {
+    writer.add_string("tokenizer.chat_template", t.get<std::string>());
+    return;
+  }
+  if (!t.is_array()) return;
+  std::vector<std::string> names;
+  for (const json& entry : t) {  // [{"name": "default", "template": ...}, ...]
+    if (!entry.is_object() || !entry.contains("template") || !entry["template"].is_string()) continue;
+    std::string name = entry.value("name", "");
+    for (char& c : name) {
+      if (!std::isalnum(static_cast<unsigned char>(c))) c = '_';
+    }
+    if (name.empty()) continue;
+    if (name == "default") {
+      writer.add_string("tokenizer.chat_template", entry["template"].get<std::string>());
+    } else {
+      writer.add_string("tokenizer.chat_template." + name, entry["template"].get<std::string>());
+      names.push_back(name);
+    }
+  }
+  if (!names.empty()) writer.add_string_array("tokenizer.chat_templates", names);
+}
+
 }  // namespace
 
 HfTokenizerSummary add_hf_tokenizer(gguf::Writer& writer, const std::string& path, const HfTokenizerOptions& options) {
@@ -251,7 +341,7 @@ HfTokenizerSummary add_hf_tokenizer(gguf::Writer& writer, const std::string& pat
     writer.add_string_array("tokenizer.ggml.tokens", tokens);
     writer.add_float32_array("tokenizer.ggml.scores", scores);
     writer.add_int32_array("tokenizer.ggml.token_type", types);
-    writer.add_bool("tokenizer.ggml.add_space_prefix", prepends_space(j));
+    writer.add_bool("tokenizer.ggml.add_space_prefix", options.add_space_prefix.value_or(prepends_space(j)));
     summary.model = "llama";
   } else {
     writer.add_string("tokenizer.ggml.model", "gpt2");
@@ -259,50 +349,13 @@ HfTokenizerSummary add_hf_tokenizer(gguf::Writer& writer, const std::string& pat
     writer.add_string_array("tokenizer.ggml.tokens", tokens);
     writer.add_int32_array("tokenizer.ggml.token_type", types);
     writer.add_string_array("tokenizer.ggml.merges", merges);
+    if (options.add_space_prefix) writer.add_bool("tokenizer.ggml.add_space_prefix", *options.add_space_prefix);
     summary.model = "gpt2";
     summary.n_merges = static_cast<int64_t>(merges.size());
   }
 
-  // Special token ids by content (added tokens first, then the vocabulary).
-  std::unordered_map<std::string, int64_t> ids;
-  for (const auto& [id, text] : texts) ids.emplace(text, id);
-  for (const AddedToken& a : added) ids[a.content] = a.id;
-  const struct {
-    const char* role;
-    const char* key;
-  } roles[] = {{"bos", "tokenizer.ggml.bos_token_id"},   {"eos", "tokenizer.ggml.eos_token_id"},
-               {"unk", "tokenizer.ggml.unknown_token_id"}, {"sep", "tokenizer.ggml.seperator_token_id"},
-               {"pad", "tokenizer.ggml.padding_token_id"}, {"cls", "tokenizer.ggml.cls_token_id"},
-               {"mask", "tokenizer.ggml.mask_token_id"}};
-  std::string bos_text, eos_text;
-  for (const auto& r : roles) {
-    const auto text = config_token(config, std::string(r.role) + "_token");
-    if (!text) continue;
-    auto it = ids.find(*text);
-    if (it == ids.end()) continue;
-    writer.add_uint32(r.key, static_cast<uint32_t>(it->second));
-    if (std::string_view(r.role) == "bos") bos_text = *text;
-    if (std::string_view(r.role) == "eos") eos_text = *text;
-  }
-  std::optional<bool> add_bos = config_bool(config, "add_bos_token");
-  std::optional<bool> add_eos = config_bool(config, "add_eos_token");
-  if (j.contains("post_processor")) template_adds(j["post_processor"], bos_text, eos_text, add_bos, add_eos);
-  if (add_bos) writer.add_bool("tokenizer.ggml.add_bos_token", *add_bos && !bos_text.empty());
-  if (add_eos) writer.add_bool("tokenizer.ggml.add_eos_token", *add_eos && !eos_text.empty());
-
-  if (config.contains("chat_template")) {
-    const json& t = config["chat_template"];
-    if (t.is_string()) {
-      writer.add_string("tokenizer.chat_template", t.get<std::string>());
-    } else if (t.is_array()) {  // [{"name": "default", "template": ...}, ...]
-      for (const json& entry : t) {
-        if (entry.value("name", "") == "default" && entry.contains("template") && entry["template"].is_string()) {
-          writer.add_string("tokenizer.chat_template", entry["template"].get<std::string>());
-          break;
-        }
-      }
-    }
-  }
+  add_special_tokens(writer, j, config, options, added, n, summary);
+  add_chat_template(writer, config, std::filesystem::path(path).parent_path());
   return summary;
 }
 

@@ -13,10 +13,15 @@
 // Added tokens become CONTROL (special, or looking like "<|...|>") or
 // USER_DEFINED; ids the tokenizer leaves free up to vocab_size become
 // "[PAD<id>]" UNUSED tokens. Special ids, add_bos/add_eos and the chat
-// template come from tokenizer_config.json.
+// template follow gguf-py's SpecialVocab: a tokenizer_config.json entry
+// ("bos_token": "<s>") names an added token; config.json's bos_token_id
+// etc. fill the roles still open; the chat template comes from
+// tokenizer_config.json, else chat_template.jinja / chat_template.json.
 #pragma once
 
 #include <cstdint>
+#include <map>
+#include <optional>
 #include <string>
 
 #include "gguf/gguf_writer.h"
@@ -32,6 +37,15 @@ struct HfTokenizerOptions {
   int64_t vocab_size = 0;
   // tokenizer_config.json; "" = the file next to tokenizer.json, if any.
   std::string config_path;
+  // The model's config.json, for special ids tokenizer_config.json leaves
+  // open ("" = none).
+  std::string model_config_path;
+  // tokenizer.ggml.add_space_prefix as the caller decided it (llama.cpp's
+  // Llama converter takes tokenizer_config.json's add_prefix_space);
+  // nullopt = SentencePiece-style vocabularies derive it from the normalizer.
+  std::optional<bool> add_space_prefix;
+  // Overrides tokenizer.ggml.add_bos_token (nullopt = from the configs).
+  std::optional<bool> add_bos;
 };
 
 struct HfTokenizerSummary {
@@ -39,6 +53,7 @@ struct HfTokenizerSummary {
   int64_t n_tokens = 0;
   int64_t n_merges = 0;
   int64_t n_added = 0;
+  std::map<std::string, int64_t> special_ids;  // "bos", "eos", ... as written
 };
 
 // Throws Error when the file is unreadable or not a supported tokenizer.
