@@ -55,7 +55,7 @@ inline std::vector<float> model_logits(const std::string& gguf_path, const std::
   auto model = load_model(file, o);
   auto state = model->new_state(static_cast<int64_t>(ids.size()) + 1);
   std::vector<float> logits(ids.size() * static_cast<size_t>(model->info().n_vocab));
-  model->forward(*state, ids, LogitsMode::All, logits.data());
+  model->forward(*state, ids, LogitsMode::All, logits.data(), *model->new_workspace());
   return logits;
 }
 

@@ -82,6 +82,32 @@ const Arch kArchs[] = {
     {"mamba_synthetic", [] { return synthetic("mamba", tiny("mamba")); }},
     {"mamba2", [] { return shared("random/mamba2.gguf"); }},
     {"mamba2_synthetic", [] { return synthetic("mamba2", tiny("mamba2")); }},
+    {"granitehybrid", [] { return shared("random/granitehybrid.gguf"); }},
+    {"granitehybrid_moe", [] { return shared("random/granitehybrid-moe.gguf"); }},
+    {"granitehybrid_synthetic",
+     [] {
+       SyntheticModel m = tiny("granitehybrid");
+       m.layer_pattern = "MA";
+       m.n_expert = 4, m.n_expert_used = 2, m.n_ff_shared = 32;
+       return synthetic("granitehybrid", m);
+     }},
+    {"nemotron_h", [] { return shared("random/nemotron_h.gguf"); }},
+    {"nemotron_h_moe_synthetic",
+     [] {
+       SyntheticModel m = tiny("nemotron_h_moe");
+       m.n_layer = 3;
+       m.layer_pattern = "MAF";
+       m.n_expert = 4, m.n_expert_used = 2, m.n_ff_shared = 32;
+       return synthetic("nemotron_h_moe", m);
+     }},
+    {"jamba", [] { return shared("random/jamba.gguf"); }},
+    {"jamba_synthetic",
+     [] {
+       SyntheticModel m = tiny("jamba");
+       m.layer_pattern = "AM";
+       m.n_expert = 4, m.n_expert_used = 2;
+       return synthetic("jamba", m);
+     }},
     {"demo_model", [] { return test::source_dir() + "/models/flatline-demo-kjv.gguf"; }},
 };
 

@@ -139,4 +139,14 @@ void assign_types(std::vector<PlannedTensor>& tensors, const OutputType& type, i
   }
 }
 
+void assign_requantized_types(std::vector<PlannedTensor>& tensors, DType target, int64_t n_layer) {
+  bool has_output = false;
+  for (const auto& t : tensors) has_output = has_output || t.name == "output.weight";
+  QuantState qs{target, !has_output, n_layer};
+  const bool to_float = target == DType::F32 || target == DType::F16 || target == DType::BF16;
+  for (PlannedTensor& t : tensors)
+    if (quantize_allowed(t) && (t.type == DType::F32 || t.type == DType::F16 || t.type == DType::BF16))
+      t.type = to_float ? target : quantized_type(t, qs);
+}
+
 }  // namespace flatline::convert

@@ -35,5 +35,9 @@ const char* output_type_names();  // "auto, f32, f16, bf16, q8_0, ..."
 
 // Sets PlannedTensor::type for every tensor. `n_layer` is the block count.
 void assign_types(std::vector<PlannedTensor>& tensors, const OutputType& type, int64_t n_layer);
+// llama-quantize's rules alone, for re-encoding a GGUF (`flatline quantize`):
+// the tensors it would quantize get their type for `target`; the others keep
+// the type they come with (t.type on entry).
+void assign_requantized_types(std::vector<PlannedTensor>& tensors, DType target, int64_t n_layer);
 
 }  // namespace flatline::convert
