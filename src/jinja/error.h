@@ -18,7 +18,9 @@ class Error : public flatline::Error {
 // raise_exception("...") in a template: the message is the template's own.
 class TemplateRaisedError : public Error {
  public:
-  explicit TemplateRaisedError(const std::string& message) : Error(message), raised_message_(message) {}
+  explicit TemplateRaisedError(const std::string& message, int line = 0)
+      : Error(line > 0 ? "the template raised an error at line " + std::to_string(line) + ": " + message : message),
+        raised_message_(message) {}
   const std::string& raised_message() const { return raised_message_; }
 
  private:

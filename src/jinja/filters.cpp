@@ -243,11 +243,14 @@ Value f_format(Interpreter& in, const Value& v, CallArgs& a) {
 
 Value f_urlencode(Interpreter& in, const Value& v, CallArgs& a) {
   ArgReader("urlencode", a, {});
+  // Jinja's url_quote: strings keep '/', query pairs write ' ' as '+'.
   auto quote = [](const std::string& s, bool for_query) {
     std::string out;
     char buf[4];
     for (unsigned char c : s) {
-      if (std::isalnum(c) || c == '_' || c == '.' || c == '-' || c == '~' || (!for_query && c == '/')) {
+      if (for_query && c == ' ') {
+        out.push_back('+');
+      } else if (std::isalnum(c) || c == '_' || c == '.' || c == '-' || c == '~' || (!for_query && c == '/')) {
         out.push_back(static_cast<char>(c));
       } else {
         std::snprintf(buf, sizeof buf, "%%%02X", c);
@@ -687,7 +690,11 @@ Value f_groupby(Interpreter& in, const Value& v, CallArgs& a) {
     std::vector<Value> members;
     while (j < order.size() && equals(keys[order[j]], keys[order[i]])) members.push_back(items[order[j++]]);
     Value grouper = case_sensitive ? keys[order[i]] : lookup_attribute(in, items[order[i]], parts, fallback);
-    groups.push_back(Value::tuple({grouper, Value::list(std::move(members))}));
+    auto group = std::make_shared<ListObject>();
+    group->items = {grouper, Value::list(std::move(members))};
+    group->flavor = ListFlavor::Tuple;
+    group->group = true;
+    groups.emplace_back(std::move(group));
     i = j;
   }
   return Value::list(std::move(groups));

@@ -127,9 +127,9 @@ std::string Interpreter::render(const ast::Body& body, const ScopePtr& globals) 
   try {
     exec_body(body, std::make_shared<Scope>(globals), out);
   } catch (const TemplateRaisedError& e) {
-    throw;
+    throw TemplateRaisedError(e.raised_message(), current_line_);
   } catch (const LimitError& e) {
-    throw;
+    throw LimitError("template error at line " + std::to_string(current_line_) + ": " + e.what());
   } catch (const Error& e) {
     throw Error("template error at line " + std::to_string(current_line_) + ": " + e.what());
   }
@@ -676,6 +676,10 @@ Value Interpreter::getattr(const Value& object, const std::string& name) {
     case Kind::Object:
       if (auto v = object.object().attribute(*this, name)) return *v;
       break;
+    case Kind::List:
+      if (object.list_object().group && (name == "grouper" || name == "list")) return object.items()[name == "list"];
+      if (auto method = find_method(object, name)) return *method;
+      break;
     default:
       if (auto method = find_method(object, name)) return *method;
       break;
@@ -906,9 +910,11 @@ Value Interpreter::binary(const std::string& op, const Value& a, const Value& b)
         const size_t unit = seq->as_string().size();
         if (unit && static_cast<uint64_t>(n) > limits_.max_output_bytes / unit + 1) charge_text(limits_.max_output_bytes + 1);
         charge_text(unit * static_cast<size_t>(n));
+        const size_t total = unit * static_cast<size_t>(n);
         std::string out;
-        out.reserve(unit * static_cast<size_t>(n));
-        for (int64_t i = 0; i < n; ++i) out += seq->as_string();
+        out.reserve(total);
+        if (n > 0) out = seq->as_string();
+        while (out.size() < total) out.append(out, 0, std::min(out.size(), total - out.size()));  // doubling
         return string_like(*seq, std::move(out));
       }
       const size_t unit = seq->items().size();

@@ -3,6 +3,7 @@
 // Face renders with blocks the mutating ones (list.append, dict.update ...):
 // looking them up gives an Undefined that fails with the sandbox's message.
 #include <algorithm>
+#include <cmath>
 #include <set>
 #include <string>
 
@@ -318,6 +319,43 @@ Value markup_like(const Value& result) {
   return result;
 }
 
+// The sandbox's list of blocked mutators (MutableSequence: append, reverse,
+// insert, sort, extend, remove) leaves pop and clear callable.
+Value l_pop(Interpreter&, const Value& self, CallArgs& a) {
+  ArgReader r("pop", a, {"index"});
+  std::vector<Value>& items = self.mutable_items();
+  if (items.empty()) throw Error("pop from empty list");
+  int64_t i = r.get_int(0, -1);
+  if (i < 0) i += static_cast<int64_t>(items.size());
+  if (i < 0 || i >= static_cast<int64_t>(items.size())) throw Error("pop index out of range");
+  Value v = items[static_cast<size_t>(i)];
+  items.erase(items.begin() + i);
+  return v;
+}
+
+Value l_clear(Interpreter&, const Value& self, CallArgs& a) {
+  ArgReader("clear", a, {});
+  self.mutable_items().clear();
+  return Value::none();
+}
+
+// int / float attributes (x.real, x.imag ...)
+std::optional<Value> number_attribute(const Value& v, const std::string& name) {
+  if (name == "real") return v.is_float() ? v : Value(v.int_value());
+  if (name == "imag") return v.is_float() ? Value(0.0) : Value(int64_t{0});
+  if (!v.is_float() && name == "numerator") return Value(v.int_value());
+  if (!v.is_float() && name == "denominator") return Value(int64_t{1});
+  if (name == "conjugate") {
+    return Value::function(type_name(v) + ".conjugate", [v](Interpreter&, CallArgs&) { return v.is_float() ? v : Value(v.int_value()); });
+  }
+  if (v.is_float() && name == "is_integer") {
+    return Value::function("float.is_integer", [v](Interpreter&, CallArgs&) {
+      return Value(std::isfinite(v.as_float()) && v.as_float() == std::floor(v.as_float()));
+    });
+  }
+  return std::nullopt;
+}
+
 struct MethodEntry {
   const char* name;
   Method method;  // nullptr: exists in Python, blocked by the immutable sandbox
@@ -347,7 +385,7 @@ const MethodEntry kDictMethods[] = {
 
 const MethodEntry kListMethods[] = {
     {"index", l_index}, {"count", l_count}, {"copy", l_copy},     {"append", nullptr}, {"extend", nullptr},
-    {"insert", nullptr}, {"remove", nullptr}, {"pop", nullptr},   {"clear", nullptr},  {"sort", nullptr},
+    {"insert", nullptr}, {"remove", nullptr}, {"pop", l_pop},     {"clear", l_clear},  {"sort", nullptr},
     {"reverse", nullptr},
 };
 
@@ -390,6 +428,9 @@ std::optional<Value> find_method(const Value& object, const std::string& name) {
         case ListFlavor::Tuple: return bind(kTupleMethods, object, name);
         default: return std::nullopt;
       }
+    case Kind::Int:
+    case Kind::Float:
+    case Kind::Bool: return number_attribute(object, name);
     default: return std::nullopt;
   }
 }

@@ -31,7 +31,12 @@ class Parser {
   size_t pos_ = 0;
   int depth_ = 0;
   int loop_depth_ = 0;                 // for break / continue
-  std::vector<std::string> tag_stack_;  // open block statements, innermost last
+  struct OpenBlock {
+    std::string tag;
+    int line;
+    std::vector<std::string> end_names;
+  };
+  std::vector<OpenBlock> open_blocks_;  // block statements being parsed, innermost last
 
   struct DepthGuard {
     Parser& p;
@@ -80,7 +85,7 @@ class Parser {
   }
   void expect_type(TokenType type) {
     if (current().type != type) {
-      if (current().type == TokenType::End && !tag_stack_.empty()) fail_eof({});
+      if (current().type == TokenType::End && !open_blocks_.empty()) fail_eof();
       fail_here(std::string("expected ") + token_type_name(type) + ", found " + describe(current()));
     }
     next();
@@ -121,40 +126,48 @@ class Parser {
   }
 
   // After a statement's header: "%}", then the body up to one of end_names.
-  Body parse_statements(std::initializer_list<const char*> end_names, bool drop_needle) {
+  Body parse_statements(const Stmt& owner, const char* tag, std::initializer_list<const char*> end_names,
+                        bool drop_needle) {
     skip_op(":");
     expect_type(TokenType::BlockEnd);
+    open_blocks_.push_back({tag, owner.where.line, {end_names.begin(), end_names.end()}});
     Body body = subparse(end_names);
-    if (current().type == TokenType::End) fail_eof(end_names);
+    if (current().type == TokenType::End) fail_eof();
+    open_blocks_.pop_back();
     if (drop_needle) next();
     return body;
   }
 
-  [[noreturn]] void fail_eof(std::initializer_list<const char*> end_names) const {
-    std::string expected;
-    for (const char* n : end_names) expected += std::string(expected.empty() ? "" : " or ") + "'" + n + "'";
+  static std::string alternatives(const std::vector<std::string>& names) {
+    std::string out;
+    for (const auto& n : names) out += std::string(out.empty() ? "" : " or ") + "'" + n + "'";
+    return out;
+  }
+
+  std::string open_block_description() const {
+    const OpenBlock& b = open_blocks_.back();
+    return "the '" + b.tag + "' on line " + std::to_string(b.line) + " needs " + alternatives(b.end_names);
+  }
+
+  [[noreturn]] void fail_eof() const {
     std::string message = "unexpected end of template";
-    if (!expected.empty()) message += ", expected " + expected;
-    if (!tag_stack_.empty()) message += " (the innermost open block is '" + tag_stack_.back() + "')";
+    if (!open_blocks_.empty()) message += ": " + open_block_description();
     fail_here(message);
   }
 
   [[noreturn]] void fail_unknown_tag(const Token& t) const {
     std::string message = "unknown tag '" + t.text + "'";
-    if (!tag_stack_.empty()) message += "; the innermost block that needs to be closed is '" + tag_stack_.back() + "'";
+    if (!open_blocks_.empty()) message += "; " + open_block_description();
     fail_at(t.where, message);
   }
+
+
 
   void parse_statement(Body& out) {
     DepthGuard guard(*this);
     const Token t = current();
     if (t.type != TokenType::Name) fail_here("expected a tag name after '{%', found " + describe(t));
     const std::string& n = t.text;
-    tag_stack_.push_back(n);
-    struct Pop {
-      std::vector<std::string>& s;
-      ~Pop() { s.pop_back(); }
-    } pop{tag_stack_};
     if (n == "if") return out.push_back(parse_if());
     if (n == "for") return out.push_back(parse_for());
     if (n == "set") return out.push_back(parse_set());
@@ -166,7 +179,7 @@ class Parser {
     if (n == "generation") {
       next();
       auto s = std::make_unique<Stmt>(StmtKind::Block, t.where);
-      s->body = parse_statements({"endgeneration"}, true);
+      s->body = parse_statements(*s, "generation", {"endgeneration"}, true);
       return out.push_back(std::move(s));
     }
     if (n == "break" || n == "continue") {
@@ -183,11 +196,11 @@ class Parser {
     auto s = std::make_unique<Stmt>(StmtKind::If, next().where);
     while (true) {
       ExprPtr test = parse_tuple(false, false, {}, false);
-      Body body = parse_statements({"elif", "else", "endif"}, false);
+      Body body = parse_statements(*s, "if", {"elif", "else", "endif"}, false);
       s->branches.emplace_back(std::move(test), std::move(body));
       const Token t = next();
       if (t.text == "elif") continue;
-      if (t.text == "else") s->else_body = parse_statements({"endif"}, true);
+      if (t.text == "else") s->else_body = parse_statements(*s, "if", {"endif"}, true);
       break;
     }
     return s;
@@ -201,9 +214,9 @@ class Parser {
     if (skip_name("if")) s->condition = parse_expression(true);
     s->recursive = skip_name("recursive");
     ++loop_depth_;
-    s->body = parse_statements({"endfor", "else"}, false);
+    s->body = parse_statements(*s, "for", {"endfor", "else"}, false);
     --loop_depth_;
-    if (next().text == "else") s->else_body = parse_statements({"endfor"}, true);
+    if (next().text == "else") s->else_body = parse_statements(*s, "for", {"endfor"}, true);
     return s;
   }
 
@@ -216,7 +229,7 @@ class Parser {
     }
     s->kind = StmtKind::SetBlock;
     s->filters = parse_filter_chain(false);
-    s->body = parse_statements({"endset"}, true);
+    s->body = parse_statements(*s, "set", {"endset"}, true);
     return s;
   }
 
@@ -226,7 +239,7 @@ class Parser {
     s->params = parse_signature();
     const int saved_loops = loop_depth_;
     loop_depth_ = 0;  // a macro body is its own function: no loop to break out of
-    s->body = parse_statements({"endmacro"}, true);
+    s->body = parse_statements(*s, "macro", {"endmacro"}, true);
     loop_depth_ = saved_loops;
     return s;
   }
@@ -258,7 +271,7 @@ class Parser {
     if (s->expr->kind != ExprKind::Call) fail_at(s->where, "expected a call after '{% call %}'");
     const int saved_loops = loop_depth_;
     loop_depth_ = 0;
-    s->body = parse_statements({"endcall"}, true);
+    s->body = parse_statements(*s, "call", {"endcall"}, true);
     loop_depth_ = saved_loops;
     return s;
   }
@@ -266,7 +279,7 @@ class Parser {
   StmtPtr parse_filter_block() {
     auto s = std::make_unique<Stmt>(StmtKind::FilterBlock, next().where);
     s->filters = parse_filter_chain(true);
-    s->body = parse_statements({"endfilter"}, true);
+    s->body = parse_statements(*s, "filter", {"endfilter"}, true);
     return s;
   }
 
@@ -278,7 +291,7 @@ class Parser {
       expect_op("=");
       s->assignments.emplace_back(std::move(target), parse_expression(true));
     }
-    s->body = parse_statements({"endwith"}, true);
+    s->body = parse_statements(*s, "with", {"endwith"}, true);
     return s;
   }
 

@@ -157,6 +157,11 @@ char32_t lower_of(char32_t c) {
     return (c % 2 == 0) ? c + 1 : c;
   if (in_pair_range(c, 0x139, 0x148) || in_pair_range(c, 0x179, 0x17E)) return (c % 2 == 1) ? c + 1 : c;
   if (c == 0x130) return 'i';
+  if (c == 0x1C4 || c == 0x1C7 || c == 0x1CA || c == 0x1F1) return c + 2;  // DŽ Lj Nj Dz digraphs
+  if (c == 0x1C5 || c == 0x1C8 || c == 0x1CB || c == 0x1F2) return c + 1;
+  if (in_pair_range(c, 0x1CD, 0x1DC)) return (c % 2 == 1) ? c + 1 : c;
+  if (in_pair_range(c, 0x1DE, 0x1EF) || in_pair_range(c, 0x1F8, 0x21F) || in_pair_range(c, 0x222, 0x233))
+    return (c % 2 == 0) ? c + 1 : c;
   if (in_pair_range(c, 0x1E00, 0x1E95) || in_pair_range(c, 0x1EA0, 0x1EFF)) return (c % 2 == 0) ? c + 1 : c;
   if (c >= 0x391 && c <= 0x3A9 && c != 0x3A2) return c + 32;
   if (c == 0x386) return 0x3AC;
@@ -184,6 +189,11 @@ char32_t upper_of(char32_t c) {
   if (in_pair_range(c, 0x139, 0x148) || in_pair_range(c, 0x179, 0x17E)) return (c % 2 == 0) ? c - 1 : c;
   if (c == 0x131) return 'I';
   if (c == 0x17F) return 'S';
+  if (c == 0x1C6 || c == 0x1C9 || c == 0x1CC || c == 0x1F3) return c - 2;
+  if (c == 0x1C5 || c == 0x1C8 || c == 0x1CB || c == 0x1F2) return c - 1;
+  if (in_pair_range(c, 0x1CD, 0x1DC)) return (c % 2 == 0) ? c - 1 : c;
+  if (in_pair_range(c, 0x1DE, 0x1EF) || in_pair_range(c, 0x1F8, 0x21F) || in_pair_range(c, 0x222, 0x233))
+    return (c % 2 == 1) ? c - 1 : c;
   if (in_pair_range(c, 0x1E00, 0x1E95) || in_pair_range(c, 0x1EA0, 0x1EFF)) return (c % 2 == 1) ? c - 1 : c;
   if (c >= 0x3B1 && c <= 0x3C9 && c != 0x3C2) return c - 32;
   if (c == 0x3C2) return 0x3A3;
@@ -217,6 +227,13 @@ bool final_sigma(const std::u32string& s, size_t i) {
     if (s[k] != '\'' && s[k] != 0x2019 && s[k] != 0xAD) break;
   }
   return true;
+}
+
+// Titlecase differs from uppercase only for the Latin digraphs (ǅ ǈ ǋ ǲ).
+char32_t title_of(char32_t c) {
+  if (c == 0x1C4 || c == 0x1C6 || c == 0x1C7 || c == 0x1C9 || c == 0x1CA || c == 0x1CC || c == 0x1F1 || c == 0x1F3)
+    return (c == 0x1C4 || c == 0x1C7 || c == 0x1CA || c == 0x1F1) ? c + 1 : c - 1;
+  return upper_of(c);
 }
 
 void append_upper(std::string& out, char32_t c) {
@@ -280,7 +297,7 @@ std::string title(std::string_view s) {
     } else if (u[i] == 0xDF) {
       out += "Ss";
     } else {
-      append_code_point(out, upper_of(u[i]));
+      append_code_point(out, title_of(u[i]));
     }
     previous_cased = is_cased(u[i]);
   }
@@ -296,7 +313,7 @@ std::string capitalize(std::string_view s) {
       if (u[0] == 0xDF) {
         out += "Ss";
       } else {
-        append_code_point(out, upper_of(u[0]));
+        append_code_point(out, title_of(u[0]));
       }
     } else {
       append_lower_at(out, u, i);

@@ -33,6 +33,7 @@ struct ListObject {
   std::vector<Value> items;
   ListFlavor flavor = ListFlavor::List;
   int64_t range_start = 0, range_stop = 0, range_step = 1;  // for printing range(a, b[, c])
+  bool group = false;  // a groupby() result: a tuple with .grouper and .list
 };
 
 class DictObject {
@@ -154,6 +155,8 @@ class Value {
   const UndefinedState& undefined_state() const { return std::get<UndefinedState>(data_); }
   const ListObject& list_object() const { return *std::get<std::shared_ptr<ListObject>>(data_); }
   const std::vector<Value>& items() const { return list_object().items; }
+  // list.pop() / list.clear(): the only mutations the immutable sandbox allows.
+  std::vector<Value>& mutable_items() const { return std::get<std::shared_ptr<ListObject>>(data_)->items; }
   const DictObject& dict_object() const { return *std::get<std::shared_ptr<DictObject>>(data_); }
   DictObject& mutable_dict() const { return *std::get<std::shared_ptr<DictObject>>(data_); }
   const std::shared_ptr<FunctionObject>& function_object() const { return std::get<std::shared_ptr<FunctionObject>>(data_); }
