@@ -294,11 +294,15 @@ HfTokenizerSummary add_hf_tokenizer(gguf::Writer& writer, const std::string& pat
     const json& t = config["chat_template"];
     if (t.is_string()) {
       writer.add_string("tokenizer.chat_template", t.get<std::string>());
-    } else if (t.is_array()) {  // [{"name": "default", "template": ...}, ...]
+    } else if (t.is_array()) {  // [{"name": "default", "template": ...}, {"name": "tool_use", ...}]
+      // As llama.cpp's converter: the default one, the others by name.
       for (const json& entry : t) {
-        if (entry.value("name", "") == "default" && entry.contains("template") && entry["template"].is_string()) {
+        if (!entry.is_object() || !entry.contains("template") || !entry["template"].is_string()) continue;
+        const std::string name = entry.value("name", "");
+        if (name == "default") {
           writer.add_string("tokenizer.chat_template", entry["template"].get<std::string>());
-          break;
+        } else if (!name.empty()) {
+          writer.add_string("tokenizer.chat_template." + name, entry["template"].get<std::string>());
         }
       }
     }
