@@ -39,6 +39,8 @@ struct TemplateEntry {
   ojson bos_token, eos_token;
 };
 
+void PrintTo(const TemplateEntry& e, std::ostream* os) { *os << e.file; }
+
 std::vector<TemplateEntry> template_entries() {
   std::vector<TemplateEntry> out;
   const ojson manifest = read_json(data_dir() + "/templates.json");

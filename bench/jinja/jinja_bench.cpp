@@ -27,8 +27,8 @@ std::string read_text(const std::string& path) {
 
 }  // namespace
 
-int main(int argc, char** argv) {
-  const std::string dir = argc > 1 ? argv[1] : FLATLINE_SOURCE_DIR "/tests/data/chat_templates";
+int run(int argc, char** argv) {
+  const std::string dir = argc > 1 && argv[1][0] ? argv[1] : FLATLINE_SOURCE_DIR "/tests/data/chat_templates";
   const int rounds = argc > 2 ? std::stoi(argv[2]) : 200;
   const ojson manifest = ojson::parse(read_text(dir + "/templates.json"));
   const ojson conversations = ojson::parse(read_text(dir + "/conversations.json")).at("conversations");
@@ -69,4 +69,14 @@ int main(int argc, char** argv) {
   if (!all.empty())
     std::printf("\n%zu templates: median %.1f us, max %.1f us per 10-turn render\n", all.size(), all[all.size() / 2],
                 all.back());
+  return 0;
+}
+
+int main(int argc, char** argv) {
+  try {
+    return run(argc, argv);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "jinja_bench: %s\n", e.what());
+    return 1;
+  }
 }

@@ -404,8 +404,7 @@ Value f_join(Interpreter& in, const Value& v, CallArgs& a) {
     if (!first) out += sep;
     first = false;
     out += to_str(parts.empty() ? item : lookup_attribute(in, item, parts, Value::none()));
-    in.charge_text(0);
-    if (out.size() > in.limits().max_output_bytes) in.charge_text(out.size());
+    if (out.size() > in.limits().max_output_bytes) in.charge_text(out.size());  // throws: stop early
   }
   return make_string(in, std::move(out));
 }

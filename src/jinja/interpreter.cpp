@@ -226,11 +226,10 @@ Value Interpreter::apply_filters(const std::vector<ast::ExprPtr>& filters, Value
 // ---- for loops -------------------------------------------------------------------------------
 
 // Jinja's `loop`: index, first, length, previtem, cycle(), changed() ...
-class LoopObject : public Object {
+class LoopObject : public Object, public std::enable_shared_from_this<LoopObject> {
  public:
-  LoopObject(Interpreter& interp, std::shared_ptr<const std::vector<Value>> items, int depth, const Stmt* loop,
-             ScopePtr scope)
-      : interp_(interp), items_(std::move(items)), depth_(depth), loop_(loop), scope_(std::move(scope)) {}
+  LoopObject(std::shared_ptr<const std::vector<Value>> items, int depth, const Stmt* loop, ScopePtr scope)
+      : items_(std::move(items)), depth_(depth), loop_(loop), scope_(std::move(scope)) {}
 
   size_t index0 = 0;
 
@@ -240,7 +239,7 @@ class LoopObject : public Object {
   }
   bool callable() const override { return loop_->recursive; }
 
-  std::optional<Value> attribute(Interpreter& interp, const std::string& name) override {
+  std::optional<Value> attribute(Interpreter&, const std::string& name) override {
     const int64_t n = static_cast<int64_t>(items_->size());
     const int64_t i = static_cast<int64_t>(index0);
     if (name == "index") return Value(i + 1);
@@ -264,7 +263,7 @@ class LoopObject : public Object {
       });
     }
     if (name == "changed") {
-      LoopObject* self = this;
+      std::shared_ptr<LoopObject> self = shared_from_this();  // the function may outlive the loop
       return Value::function("changed", [self](Interpreter&, CallArgs& args) -> Value {
         Value now = Value::list(args.positional);
         if (self->has_last_changed_ && equals(self->last_changed_, now)) return Value(false);
@@ -289,7 +288,6 @@ class LoopObject : public Object {
   std::optional<std::vector<Value>> items() const override { return *items_; }
 
  private:
-  Interpreter& interp_;
   std::shared_ptr<const std::vector<Value>> items_;
   int depth_;
   const Stmt* loop_;
@@ -316,7 +314,7 @@ Interpreter::Flow Interpreter::exec_for(const Stmt& s, const ScopePtr& scope, st
     return Flow::Normal;
   }
   auto shared_items = std::make_shared<const std::vector<Value>>(std::move(items));
-  auto loop = std::make_shared<LoopObject>(*this, shared_items, depth, &s, scope);
+  auto loop = std::make_shared<LoopObject>(shared_items, depth, &s, scope);
   const Value loop_value{std::shared_ptr<Object>(loop)};
   for (size_t i = 0; i < shared_items->size(); ++i) {
     count_iterations();
@@ -371,7 +369,9 @@ struct MacroCall {
   std::string name;
   const std::vector<ast::Parameter>* params;
   const ast::Body* body;
-  ScopePtr defining_scope;
+  // Weak: the scope holds the macro, a strong reference would be a cycle
+  // that keeps every render's variables alive.
+  std::weak_ptr<Scope> defining_scope;
   bool uses_caller, uses_kwargs, uses_varargs;
 
   // Jinja's Macro.__call__: positional, then keywords by name, then
@@ -386,7 +386,9 @@ struct MacroCall {
       int& d;
       ~Depth() { --d; }
     } depth{++interp.macro_depth_};
-    auto scope = std::make_shared<Scope>(defining_scope);
+    ScopePtr parent = defining_scope.lock();
+    if (!parent) throw Error("macro '" + name + "' was called after the block that defined it ended");
+    auto scope = std::make_shared<Scope>(std::move(parent));
     std::vector<std::pair<std::string, Value>> keywords = args.keyword;
     auto take_keyword = [&](const std::string& key) -> std::optional<Value> {
       for (auto it = keywords.begin(); it != keywords.end(); ++it) {

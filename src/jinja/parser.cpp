@@ -479,8 +479,9 @@ class Parser {
     const ast::Location w = current().where;
     ExprPtr left = parse_concat();
     while (is_op("+") || is_op("-")) {
-      const std::string op = next().text;
-      left = binary(op == "+" ? "+" : "-", std::move(left), parse_concat(), w);
+      const char* name = is_op("+") ? "+" : "-";
+      next();
+      left = binary(name, std::move(left), parse_concat(), w);
     }
     return left;
   }
@@ -495,9 +496,10 @@ class Parser {
   ExprPtr parse_math2() {
     const ast::Location w = current().where;
     ExprPtr left = parse_pow();
-    while (is_op("*") || is_op("/") || is_op("//") || is_op("%")) {
-      const std::string op = next().text;
-      const char* name = op == "*" ? "*" : op == "/" ? "/" : op == "//" ? "//" : "%";
+    while (true) {
+      const char* name = is_op("*") ? "*" : is_op("/") ? "/" : is_op("//") ? "//" : is_op("%") ? "%" : nullptr;
+      if (!name) break;
+      next();
       left = binary(name, std::move(left), parse_pow(), w);
     }
     return left;

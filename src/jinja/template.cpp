@@ -82,20 +82,22 @@ Value global_namespace(Interpreter& in, CallArgs& a) {
 
 class Cycler : public Object {
  public:
-  explicit Cycler(std::vector<Value> items) : items_(std::move(items)) {}
+  explicit Cycler(std::vector<Value> items) : state_(std::make_shared<State>(State{std::move(items), 0})) {}
   std::string type_name() const override { return "Cycler"; }
   std::optional<Value> attribute(Interpreter&, const std::string& name) override {
-    if (name == "current") return items_[position_];
+    // The bound methods share the state, so they stay valid on their own.
+    std::shared_ptr<State> st = state_;
+    if (name == "current") return st->items[st->position];
     if (name == "next") {
-      return Value::function("next", [this](Interpreter&, CallArgs&) {
-        Value v = items_[position_];
-        position_ = (position_ + 1) % items_.size();
+      return Value::function("next", [st](Interpreter&, CallArgs&) {
+        Value v = st->items[st->position];
+        st->position = (st->position + 1) % st->items.size();
         return v;
       });
     }
     if (name == "reset") {
-      return Value::function("reset", [this](Interpreter&, CallArgs&) {
-        position_ = 0;
+      return Value::function("reset", [st](Interpreter&, CallArgs&) {
+        st->position = 0;
         return Value::none();
       });
     }
@@ -103,8 +105,11 @@ class Cycler : public Object {
   }
 
  private:
-  std::vector<Value> items_;
-  size_t position_ = 0;
+  struct State {
+    std::vector<Value> items;
+    size_t position;
+  };
+  std::shared_ptr<State> state_;
 };
 
 class Joiner : public Object {
