@@ -1,8 +1,20 @@
 #include "runtime/chat_template.h"
 
+#include <mutex>
+#include <optional>
+#include <set>
+
+#include "jinja/template.h"
+#include "tokenizer/tokenizer.h"
 #include "util/log.h"
 
 namespace flatline {
+
+struct ChatTemplate::Jinja {
+  std::optional<jinja::Template> main;
+  std::map<std::string, jinja::Template> named;  // tokenizer.chat_template.<name>
+  JinjaTemplateTokens tokens;
+};
 
 std::string trim(std::string_view s) {
   size_t b = 0, e = s.size();
@@ -33,18 +45,75 @@ ChatFormat ChatTemplate::detect(std::string_view t, std::string_view arch) {
   return ChatFormat::Plain;
 }
 
+namespace {
+
+bool looks_like_jinja(std::string_view text) {
+  return text.find("{%") != std::string_view::npos || text.find("{{") != std::string_view::npos;
+}
+
+// The same broken template is met on every model load and /api/show: say so once.
+void warn_once(const std::string& key, const std::string& message) {
+  static std::mutex mutex;
+  static std::set<std::string> seen;
+  std::lock_guard<std::mutex> lock(mutex);
+  if (seen.insert(key).second) LOG_WARN(message);
+}
+
+}  // namespace
+
+ChatTemplate ChatTemplate::from_jinja(const std::string& source, const JinjaTemplateTokens& tokens,
+                                      const std::map<std::string, std::string>& named_sources,
+                                      std::string_view architecture) {
+  auto j = std::make_shared<Jinja>();
+  j->main = jinja::Template::parse(source);
+  j->tokens = tokens;
+  for (const auto& [name, text] : named_sources) {
+    try {
+      j->named.emplace(name, jinja::Template::parse(text));
+    } catch (const jinja::Error& e) {
+      warn_once(text, "tokenizer.chat_template." + name + " is not valid Jinja (" + e.what() + "); it is not used");
+    }
+  }
+  ChatTemplate t(detect(source, architecture));
+  t.jinja_ = std::move(j);
+  return t;
+}
+
 ChatTemplate ChatTemplate::from_gguf(const gguf::File& file) {
   std::string text = file.get_string("tokenizer.chat_template", "");
-  const ChatFormat format = detect(text, file.get_string("general.architecture", ""));
-  // Only known templates are recognised (no Jinja engine): say so rather
-  // than chat in a format the model was not trained on without a word.
+  const std::string architecture = file.get_string("general.architecture", "");
+  const ChatFormat format = detect(text, architecture);
+  if (looks_like_jinja(text)) {
+    const SpecialTokenTexts special = special_token_texts(file);
+    JinjaTemplateTokens tokens{special.bos, special.eos, special.add_bos, special.add_eos};
+    std::map<std::string, std::string> named;
+    const std::string prefix = "tokenizer.chat_template.";
+    for (const auto& [key, value] : file.metadata()) {
+      if (key.compare(0, prefix.size(), prefix) == 0 && value.type() == gguf::ValueType::String)
+        named.emplace(key.substr(prefix.size()), std::string(value.as_string()));
+    }
+    try {
+      return from_jinja(text, tokens, named, architecture);
+    } catch (const jinja::Error& e) {
+      warn_once(text, "tokenizer.chat_template is not valid Jinja (" + std::string(e.what()) + "); chats use the " +
+                          std::string(ChatTemplate(format).name()) + " format instead");
+      return ChatTemplate(format);
+    }
+  }
+  // A name (rwkv-world, chatml, ...) or nothing: the hand-written formats.
   if (format == ChatFormat::Plain && !text.empty())
-    LOG_WARN("tokenizer.chat_template is not one flatline recognises (rwkv-world, llama3, gemma, chatml, llama2); "
-             "chats use the plain fallback format");
+    warn_once(text, "tokenizer.chat_template '" + text.substr(0, 40) +
+                        "' is not a format flatline knows (rwkv-world, llama3, gemma, chatml, llama2) nor Jinja; "
+                        "chats use the plain fallback format");
   return ChatTemplate(format);
 }
 
+bool ChatTemplate::has_named_template(const std::string& name) const {
+  return jinja_ && jinja_->named.count(name) != 0;
+}
+
 std::string_view ChatTemplate::name() const {
+  if (jinja_) return "jinja";
   switch (format_) {
     case ChatFormat::RwkvWorld: return "rwkv-world";
     case ChatFormat::Llama3: return "llama3";
@@ -76,12 +145,13 @@ std::string render_llama3(const std::vector<ChatMessage>& msgs, bool gen) {
   return out;
 }
 
-// Gemma has no system role: the system text is put before the first user turn.
+// Gemma has no system role: the system text is put before the first user
+// turn, untrimmed (as Gemma 3's own template does; user text is trimmed).
 std::string render_gemma(const std::vector<ChatMessage>& msgs, bool gen) {
   std::string out, pending_system;
   for (const auto& m : msgs) {
     if (m.role == "system") {
-      pending_system += trim(m.content) + "\n\n";
+      pending_system += m.content + "\n\n";
       continue;
     }
     std::string role = m.role == "assistant" ? "model" : "user";
@@ -136,18 +206,71 @@ std::string render_plain(const std::vector<ChatMessage>& msgs, bool gen) {
 }  // namespace
 
 std::string ChatTemplate::render(const std::vector<ChatMessage>& messages, bool add_generation_prompt) const {
-  switch (format_) {
-    case ChatFormat::RwkvWorld: return render_rwkv(messages, add_generation_prompt);
-    case ChatFormat::Llama3: return render_llama3(messages, add_generation_prompt);
-    case ChatFormat::Gemma: return render_gemma(messages, add_generation_prompt);
-    case ChatFormat::ChatMl: return render_chatml(messages, add_generation_prompt);
-    case ChatFormat::Llama2: return render_llama2(messages, add_generation_prompt);
-    case ChatFormat::Plain: return render_plain(messages, add_generation_prompt);
+  return render(messages, add_generation_prompt, nullptr);
+}
+
+namespace {
+
+// The messages as transformers passes them: role, content, and any extra
+// fields of the message (which may also replace content, e.g. by null).
+nlohmann::ordered_json messages_json(const std::vector<ChatMessage>& messages) {
+  nlohmann::ordered_json out = nlohmann::ordered_json::array();
+  for (const ChatMessage& m : messages) {
+    nlohmann::ordered_json j = {{"role", m.role}, {"content", m.content}};
+    if (m.extra.is_object())
+      for (auto it = m.extra.begin(); it != m.extra.end(); ++it) j[it.key()] = it.value();
+    out.push_back(std::move(j));
   }
-  return {};
+  return out;
+}
+
+}  // namespace
+
+std::string ChatTemplate::render(const std::vector<ChatMessage>& messages, bool add_generation_prompt,
+                                 const nlohmann::ordered_json& extra_context, const std::string& template_name) const {
+  if (!jinja_) {
+    switch (format_) {
+      case ChatFormat::RwkvWorld: return render_rwkv(messages, add_generation_prompt);
+      case ChatFormat::Llama3: return render_llama3(messages, add_generation_prompt);
+      case ChatFormat::Gemma: return render_gemma(messages, add_generation_prompt);
+      case ChatFormat::ChatMl: return render_chatml(messages, add_generation_prompt);
+      case ChatFormat::Llama2: return render_llama2(messages, add_generation_prompt);
+      case ChatFormat::Plain: return render_plain(messages, add_generation_prompt);
+    }
+    return {};
+  }
+  // The variables transformers' apply_chat_template passes.
+  const JinjaTemplateTokens& tokens = jinja_->tokens;
+  nlohmann::ordered_json context = {{"messages", messages_json(messages)},
+                                    {"tools", nullptr},
+                                    {"documents", nullptr},
+                                    {"add_generation_prompt", add_generation_prompt}};
+  if (!tokens.bos_token.empty()) context["bos_token"] = tokens.bos_token;
+  if (!tokens.eos_token.empty()) context["eos_token"] = tokens.eos_token;
+  if (extra_context.is_object())
+    for (auto it = extra_context.begin(); it != extra_context.end(); ++it) context[it.key()] = it.value();
+  const jinja::Template* tpl = &*jinja_->main;
+  if (!template_name.empty()) {
+    auto it = jinja_->named.find(template_name);
+    if (it == jinja_->named.end()) throw Error("the model has no chat template named '" + template_name + "'");
+    tpl = &it->second;
+  } else if (!context["tools"].is_null()) {
+    auto it = jinja_->named.find("tool_use");
+    if (it != jinja_->named.end()) tpl = &it->second;
+  }
+  std::string out = tpl->render(context);  // jinja::Error names the template's line and problem
+  if (tokens.tokenizer_adds_bos && !tokens.bos_token.empty() && out.compare(0, tokens.bos_token.size(), tokens.bos_token) == 0)
+    out.erase(0, tokens.bos_token.size());
+  if (tokens.tokenizer_adds_eos && !tokens.eos_token.empty() && out.size() >= tokens.eos_token.size() &&
+      out.compare(out.size() - tokens.eos_token.size(), tokens.eos_token.size(), tokens.eos_token) == 0)
+    out.resize(out.size() - tokens.eos_token.size());
+  return out;
 }
 
 std::vector<std::string> ChatTemplate::stop_strings() const {
+  // A Jinja template of no known format ends turns with the model's own
+  // end-of-generation tokens, which the engine stops on anyway.
+  if (jinja_ && format_ == ChatFormat::Plain) return {};
   switch (format_) {
     case ChatFormat::RwkvWorld: return {"\n\n", "\nUser:"};
     case ChatFormat::Llama3: return {"<|eot_id|>"};

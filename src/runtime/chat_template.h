@@ -1,19 +1,34 @@
-// Chat formats. flatline recognises the templates it knows from the GGUF's
-// tokenizer.chat_template (a Jinja string, or a name like "rwkv-world")
-// instead of shipping a Jinja engine; ARCHITECTURE.md lists them.
+// Chat formats. When the GGUF's tokenizer.chat_template is a Jinja template
+// (the Hugging Face one the model was trained with), prompts are rendered
+// with flatline's Jinja interpreter (src/jinja), as transformers' and
+// llama.cpp's --jinja do. The hand-written formats below are the fallback
+// when there is no template, when it is a name like "rwkv-world", or when
+// it does not parse.
 #pragma once
 
+#include <map>
+#include <memory>
 #include <string>
 #include <string_view>
 #include <vector>
+
+#include <nlohmann/json.hpp>
 
 #include "gguf/gguf.h"
 
 namespace flatline {
 
+namespace jinja {
+class Template;
+}
+
 struct ChatMessage {
   std::string role;  // system | user | assistant | tool
   std::string content;
+  // More fields a Jinja template can read, passed through as they are:
+  // tool_calls, tool_call_id, name, reasoning_content / thinking, or a
+  // "content" that is null or a list of parts. An object, or null.
+  nlohmann::ordered_json extra = nullptr;
 };
 
 enum class ChatFormat {
@@ -25,26 +40,60 @@ enum class ChatFormat {
   Plain,      // fallback: "User: ...\nAssistant:" lines
 };
 
+// What a Jinja chat template gets besides the messages.
+struct JinjaTemplateTokens {
+  std::string bos_token, eos_token;  // "" when the vocabulary has none
+  // The tokenizer adds BOS / EOS itself: a rendered prompt that starts with
+  // bos_token (ends with eos_token) loses it, so it is not there twice.
+  bool tokenizer_adds_bos = false, tokenizer_adds_eos = false;
+};
+
 class ChatTemplate {
  public:
   explicit ChatTemplate(ChatFormat format) : format_(format) {}
-  // Picks the format from tokenizer.chat_template, else from the architecture.
+  // tokenizer.chat_template (+ tokenizer.chat_template.<name>, e.g. tool_use)
+  // rendered as Jinja when it is one; else the format named by the template
+  // or the architecture.
   static ChatTemplate from_gguf(const gguf::File& file);
+  // A Jinja template with named variants. Throws jinja::Error when `source`
+  // does not parse (a named variant that does not parse is left out).
+  static ChatTemplate from_jinja(const std::string& source, const JinjaTemplateTokens& tokens,
+                                 const std::map<std::string, std::string>& named_sources = {},
+                                 std::string_view architecture = "");
   static ChatFormat detect(std::string_view template_text, std::string_view architecture);
 
+  // The hand-written format the template resembles (stop strings; fallback).
   ChatFormat format() const { return format_; }
-  std::string_view name() const;
+  std::string_view name() const;  // "jinja" when rendered with the Jinja template
+  bool uses_jinja() const { return jinja_ != nullptr; }
+  bool has_named_template(const std::string& name) const;
 
   // The prompt text for `messages`; with add_generation_prompt it ends with
   // the assistant header so the model writes the reply next. BOS is not
   // included (the tokenizer adds it when the model asks for one).
+  // Throws Error (jinja::Error) when the Jinja template rejects the
+  // conversation (its raise_exception), with the template's message.
   std::string render(const std::vector<ChatMessage>& messages, bool add_generation_prompt = true) const;
+  // The same with more template variables: `extra_context` (an object or
+  // null) may hold tools, enable_thinking, date_string, ... When it has
+  // non-null tools and the model has a "tool_use" template, that one is used
+  // (as transformers does); `template_name` picks a named template instead.
+  // The hand-written formats ignore extra_context and ChatMessage::extra.
+  std::string render(const std::vector<ChatMessage>& messages, bool add_generation_prompt,
+                     const nlohmann::ordered_json& extra_context, const std::string& template_name = "") const;
   // Text that ends an assistant turn when the model writes it as plain text.
   std::vector<std::string> stop_strings() const;
 
  private:
+  struct Jinja;
   ChatFormat format_;
+  std::shared_ptr<const Jinja> jinja_;  // shared: ChatTemplate is copied around
 };
+
+// Whether the tokenizer Tokenizer::from_gguf builds for `file` adds BOS
+// (tokenizer.ggml.add_bos_token, else the default of its kind), without
+// building it.
+bool tokenizer_adds_bos(const gguf::File& file);
 
 // RWKV inputs: CRLF -> LF, runs of blank lines -> one newline, trimmed,
 // because "\n\n" separates turns (BlinkDL's RWKV7-G1x templates).

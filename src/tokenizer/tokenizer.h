@@ -48,6 +48,15 @@ struct SpecialTokens {
   int32_t fim_sep = -1;
 };
 
+// BOS / EOS as a chat template sees them (bos_token, eos_token), read from
+// the metadata without building the tokenizer: the stored text of the token
+// ("" when there is none) and whether the tokenizer adds it itself.
+struct SpecialTokenTexts {
+  std::string bos, eos;
+  bool add_bos = false, add_eos = false;
+};
+SpecialTokenTexts special_token_texts(const gguf::File& file);
+
 class Tokenizer {
  public:
   virtual ~Tokenizer() = default;
