@@ -23,6 +23,7 @@ constexpr int64_t kMaxHeadDim = 256;
 struct LayerWeights {
   std::vector<float> mixer_norm, ffn_norm, post_mixer_norm, post_ffn_norm;
   AttentionLayer attention;
+  int64_t kv_layer = -1;  // attention: its KV slot in loop 0
   Mamba1Weights mamba1;
   Mamba2Weights mamba2;
   int64_t slab = -1;  // first recurrent slab of a Mamba layer
@@ -40,6 +41,9 @@ class DecoderWorkspace final : public Workspace {
   AttentionScratch attention;
   std::vector<Segment> segments;
   std::vector<OutputRow> outputs;
+  std::vector<Segment> runs;   // looped models: the segments still computed
+  std::vector<int64_t> rows;   // looped models: chunk row of each computed row
+  std::vector<Segment> kept;
 };
 
 std::string layer_name(int64_t l) { return "layer " + std::to_string(l); }
@@ -126,11 +130,21 @@ class DecoderModel final : public Model {
   StateLayout make_layout(const LoadOptions& options) const;
 
   void run_chunk(const ForwardArgs& args, DecoderWorkspace& ws, std::span<const Segment> segs, int64_t n) const;
+  void compute_ropes(Scratch& sc, std::span<const Segment> segs, int64_t n) const;
+  void run_stack(const ChunkContext& ctx, float* x, int64_t kv_offset) const;
+  void run_loops(const ForwardArgs& args, DecoderWorkspace& ws, std::span<const Segment> segs, int64_t n, float* x) const;
+  int64_t drop_exited(const ForwardArgs& args, DecoderWorkspace& ws, float* x, int64_t m, int64_t t,
+                      const int32_t* exit_loop) const;
+  void fill_later_loops(ModelState& state, int64_t pos, int64_t t, int64_t T) const;
+  void fill_unrun_loops(const ForwardArgs& args, std::span<const Segment> segs, const int32_t* exit_loop,
+                        int64_t loops) const;
   void embed(const ForwardArgs& args, std::span<const Segment> segs, float* x) const;
   void run_mixer(const ChunkContext& ctx, const LayerSpec& spec, const LayerWeights& w, AttentionMask mask,
-                 const float* xn, float* out) const;
+                 int64_t kv_offset, const float* xn, float* out) const;
   void run_ffn(const ChunkContext& ctx, const LayerSpec& spec, const LayerWeights& w, const float* xn, float* out) const;
-  void write_outputs(const ForwardArgs& args, DecoderWorkspace& ws, std::span<const Segment> segs, const float* x) const;
+  // x holds the chunk's rows; normed_rows: already normed (looped models).
+  void write_outputs(const ForwardArgs& args, DecoderWorkspace& ws, std::span<const Segment> segs, const float* x,
+                     bool normed_rows) const;
 
   DecoderConfig cfg_;
   int64_t max_batch_;
@@ -140,6 +154,7 @@ class DecoderModel final : public Model {
   std::vector<float> output_norm_;
   int64_t max_group_ = 1, max_kv_heads_ = 0, max_dk_ = 0, max_dv_ = 0;
   int64_t n_slabs_ = 0;
+  int64_t n_attention_ = 0;  // attention layers (KV slots per loop)
 };
 
 void DecoderModel::check_config(DType kv_type) const {
@@ -217,7 +232,10 @@ void DecoderModel::load_weights(WeightReader& r) {
     const std::string p = "blk." + std::to_string(l) + ".";
     if (spec.mixer != Mixer::None) w.mixer_norm = r.vector(p + "attn_norm.weight", E);
     switch (spec.mixer) {
-      case Mixer::Attention: load_attention(r, l, w, kv_layer++); break;
+      case Mixer::Attention:
+        load_attention(r, l, w, kv_layer++);
+        ++n_attention_;
+        break;
       case Mixer::Mamba1: load_mamba1(r, l, w); break;
       case Mixer::Mamba2: load_mamba2(r, l, w); break;
       case Mixer::None: break;
@@ -256,7 +274,7 @@ void DecoderModel::load_attention(WeightReader& r, int64_t l, LayerWeights& w, i
   }
   w.attention.config = c;
   w.attention.rope = c.rope >= 0 ? &ropes_[c.rope] : nullptr;
-  w.attention.kv_layer = kv_layer;
+  w.kv_layer = kv_layer;
   max_group_ = std::max(max_group_, c.n_head / c.n_head_kv);
   max_kv_heads_ = std::max(max_kv_heads_, c.n_head_kv);
   max_dk_ = std::max(max_dk_, c.head_dim_k);
@@ -370,6 +388,11 @@ StateLayout DecoderModel::make_layout(const LoadOptions& options) const {
       for (int64_t v : mamba2_slabs(s.mamba2)) layout.recurrent_slabs.push_back(v);
     }
   }
+  // Looped models: a KV slot per (loop, attention layer), loop-major.
+  if (cfg_.n_loops > 1 && !cfg_.kv_share_last) {
+    const std::vector<KvLayerShape> one = layout.kv_layers;
+    for (int64_t t = 1; t < cfg_.n_loops; ++t) layout.kv_layers.insert(layout.kv_layers.end(), one.begin(), one.end());
+  }
   return layout;
 }
 
@@ -386,13 +409,13 @@ void DecoderModel::embed(const ForwardArgs& args, std::span<const Segment> segs,
 }
 
 void DecoderModel::run_mixer(const ChunkContext& ctx, const LayerSpec& spec, const LayerWeights& w,
-                             AttentionMask mask, const float* xn, float* out) const {
+                             AttentionMask mask, int64_t kv_offset, const float* xn, float* out) const {
   switch (spec.mixer) {
     case Mixer::Attention: {
       const int rope = spec.attention.rope;
       const float* cos = rope >= 0 ? ctx.scratch.floats(kSlotRope + 2 * rope, 0) : nullptr;
       const float* sin = rope >= 0 ? ctx.scratch.floats(kSlotRope + 2 * rope + 1, 0) : nullptr;
-      attention_forward(ctx, w.attention, mask, cfg_.norm_eps, cos, sin, xn, out);
+      attention_forward(ctx, w.attention, w.kv_layer + kv_offset, mask, cfg_.norm_eps, cos, sin, xn, out);
       break;
     }
     case Mixer::Mamba1: mamba1_forward(ctx, spec.mamba1, w.mamba1, w.slab, cfg_.norm_eps, xn, out); break;
@@ -407,28 +430,26 @@ void DecoderModel::run_ffn(const ChunkContext& ctx, const LayerSpec& spec, const
   else if (spec.ffn == FfnKind::Moe) moe_forward(ctx, spec.moe, w.moe, spec.activation, xn, out);
 }
 
-void DecoderModel::run_chunk(const ForwardArgs& args, DecoderWorkspace& ws, std::span<const Segment> segs,
-                             int64_t n) const {
-  const int64_t E = cfg_.n_embd;
-  Scratch& sc = ws.scratch;
-  float* x = sc.floats(kSlotX, static_cast<size_t>(n * E));
-  float* xn = sc.floats(kSlotXn, static_cast<size_t>(n * E));
-  float* out = sc.floats(kSlotOut, static_cast<size_t>(n * E));
-  embed(args, segs, x);
+void DecoderModel::compute_ropes(Scratch& sc, std::span<const Segment> segs, int64_t n) const {
   for (size_t r = 0; r < ropes_.size(); ++r) {
     const size_t floats = static_cast<size_t>(n * ropes_[r].half());
-    float* cos = sc.floats(kSlotRope + 2 * r, floats);
-    float* sin = sc.floats(kSlotRope + 2 * r + 1, floats);
-    ropes_[r].tables(segs, cos, sin);
+    ropes_[r].tables(segs, sc.floats(kSlotRope + 2 * r, floats), sc.floats(kSlotRope + 2 * r + 1, floats));
   }
-  const ChunkContext ctx{args, segs, n, *pool_, sc, ws.attention};
+}
+
+// One pass of every layer over the ctx.n_rows rows of x (attention layers
+// use the KV slots kv_offset + their own).
+void DecoderModel::run_stack(const ChunkContext& ctx, float* x, int64_t kv_offset) const {
+  const int64_t E = cfg_.n_embd, n = ctx.n_rows;
+  float* xn = ctx.scratch.floats(kSlotXn, static_cast<size_t>(n * E));
+  float* out = ctx.scratch.floats(kSlotOut, static_cast<size_t>(n * E));
   const float rs = cfg_.residual_scale;
   for (size_t l = 0; l < layers_.size(); ++l) {
     const LayerSpec& spec = cfg_.layers[l];
     const LayerWeights& w = layers_[l];
     if (spec.mixer != Mixer::None) {
       rms_norm_rows(x, w.mixer_norm.data(), xn, n, E, cfg_.norm_eps, *pool_);
-      run_mixer(ctx, spec, w, args.mask, xn, out);
+      run_mixer(ctx, spec, w, ctx.args.mask, kv_offset, xn, out);
       if (!w.post_mixer_norm.empty()) rms_norm_rows(out, w.post_mixer_norm.data(), out, n, E, cfg_.norm_eps, *pool_);
       add_scaled(x, out, n * E, rs);
     }
@@ -439,11 +460,133 @@ void DecoderModel::run_chunk(const ForwardArgs& args, DecoderWorkspace& ws, std:
       add_scaled(x, out, n * E, rs);
     }
   }
-  write_outputs(args, ws, segs, x);
+}
+
+void DecoderModel::run_chunk(const ForwardArgs& args, DecoderWorkspace& ws, std::span<const Segment> segs,
+                             int64_t n) const {
+  float* x = ws.scratch.floats(kSlotX, static_cast<size_t>(n * cfg_.n_embd));
+  embed(args, segs, x);
+  if (cfg_.n_loops > 1) {
+    run_loops(args, ws, segs, n, x);
+    return;
+  }
+  compute_ropes(ws.scratch, segs, n);
+  run_stack(ChunkContext{args, segs, n, *pool_, ws.scratch, ws.attention}, x, 0);
+  write_outputs(args, ws, segs, x, /*normed=*/false);
+}
+
+// The loops of a looped model over one chunk. Rows that stop (Skip mode) are
+// dropped from the working set, which is kept compact: `runs` are the
+// segments of the rows still computed, `rows` maps them to chunk rows.
+void DecoderModel::run_loops(const ForwardArgs& args, DecoderWorkspace& ws, std::span<const Segment> segs, int64_t n,
+                             float* x) const {
+  const int64_t E = cfg_.n_embd, T = cfg_.n_loops;
+  const LoopExit& ex = cfg_.exit;
+  const int64_t loops = ex.fixed_loops > 0 ? std::min(ex.fixed_loops, T) : T;
+  const bool gate = ex.fixed_loops == 0 && !cfg_.exit_gate_weight.empty() && ex.threshold < 1.0f;
+  float* final_h = ws.scratch.floats(kSlotLoopFinal, static_cast<size_t>(n * E));
+  float* remaining = ws.scratch.floats(kSlotLoopRemaining, static_cast<size_t>(n));
+  float* cdf = ws.scratch.floats(kSlotLoopCdf, static_cast<size_t>(n));
+  int32_t* exit_loop = ws.scratch.ints(kIntLoopExit, static_cast<size_t>(n));
+  std::fill(remaining, remaining + n, 1.0f);
+  std::fill(cdf, cdf + n, 0.0f);
+  std::fill(exit_loop, exit_loop + n, -1);
+  std::vector<Segment>& runs = ws.runs;
+  std::vector<int64_t>& rows = ws.rows;
+  runs.assign(segs.begin(), segs.end());
+  rows.resize(static_cast<size_t>(n));
+  for (int64_t i = 0; i < n; ++i) rows[i] = i;
+  int64_t m = n;  // rows still computed, compact at the front of x
+  for (int64_t t = 0; t < loops && m > 0; ++t) {
+    compute_ropes(ws.scratch, runs, m);
+    run_stack(ChunkContext{args, std::span<const Segment>(runs), m, *pool_, ws.scratch, ws.attention}, x,
+              cfg_.kv_share_last ? 0 : t * n_attention_);
+    rms_norm_rows(x, output_norm_.data(), x, m, E, cfg_.norm_eps, *pool_);  // h_t; the next loop starts from it
+    bool any_exit = false;
+    for (int64_t i = 0; i < m; ++i) {
+      const int64_t r = rows[i];
+      if (exit_loop[r] >= 0) continue;  // Select mode: already chose an earlier loop
+      bool exits = t == loops - 1;
+      if (gate && !exits) {
+        const float lambda = sigmoid(dot_f32(cfg_.exit_gate_weight.data(), x + i * E, E) + cfg_.exit_gate_bias);
+        cdf[r] += lambda * remaining[r];
+        remaining[r] *= 1.0f - lambda;
+        exits = cdf[r] >= ex.threshold;
+      }
+      if (!exits) continue;
+      exit_loop[r] = static_cast<int32_t>(t);
+      std::memcpy(final_h + r * E, x + i * E, E * sizeof(float));
+      any_exit = true;
+    }
+    if (ex.mode == LoopExit::Mode::Skip && any_exit && t + 1 < loops) m = drop_exited(args, ws, x, m, t, exit_loop);
+  }
+  fill_unrun_loops(args, segs, exit_loop, loops);
+  for (const Segment& s : segs)
+    if (ForwardStats* st = args.sequences[s.seq].stats)
+      for (int64_t i = 0; i < s.n; ++i) st->loops_used.push_back(exit_loop[s.row0 + i] + 1);
+  write_outputs(args, ws, segs, final_h, /*normed=*/true);
+}
+
+// Skip mode: removes the rows that exited at loop t from the working set and
+// fills their KV slots of loops t+1.. with loop t's K/V (what later tokens
+// will attend to there). Returns the new row count.
+int64_t DecoderModel::drop_exited(const ForwardArgs& args, DecoderWorkspace& ws, float* x, int64_t m, int64_t t,
+                                  const int32_t* exit_loop) const {
+  const int64_t E = cfg_.n_embd;
+  std::vector<Segment>& runs = ws.runs;
+  std::vector<int64_t>& rows = ws.rows;
+  std::vector<Segment>& kept = ws.kept;  // one entry per run of consecutive kept rows
+  kept.clear();
+  int64_t out = 0;
+  for (const Segment& run : runs) {
+    Segment cur{};
+    bool open = false;
+    for (int64_t i = 0; i < run.n; ++i) {
+      const int64_t ci = run.row0 + i, r = rows[ci];
+      if (exit_loop[r] == t) {
+        fill_later_loops(*args.sequences[run.seq].state, run.pos0 + i, t, cfg_.n_loops);
+        open = false;
+        continue;
+      }
+      if (!open) {
+        cur = run;
+        cur.row0 = out;
+        cur.n = 0;
+        cur.token0 = run.token0 + i;
+        cur.pos0 = run.pos0 + i;
+        kept.push_back(cur);
+        open = true;
+      }
+      ++kept.back().n;
+      if (out != ci) std::memcpy(x + out * E, x + ci * E, E * sizeof(float));
+      rows[out++] = r;
+    }
+  }
+  runs.swap(kept);
+  return out;
+}
+
+// The KV slots of loops t+1 .. T-1 of one position get loop t's K/V.
+void DecoderModel::fill_later_loops(ModelState& state, int64_t pos, int64_t t, int64_t T) const {
+  if (cfg_.kv_share_last) return;
+  KvPart& kv = state.kv();
+  for (int64_t later = t + 1; later < T; ++later)
+    for (int64_t a = 0; a < n_attention_; ++a) kv.copy_positions(t * n_attention_ + a, later * n_attention_ + a, pos, pos + 1);
+}
+
+// Loops no token of the chunk ran (fixed_loops < n_loops) still get K/V, so
+// the state never holds positions without them whatever a later request asks.
+void DecoderModel::fill_unrun_loops(const ForwardArgs& args, std::span<const Segment> segs, const int32_t* exit_loop,
+                                    int64_t loops) const {
+  if (loops >= cfg_.n_loops || cfg_.kv_share_last) return;
+  for (const Segment& s : segs)
+    for (int64_t i = 0; i < s.n; ++i)
+      if (exit_loop[s.row0 + i] == loops - 1)
+        fill_later_loops(*args.sequences[s.seq].state, s.pos0 + i, loops - 1, cfg_.n_loops);
 }
 
 void DecoderModel::write_outputs(const ForwardArgs& args, DecoderWorkspace& ws, std::span<const Segment> segs,
-                                 const float* x) const {
+                                 const float* x, bool normed_rows) const {
   const int64_t E = cfg_.n_embd, V = cfg_.n_vocab;
   const int64_t width = args.hidden ? E : V;
   output_rows(args, segs, width, ws.outputs);
@@ -451,8 +594,11 @@ void DecoderModel::write_outputs(const ForwardArgs& args, DecoderWorkspace& ws, 
   for (int64_t first = 0; first < total; first += kOutputRowsPerPass) {
     const int64_t m = std::min(kOutputRowsPerPass, total - first);
     float* normed = ws.scratch.floats(kSlotFinal, static_cast<size_t>(m * E));
-    for (int64_t i = 0; i < m; ++i)
-      rms_norm(x + ws.outputs[first + i].row * E, normed + i * E, E, output_norm_.data(), cfg_.norm_eps);
+    for (int64_t i = 0; i < m; ++i) {
+      const float* row = x + ws.outputs[first + i].row * E;
+      if (normed_rows) std::memcpy(normed + i * E, row, E * sizeof(float));
+      else rms_norm(row, normed + i * E, E, output_norm_.data(), cfg_.norm_eps);
+    }
     if (args.hidden) {
       for (int64_t i = 0; i < m; ++i) std::memcpy(ws.outputs[first + i].out, normed + i * E, E * sizeof(float));
       continue;

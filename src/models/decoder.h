@@ -41,6 +41,21 @@ struct LayerSpec {
   int64_t moe_latent = 0;      // Moe: width the experts work in (0 = n_embd; latent_down / latent_up)
 };
 
+// How a looped model picks the loop whose state gives a token's output.
+// With the gate's lambda_t, p_t = lambda_t * prod_{s<t}(1 - lambda_s) (the
+// last loop takes the rest); a token exits at the first loop whose cumulative
+// p reaches `threshold`. Select computes every loop for every token and only
+// chooses (what the authors' code does); Skip stops computing a token after
+// its exit loop and fills its KV slots of the later loops with the last
+// computed loop's K/V, so later tokens still find them. fixed_loops > 0 runs
+// exactly that many loops for every token (the gate is not consulted).
+struct LoopExit {
+  enum class Mode { Select, Skip };
+  Mode mode = Mode::Select;
+  float threshold = 1.0f;
+  int64_t fixed_loops = 0;
+};
+
 struct DecoderConfig {
   std::string arch;
   int64_t n_vocab = 0;
@@ -55,6 +70,17 @@ struct DecoderConfig {
   bool causal = true;            // false: bidirectional attention, masked-diffusion generation
   std::vector<RopeSpec> ropes;
   std::vector<LayerSpec> layers;
+
+  // Looped models (Ouro): the whole stack runs n_loops times over the same
+  // weights; after each loop output_norm is applied and the next loop starts
+  // from the normed state. Each (loop, attention layer) has its own KV slot,
+  // unless kv_share_last. An exit gate sigmoid(w . h_t + b) decides per token
+  // after which loop its output is taken (see LoopExit).
+  int64_t n_loops = 1;
+  std::vector<float> exit_gate_weight;  // [n_embd]; empty: no gate
+  float exit_gate_bias = 0;
+  LoopExit exit;
+  bool kv_share_last = false;  // one KV slot per layer, holding the last computed loop's K/V
 };
 
 // Builds the model; checks every tensor against the config (throws Error

@@ -10,6 +10,7 @@
 #include "models/mamba2.h"
 #include "models/model.h"
 #include "models/nemotron_h.h"
+#include "models/ouro.h"
 #include "models/rwkv7.h"
 #include "util/error.h"
 
@@ -22,6 +23,7 @@ using Factory = std::unique_ptr<Model> (*)(std::shared_ptr<const gguf::File>, co
 struct Registration {
   const char* architecture;
   Factory factory;
+  bool takes_family_options = false;  // LoadOptions::family (checked by the factory)
 };
 
 const std::vector<Registration>& registry() {
@@ -35,6 +37,7 @@ const std::vector<Registration>& registry() {
       {"nemotron_h", load_nemotron_h},
       {"nemotron_h_moe", load_nemotron_h_moe},
       {"jamba", load_jamba},
+      {"ouro", load_ouro, true},
   };
   return entries;
 }
@@ -50,8 +53,13 @@ std::vector<std::string> supported_architectures() {
 std::unique_ptr<Model> load_model(std::shared_ptr<const gguf::File> file, const LoadOptions& options) {
   if (!options.pool) throw Error("load_model: no thread pool given");
   std::string arch = file->architecture();
-  for (const auto& r : registry())
-    if (arch == r.architecture) return r.factory(std::move(file), options);
+  for (const auto& r : registry()) {
+    if (arch != r.architecture) continue;
+    if (!r.takes_family_options && !options.family.empty())
+      throw Error(file->path() + ": architecture '" + arch + "' takes no model options (given: " +
+                  options.family.begin()->first + ")");
+    return r.factory(std::move(file), options);
+  }
   std::string list;
   for (const auto& name : supported_architectures()) list += (list.empty() ? "" : ", ") + name;
   throw Error(file->path() + ": unknown architecture '" + arch + "' (flatline supports: " + list + ")");

@@ -13,16 +13,17 @@ namespace {
 constexpr int64_t kMaxKvHeads = 256;
 
 // Writes the K and V rows of a segment into its state's KV part.
-void store_kv(const ChunkContext& ctx, const AttentionLayer& layer, const Segment& s, const float* k, const float* v) {
+void store_kv(const ChunkContext& ctx, const AttentionLayer& layer, int64_t kv_layer, const Segment& s, const float* k,
+              const float* v) {
   const AttentionConfig& c = layer.config;
   KvPart& kv = ctx.state(s).kv();
-  kv.make_writable(layer.kv_layer, s.pos0, s.pos0 + s.n);
+  kv.make_writable(kv_layer, s.pos0, s.pos0 + s.n);
   const DType type = kv.type();
   for (int64_t i = 0; i < s.n; ++i) {
     const int64_t row = s.row0 + i, pos = s.pos0 + i;
     for (int64_t h = 0; h < c.n_head_kv; ++h) {
-      kv_row_from_f32(type, k + (row * c.n_head_kv + h) * c.head_dim_k, kv.k_row(layer.kv_layer, h, pos), c.head_dim_k);
-      kv_row_from_f32(type, v + (row * c.n_head_kv + h) * c.head_dim_v, kv.v_row(layer.kv_layer, h, pos), c.head_dim_v);
+      kv_row_from_f32(type, k + (row * c.n_head_kv + h) * c.head_dim_k, kv.k_row(kv_layer, h, pos), c.head_dim_k);
+      kv_row_from_f32(type, v + (row * c.n_head_kv + h) * c.head_dim_v, kv.v_row(kv_layer, h, pos), c.head_dim_v);
     }
   }
 }
@@ -43,13 +44,14 @@ AttentionArgs base_args(const AttentionConfig& c, const Segment& s, const float*
 }
 
 // Causal: queries of the segment against its conversation's KV part.
-void attend_cached(const ChunkContext& ctx, const AttentionLayer& layer, const Segment& s, const float* q, float* att) {
+void attend_cached(const ChunkContext& ctx, const AttentionLayer& layer, int64_t kv_layer, const Segment& s, const float* q,
+                   float* att) {
   const AttentionConfig& c = layer.config;
   const KvPart& kv = ctx.state(s).kv();
   KvRows k_rows[kMaxKvHeads], v_rows[kMaxKvHeads];
   for (int64_t h = 0; h < c.n_head_kv; ++h) {
-    k_rows[h] = kv.k_rows(layer.kv_layer, h);
-    v_rows[h] = kv.v_rows(layer.kv_layer, h);
+    k_rows[h] = kv.k_rows(kv_layer, h);
+    v_rows[h] = kv.v_rows(kv_layer, h);
   }
   AttentionArgs a = base_args(c, s, q, att);
   a.k = k_rows;
@@ -93,8 +95,8 @@ int64_t attention_floats_per_row(const AttentionConfig& c) {
   return c.n_head * c.head_dim_k + c.n_head_kv * (c.head_dim_k + c.head_dim_v) * 2 + c.n_head * c.head_dim_v;
 }
 
-void attention_forward(const ChunkContext& ctx, const AttentionLayer& layer, AttentionMask mask, float norm_eps,
-                       const float* rope_cos, const float* rope_sin, const float* xn, float* out) {
+void attention_forward(const ChunkContext& ctx, const AttentionLayer& layer, int64_t kv_layer, AttentionMask mask,
+                       float norm_eps, const float* rope_cos, const float* rope_sin, const float* xn, float* out) {
   const AttentionConfig& c = layer.config;
   const AttentionWeights& w = layer.weights;
   const int64_t n = ctx.n_rows;
@@ -116,8 +118,8 @@ void attention_forward(const ChunkContext& ctx, const AttentionLayer& layer, Att
   }
   for (const Segment& s : ctx.segments) {
     if (mask == AttentionMask::Causal) {
-      store_kv(ctx, layer, s, k, v);
-      attend_cached(ctx, layer, s, q, att);
+      store_kv(ctx, layer, kv_layer, s, k, v);
+      attend_cached(ctx, layer, kv_layer, s, q, att);
     } else {
       attend_segment(ctx, layer, s, k, v, q, att);
     }

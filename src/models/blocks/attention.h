@@ -34,15 +34,15 @@ struct AttentionLayer {
   AttentionConfig config;
   AttentionWeights weights;
   const Rope* rope = nullptr;
-  int64_t kv_layer = 0;  // which layer of the state's KV part this one writes
 };
 
 // out[rows][n_embd] = attention of xn[rows][n_embd]. With a causal mask the
 // K/V of every row are appended to its conversation's KV part; with a full
 // mask each segment attends to all of its own rows and the state is not
 // touched. `rope_cos` / `rope_sin` are the chunk's tables for layer.rope.
-void attention_forward(const ChunkContext& ctx, const AttentionLayer& layer, AttentionMask mask, float norm_eps,
-                       const float* rope_cos, const float* rope_sin, const float* xn, float* out);
+// `kv_layer` is the layer of the state's KV part this call reads and writes.
+void attention_forward(const ChunkContext& ctx, const AttentionLayer& layer, int64_t kv_layer, AttentionMask mask,
+                       float norm_eps, const float* rope_cos, const float* rope_sin, const float* xn, float* out);
 
 // Scratch floats per row the block needs (for workspace estimates).
 int64_t attention_floats_per_row(const AttentionConfig& c);

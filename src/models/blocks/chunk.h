@@ -40,7 +40,10 @@ enum ScratchSlot : size_t {
   kSlotSsmY,
   kSlotFinal,      // rows whose output is wanted, normed
   kSlotLogits,
-  kSlotRope,       // + 2 * rope index: cos, sin
+  kSlotLoopFinal,  // looped models: each row's output state
+  kSlotLoopRemaining,
+  kSlotLoopCdf,
+  kSlotRope,       // + 2 * rope index: cos, sin (last: any number of ropes)
 };
 
 enum IntSlot : size_t {
@@ -48,6 +51,7 @@ enum IntSlot : size_t {
   kIntExpertRows,  // rows routed to each expert, grouped
   kIntExpertCount,
   kIntExpertFill,
+  kIntLoopExit,
 };
 
 struct ChunkContext {

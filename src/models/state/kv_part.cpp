@@ -83,6 +83,15 @@ KvRows KvPart::v_rows(int64_t layer, int64_t head) const {
                 v_row_bytes(layer), kPageRows};
 }
 
+void KvPart::copy_positions(int64_t from_layer, int64_t to_layer, int64_t lo, int64_t hi) {
+  make_writable(to_layer, lo, hi);
+  for (int64_t h = 0; h < layers_[to_layer].n_head_kv; ++h)
+    for (int64_t pos = lo; pos < hi; ++pos) {
+      std::memcpy(k_row(to_layer, h, pos), page_row(from_layer, h, pos, false), k_row_bytes(to_layer));
+      std::memcpy(v_row(to_layer, h, pos), page_row(from_layer, h, pos, true), v_row_bytes(to_layer));
+    }
+}
+
 void KvPart::release_pages(int64_t layer, int64_t first_page, int64_t end_page) {
   Layer& L = data_[layer];
   end_page = std::min<int64_t>(end_page, static_cast<int64_t>(L.pages.size()));

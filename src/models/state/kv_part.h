@@ -65,6 +65,9 @@ class KvPart {
   KvRows k_rows(int64_t layer, int64_t head) const;
   KvRows v_rows(int64_t layer, int64_t head) const;
 
+  // Copies the K and V rows of positions [lo, hi) from one layer to another
+  // of the same shape (looped models fill the KV of loops a token skipped).
+  void copy_positions(int64_t from_layer, int64_t to_layer, int64_t lo, int64_t hi);
   // Releases the pages of every position below `pos` (window layers after a
   // forward: no later query sees them). Full and keep_all layers keep them.
   void release_unseen(int64_t layer, int64_t next_pos);
