@@ -227,6 +227,7 @@ Server::Server(ServerOptions options) : impl_(std::make_unique<Impl>()) {
     int yes = 1;
     setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof yes);
   });
+  http.set_default_headers({{"Server", std::string("flatline/") + FLATLINE_VERSION}});
   install_error_handlers(http, ctx.options.max_body_bytes);
   impl_->router = std::make_unique<Router>(http, ctx);
   Router& router = *impl_->router;
