@@ -92,17 +92,45 @@ CgroupPaths read_cgroup_paths(const std::string& root) {
   return out;
 }
 
-// Walks from the group's directory up to the mount point; when the group's
+// Where a cgroup hierarchy is mounted: the mount point and the cgroup path
+// at its root (not "/" when a container sees only its own subtree).
+struct CgroupMount {
+  std::string point = "";  // "" = not found
+  std::string root = "/";
+};
+
+// From /proc/self/mountinfo: "36 25 0:31 / /sys/fs/cgroup/memory rw - cgroup cgroup rw,memory".
+void read_cgroup_mounts(const std::string& root, CgroupMount& v2, CgroupMount& v1_memory) {
+  std::ifstream in(root + "proc/self/mountinfo");
+  std::string line;
+  while (std::getline(in, line)) {
+    const size_t dash = line.find(" - ");
+    if (dash == std::string::npos) continue;
+    std::istringstream head(line.substr(0, dash)), tail(line.substr(dash + 3));
+    std::string id, parent, dev, mount_root, point, fstype, source, options;
+    head >> id >> parent >> dev >> mount_root >> point;
+    tail >> fstype >> source >> options;
+    bool memory = false;
+    std::stringstream opts(options);
+    for (std::string o; std::getline(opts, o, ',');) memory = memory || o == "memory";
+    if (fstype == "cgroup2" && v2.point.empty()) v2 = {point, mount_root};
+    if (fstype == "cgroup" && memory && v1_memory.point.empty()) v1_memory = {point, mount_root};
+  }
+}
+
+// Walks from the group's directory up to the mount point. When the group's
 // directory is not visible (a container without its own cgroup namespace
 // sees the host's path), starts at the mount point, which is then the
 // container's own group.
-std::vector<std::string> group_dirs(const std::string& mount, const std::string& group_path) {
+std::vector<std::string> group_dirs(const std::string& root, const CgroupMount& mount, const std::string& group_path) {
   namespace fs = std::filesystem;
   std::vector<std::string> dirs;
   std::error_code ec;
-  fs::path p = fs::path(mount) / fs::path(group_path).relative_path();
-  if (!fs::is_directory(p, ec)) p = mount;
-  const fs::path top = fs::path(mount).lexically_normal();
+  const fs::path top = (fs::path(root) / fs::path(mount.point).relative_path()).lexically_normal();
+  std::string relative = group_path;
+  if (mount.root != "/" && relative.rfind(mount.root, 0) == 0) relative = relative.substr(mount.root.size());
+  fs::path p = top / fs::path(relative).relative_path();
+  if (!fs::is_directory(p, ec)) p = top;
   for (fs::path d = p.lexically_normal();; d = d.parent_path()) {
     dirs.push_back(d.string());
     if (d == top || d == d.parent_path() || d.string().size() <= top.string().size()) break;
@@ -117,8 +145,13 @@ struct Candidate {
 
 void cgroup_candidates(const std::string& root, std::vector<Candidate>& out) {
   const CgroupPaths paths = read_cgroup_paths(root);
+  CgroupMount v2{"/sys/fs/cgroup", "/"}, v1{"/sys/fs/cgroup/memory", "/"};  // the usual places
+  CgroupMount found_v2, found_v1;
+  read_cgroup_mounts(root, found_v2, found_v1);
+  if (!found_v2.point.empty()) v2 = found_v2;
+  if (!found_v1.point.empty()) v1 = found_v1;
   if (paths.v2) {
-    for (const std::string& dir : group_dirs(root + "sys/fs/cgroup", *paths.v2)) {
+    for (const std::string& dir : group_dirs(root, v2, *paths.v2)) {
       auto limit = read_number_file(dir + "/memory.max");
       if (!limit) continue;
       const uint64_t usage = read_number_file(dir + "/memory.current").value_or(0);
@@ -130,7 +163,7 @@ void cgroup_candidates(const std::string& root, std::vector<Candidate>& out) {
     }
   }
   if (paths.v1_memory) {
-    for (const std::string& dir : group_dirs(root + "sys/fs/cgroup/memory", *paths.v1_memory)) {
+    for (const std::string& dir : group_dirs(root, v1, *paths.v1_memory)) {
       auto limit = read_number_file(dir + "/memory.limit_in_bytes");
       // v1 reports "no limit" as a huge page-aligned number.
       if (!limit || *limit >= (uint64_t{1} << 62)) continue;
