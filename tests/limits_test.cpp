@@ -178,6 +178,9 @@ TEST(CommandLine, AbsurdNumbersAreRefusedNamingTheOptionValueAndRange) {
 }
 
 TEST(CommandLine, ServeFailsWithAMessageWhenTheSystemRefusesItsThreads) {
+#if defined(__SANITIZE_ADDRESS__)
+  GTEST_SKIP() << "AddressSanitizer reserves terabytes of shadow memory, which an address-space limit forbids";
+#endif
   test::TempDir dir("refused-threads");
   test::write_random_rwkv7(dir.file("random.gguf"), 1);
   // 1000 thread stacks of 8 MiB do not fit in 1 GiB of address space.

@@ -110,19 +110,20 @@ class ModelManager {
     // file_faulted() is the cheap part of the check (no system call), for
     // polling between tokens.
     bool file_changed() const;
-    bool file_faulted() const { return MappedFile::fault_count() != faults_at_start_; }
+    bool file_faulted() const { return MappedFile::fault_count(model_->identity) != faults_at_start_; }
 
    private:
     friend class ModelManager;
     Lease(ModelManager& manager, ResidentModel* model, int64_t n_ctx, KeepAlive keep_alive)
-        : manager_(manager), model_(model), n_ctx_(n_ctx), keep_alive_(keep_alive) {}
+        : manager_(manager), model_(model), n_ctx_(n_ctx), keep_alive_(keep_alive),
+          faults_at_start_(MappedFile::fault_count(model->identity)) {}
     ModelManager& manager_;
     ResidentModel* model_;
     int64_t n_ctx_;
     KeepAlive keep_alive_;
     int64_t load_ns_ = 0;
     bool loaded_now_ = false;
-    uint64_t faults_at_start_ = MappedFile::fault_count();
+    uint64_t faults_at_start_;
   };
 
   explicit ModelManager(ModelManagerOptions options);

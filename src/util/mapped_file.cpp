@@ -25,6 +25,8 @@ constexpr int kSlots = 512;
 struct Range {
   std::atomic<uintptr_t> begin{0};
   std::atomic<uintptr_t> end{0};
+  std::atomic<uint64_t> device{0}, inode{0};
+  std::atomic<uint64_t> faults{0};  // of the mapping in this slot now
 };
 Range g_ranges[kSlots];
 std::atomic<uint64_t> g_faults{0};
@@ -33,7 +35,7 @@ std::mutex g_slot_mutex;  // serialises slot allocation (not used by the handler
 
 void on_sigbus(int sig, siginfo_t* info, void* context) {
   const uintptr_t addr = reinterpret_cast<uintptr_t>(info->si_addr);
-  for (const Range& r : g_ranges) {
+  for (Range& r : g_ranges) {
     const uintptr_t end = r.end.load(std::memory_order_acquire);
     if (end == 0 || addr < r.begin.load(std::memory_order_relaxed) || addr >= end) continue;
     const uintptr_t page_size = static_cast<uintptr_t>(sysconf(_SC_PAGESIZE));
@@ -42,6 +44,7 @@ void on_sigbus(int sig, siginfo_t* info, void* context) {
     // read is retried on return and sees zeros.
     if (mmap(page, page_size, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0) != MAP_FAILED) {
       g_faults.fetch_add(1, std::memory_order_relaxed);
+      r.faults.fetch_add(1, std::memory_order_relaxed);
       return;
     }
     break;
@@ -64,11 +67,14 @@ void install_sigbus_handler() {
   });
 }
 
-int register_range(const uint8_t* data, size_t size) {
+int register_range(const uint8_t* data, size_t size, const FileIdentity& id) {
   install_sigbus_handler();
   std::lock_guard<std::mutex> lock(g_slot_mutex);
   for (int i = 0; i < kSlots; ++i) {
     if (g_ranges[i].end.load() != 0) continue;
+    g_ranges[i].device.store(id.device, std::memory_order_relaxed);
+    g_ranges[i].inode.store(id.inode, std::memory_order_relaxed);
+    g_ranges[i].faults.store(0, std::memory_order_relaxed);
     g_ranges[i].begin.store(reinterpret_cast<uintptr_t>(data), std::memory_order_relaxed);
     g_ranges[i].end.store(reinterpret_cast<uintptr_t>(data) + size, std::memory_order_release);
     return i;
@@ -140,7 +146,7 @@ MappedFile::MappedFile(const std::string& path) : path_(path) {
   ::close(fd);
   if (p == MAP_FAILED) throw Error("cannot map " + path + ": " + std::strerror(err));
   data_ = static_cast<const uint8_t*>(p);
-  slot_ = register_range(data_, size_);
+  slot_ = register_range(data_, size_, identity_);
 }
 
 MappedFile::~MappedFile() { release(); }
@@ -176,5 +182,13 @@ void MappedFile::release() {
 }
 
 uint64_t MappedFile::fault_count() { return g_faults.load(std::memory_order_relaxed); }
+
+uint64_t MappedFile::fault_count(const FileIdentity& file) {
+  uint64_t n = 0;
+  for (const Range& r : g_ranges)
+    if (r.end.load(std::memory_order_acquire) != 0 && r.device.load() == file.device && r.inode.load() == file.inode)
+      n += r.faults.load(std::memory_order_relaxed);
+  return n;
+}
 
 }  // namespace flatline

@@ -52,8 +52,10 @@ class MappedFile {
   // The file as it was when mapped.
   const FileIdentity& identity() const { return identity_; }
 
-  // Pages of any mapping that vanished under a reader (see above) since start.
+  // Pages that vanished under a reader (see above) since start: of any
+  // mapping, or of the mappings of one file (device + inode).
   static uint64_t fault_count();
+  static uint64_t fault_count(const FileIdentity& file);
 
  private:
   void release();
