@@ -9,6 +9,7 @@
 #include <map>
 #include <regex>
 #include <set>
+#include <thread>
 #include <sstream>
 
 #include "server_test_support.h"
@@ -266,7 +267,15 @@ TEST_F(ServerMetrics, MetricsParseStrictlyAndAgreeWithTheRequestsSent) {
   const int64_t openai_cached = o.js()["usage"]["prompt_tokens_details"]["cached_tokens"];
   evaluated += openai_prompt - openai_cached;
 
-  auto page = test::get(s, "/metrics");
+  // A request is counted just after its last byte is written, so the client
+  // may ask for /metrics a moment before the count of its previous request
+  // lands: wait for the last one.
+  test::HttpReply page;
+  for (int i = 0; i < 200; ++i) {
+    page = test::get(s, "/metrics");
+    if (page.body.find("flatline_http_requests_total{route=\"/v1/chat/completions\"") != std::string::npos) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
   ASSERT_EQ(page.status, 200);
   EXPECT_EQ(page.content_type, "text/plain; version=0.0.4; charset=utf-8");
   const Exposition e = parse_exposition(page.body);
