@@ -60,7 +60,7 @@ void expect_metrics(const json& j) {
 TEST_F(ServerApiTest, RootVersionAndUnknownRoutes) {
   auto r = test::get(srv(), "/");
   EXPECT_EQ(r.status, 200);
-  EXPECT_EQ(r.body, "flatline is running");
+  EXPECT_EQ(r.body, "Ollama is running");  // the literal banner clients compare
   auto c = srv().client();
   auto head = c->Head("/");
   ASSERT_TRUE(head);
@@ -69,6 +69,7 @@ TEST_F(ServerApiTest, RootVersionAndUnknownRoutes) {
   r = test::get(srv(), "/api/version");
   EXPECT_EQ(r.status, 200);
   EXPECT_TRUE(r.js()["version"].is_string());
+  EXPECT_EQ(r.js()["flatline_version"], FLATLINE_VERSION);
   EXPECT_EQ(test::get(srv(), "/api/nothing").status, 404);
   EXPECT_EQ(test::post(srv(), "/api/pull", json{{"model", "x"}}).status, 501);
 }

@@ -14,6 +14,7 @@
 #include <nlohmann/json.hpp>
 
 #include "cli/common.h"
+#include "util/limits.h"
 #include "tensor/bandwidth.h"
 #include "tensor/isa.h"
 #include "util/error.h"
@@ -201,14 +202,17 @@ void register_bench(CLI::App& app) {
   auto opts = std::make_shared<BenchOptions>();
   auto* sub = app.add_subcommand("bench", "Measure speed: pp/tg tokens/s, memory, roofline fraction; `bench turns` for chat");
   opts->model.add_to(*sub, /*model_required=*/false);
-  sub->add_option("-p,--n-prompt", opts->n_prompt, "Prompt tokens per pp test")->capture_default_str();
-  sub->add_option("-n,--n-gen", opts->n_gen, "Tokens per tg test")->capture_default_str();
-  sub->add_option("-r,--repetitions", opts->repetitions, "Repetitions of each test")->capture_default_str();
+  bounded(sub->add_option("-p,--n-prompt", opts->n_prompt, "Prompt tokens per pp test")->capture_default_str(), 0,
+          limits::kMaxContext);
+  bounded(sub->add_option("-n,--n-gen", opts->n_gen, "Tokens per tg test")->capture_default_str(), 0, limits::kMaxPredict);
+  bounded(sub->add_option("-r,--repetitions", opts->repetitions, "Repetitions of each test")->capture_default_str(), 1,
+          1000);
   sub->add_option("-d,--depth", opts->depths, "Tokens already in the context, comma-separated (e.g. 0,2048,4096)")
       ->capture_default_str();
   sub->add_flag("--json", opts->json, "One JSON object on stdout");
-  sub->add_option("--bandwidth-mib", opts->bandwidth_mib, "Buffer size of the bandwidth probe (keep >> L3)")
-      ->capture_default_str();
+  bounded(sub->add_option("--bandwidth-mib", opts->bandwidth_mib, "Buffer size of the bandwidth probe (keep >> L3)")
+              ->capture_default_str(),
+          1, 65536);
   register_bench_turns(*sub);
   sub->callback([opts, sub] {
     if (!sub->get_subcommands().empty()) return;  // `bench turns` ran

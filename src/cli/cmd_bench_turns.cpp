@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "cli/common.h"
+#include "util/limits.h"
 #include "runtime/chat_service.h"
 #include "runtime/state_cache.h"
 #include "util/error.h"
@@ -224,12 +225,15 @@ void register_bench_turns(CLI::App& bench) {
   auto o = std::make_shared<BenchTurnsOptions>();
   auto* sub = bench.add_subcommand("turns", "Multi-turn chat benchmark (10 beekeeping questions, history resent each turn)");
   sub->add_option("models", o->models, "GGUF model files (one column group each)")->required();
-  sub->add_option("--turns", o->turns, "Number of turns (the 10 questions repeat beyond 10)")->capture_default_str();
+  bounded(sub->add_option("--turns", o->turns, "Number of turns (the 10 questions repeat beyond 10)")->capture_default_str(),
+          1, 10000);
   sub->add_flag("--json", o->json, "Machine-readable output");
-  sub->add_option("-t,--threads", o->threads, "Threads (default: physical cores)");
-  sub->add_option("-b,--batch", o->batch, "Tokens per prompt-processing chunk")->capture_default_str();
-  sub->add_option("-c,--ctx", o->ctx, "Context for transformer models; cap on one reply for recurrent ones")
-      ->capture_default_str();
+  bounded(sub->add_option("-t,--threads", o->threads, "Threads (default: physical cores)"), 0, limits::kMaxThreads);
+  bounded(sub->add_option("-b,--batch", o->batch, "Tokens per prompt-processing chunk")->capture_default_str(), 1,
+          limits::kMaxBatch);
+  bounded(sub->add_option("-c,--ctx", o->ctx, "Context for transformer models; cap on one reply for recurrent ones")
+              ->capture_default_str(),
+          1, limits::kMaxContext);
   sub->add_option("--max-memory", o->max_memory, "Memory budget, e.g. 6G (default: available memory minus 10%)");
   sub->add_option("--cache-memory", o->cache_memory, "Memory for cached conversation states")->capture_default_str();
   sub->add_option("--kv-type", o->kv_type, "KV cache type for transformers: f16, q8_0, f32")->capture_default_str();

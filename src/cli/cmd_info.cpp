@@ -115,6 +115,7 @@ void register_info(CLI::App& app) {
     uint64_t total = file->file_size() + model->workspace_bytes() + model->state_bytes(o.model.ctx);
     std::printf("  total          %s for one conversation (budget %s)\n", format_bytes(total).c_str(),
                 format_bytes(budget.limit()).c_str());
+    std::printf("  budget         %s: %s\n", format_bytes(budget.limit()).c_str(), budget.source().c_str());
     print_tokenizer(*file);
   });
 }

@@ -40,7 +40,8 @@ void register_perplexity(CLI::App& app) {
   auto* sub = app.add_subcommand("perplexity", "Perplexity of a text file (exp of the mean negative log-likelihood)");
   opts->model.add_to(*sub);
   sub->add_option("file", opts->text_file, "UTF-8 text file")->required();
-  sub->add_option("--max-tokens", opts->max_tokens, "Score at most this many tokens (0: all)");
+  bounded(sub->add_option("--max-tokens", opts->max_tokens, "Score at most this many tokens (0: all)"), 0,
+          int64_t{1} << 40);
   sub->add_flag("--json", opts->json, "Print the result as JSON");
   sub->callback([opts] {
     const Options& o = *opts;

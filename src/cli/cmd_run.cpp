@@ -10,6 +10,7 @@
 #include "cli/common.h"
 #include "runtime/chat_template.h"
 #include "util/error.h"
+#include "util/limits.h"
 #include "util/system_info.h"
 
 namespace flatline::cli {
@@ -47,6 +48,9 @@ GenerateOptions generate_options(const RunOptions& o) {
   g.sampling = o.sampling.params;
   g.num_predict = o.sampling.num_predict;
   g.stop = o.sampling.stop;
+  if (g.stop.size() > limits::kMaxStopStrings)
+    throw Error("--stop: at most " + std::to_string(limits::kMaxStopStrings) + " stop strings are accepted (got " +
+                std::to_string(g.stop.size()) + ")");
   g.should_stop = [] { return g_interrupted != 0; };
   return g;
 }

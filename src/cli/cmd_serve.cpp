@@ -3,15 +3,18 @@
 #include <signal.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <thread>
 
 #include "cli/common.h"
+#include "server/access_policy.h"
 #include "server/request_options.h"
 #include "server/server.h"
 #include "util/error.h"
+#include "util/limits.h"
 #include "util/log.h"
 
 namespace flatline::cli {
@@ -36,13 +39,29 @@ struct ServeOptions {
   int max_loaded = 1;
   int max_queue = 32;
   int http_threads = 48;
+  int max_connections = 256;
+  int header_timeout = 10;
+  int body_timeout = 60;
+  int idle_timeout = 30;
+  std::string api_key;
+  bool insecure_public = false;
+  std::string allowed_hosts;
+  std::string allowed_origins;
 };
+
+// A flag's value, else the environment variable's.
+std::string flag_or_env(const std::string& flag, const char* env) {
+  if (!flag.empty()) return flag;
+  const char* v = std::getenv(env);
+  return v ? v : "";
+}
 
 int64_t parse_keep_alive_flag(const std::string& text) {
   char* end = nullptr;
   double seconds = std::strtod(text.c_str(), &end);
-  int64_t ns = (end && *end == '\0' && end != text.c_str()) ? static_cast<int64_t>(seconds * 1e9)
-                                                             : server::parse_go_duration_ns(text);
+  const bool is_number = end && *end == '\0' && end != text.c_str();
+  if (is_number && !(std::fabs(seconds) * 1e9 < 9.2e18)) return KeepAlive::kForever;  // also NaN
+  int64_t ns = is_number ? static_cast<int64_t>(seconds * 1e9) : server::parse_go_duration_ns(text);
   return ns < 0 ? KeepAlive::kForever : ns;
 }
 
@@ -66,7 +85,7 @@ void serve(const ServeOptions& o) {
   so.host = o.host;
   so.port = o.port;
   so.models.models_dir = o.models_dir.empty() ? default_models_dir() : o.models_dir;
-  so.models.max_memory = o.max_memory.empty() ? 0 : parse_byte_size(o.max_memory);
+  so.models.max_memory = o.max_memory.empty() ? 0 : parse_byte_size(o.max_memory, "--max-memory");
   so.models.threads = o.threads;
   so.models.batch = o.batch;
   so.models.default_ctx = o.ctx;
@@ -76,12 +95,25 @@ void serve(const ServeOptions& o) {
   so.models.max_queue = static_cast<size_t>(std::max(1, o.max_queue));
   so.models.default_keep_alive.ns = parse_keep_alive_flag(o.keep_alive);
   const uint64_t budget = MemoryBudget(so.models.max_memory).limit();
-  so.cache.memory_limit = o.cache_memory.empty() ? default_cache_memory(budget) : parse_byte_size(o.cache_memory);
+  so.cache.memory_limit =
+      o.cache_memory.empty() ? default_cache_memory(budget) : parse_byte_size(o.cache_memory, "--cache-memory");
   so.cache.directory = o.state_dir;
-  so.cache.disk_limit = parse_byte_size(o.state_disk);
-  so.max_body_bytes = parse_byte_size(o.max_body);
+  so.cache.disk_limit = parse_byte_size(o.state_disk, "--state-disk");
+  so.max_body_bytes = parse_byte_size(o.max_body, "--max-body");
+  if (so.max_body_bytes < limits::kMinBodyBytes || so.max_body_bytes > limits::kMaxBodyBytes)
+    throw Error("--max-body must be between 1K and 1G (got " + o.max_body + ")");
   // Each queued request holds an HTTP thread: keep some free for listings.
   so.http_threads = std::max(o.http_threads, o.max_queue + 8);
+  so.transport.max_connections = static_cast<size_t>(o.max_connections);
+  so.transport.header_timeout_s = o.header_timeout;
+  so.transport.body_timeout_s = o.body_timeout;
+  so.transport.idle_timeout_s = o.idle_timeout;
+  so.access.api_key = flag_or_env(o.api_key, "FLATLINE_API_KEY");
+  so.access.insecure_public = o.insecure_public;
+  so.access.allowed_hosts = server::split_list(flag_or_env(o.allowed_hosts, "FLATLINE_ALLOWED_HOSTS"));
+  so.access.allowed_origins = server::split_list(flag_or_env(o.allowed_origins, "FLATLINE_ORIGINS"));
+  if (o.host == "0.0.0.0" || o.host == "::")
+    LOG_WARN("--host " << o.host << " listens on every network interface of this machine");
 
   // Signals go to one thread that stops the server; every other thread
   // (HTTP workers, the compute pool) inherits the blocked mask.
@@ -100,8 +132,11 @@ void serve(const ServeOptions& o) {
   std::thread stopper([&srv, signals] {
     int sig = 0;
     sigwait(&signals, &sig);
-    LOG_INFO("signal " << sig << ": shutting down");
+    LOG_INFO("signal " << sig << ": shutting down (a second signal exits at once)");
     srv.stop();
+    sigwait(&signals, &sig);
+    std::fprintf(stderr, "flatline: signal %d again: exiting without waiting for requests to end\n", sig);
+    std::_Exit(1);
   });
   stopper.detach();
   std::printf("listening on %s\n", srv.url().c_str());
@@ -114,16 +149,20 @@ void serve(const ServeOptions& o) {
 void register_serve(CLI::App& app) {
   auto o = std::make_shared<ServeOptions>();
   auto* sub = app.add_subcommand("serve", "Serve models over Ollama's HTTP API (and OpenAI's /v1), keeping conversation states");
-  sub->add_option("--host", o->host, "Address to listen on")->capture_default_str();
-  sub->add_option("--port", o->port, "Port (0: any free port)")->capture_default_str();
+  sub->add_option("--host", o->host, "Address to listen on (beyond loopback only with --api-key or --insecure-public)")
+      ->capture_default_str();
+  bounded(sub->add_option("--port", o->port, "Port (0: any free port)")->capture_default_str(), 0, 65535);
   sub->add_option("--models", o->models_dir, "Directory of .gguf models (default: $FLATLINE_MODELS, else the bundled models/ folder)");
   sub->add_option("--state-dir", o->state_dir, "Save conversation states here so they survive a restart");
   sub->add_option("--state-disk", o->state_disk, "Disk space for saved states (oldest deleted first)")->capture_default_str();
-  sub->add_option("--max-memory", o->max_memory, "Memory budget, e.g. 6G (default: available memory minus 10%)");
+  sub->add_option("--max-memory", o->max_memory,
+                  "Memory budget, e.g. 6G (default: available memory, the tightest of MemAvailable and cgroup limits, minus 10%)");
   sub->add_option("--cache-memory", o->cache_memory, "Part of the budget for cached states (default: a fifth, 64 MiB..4 GiB)");
-  sub->add_option("-t,--threads", o->threads, "Compute threads (default: physical cores)");
-  sub->add_option("-b,--batch", o->batch, "Tokens per prompt-processing chunk")->capture_default_str();
-  sub->add_option("-c,--ctx", o->ctx, "Default num_ctx (context tokens) for transformer models")->capture_default_str();
+  bounded(sub->add_option("-t,--threads", o->threads, "Compute threads (default: physical cores)"), 0, limits::kMaxThreads);
+  bounded(sub->add_option("-b,--batch", o->batch, "Tokens per prompt-processing chunk")->capture_default_str(), 1,
+          limits::kMaxBatch);
+  bounded(sub->add_option("-c,--ctx", o->ctx, "Default num_ctx (context tokens) for transformer models")->capture_default_str(),
+          1, limits::kMaxContext);
   sub->add_option("--kv-type", o->kv_type, "KV cache type for transformers: f16, q8_0, f32")->capture_default_str();
   sub->add_option("--context-overflow", o->context_overflow,
                   "Chats that outgrow num_ctx: refuse (400 saying how many tokens fit) or drop-oldest (drop the oldest "
@@ -131,10 +170,34 @@ void register_serve(CLI::App& app) {
       ->capture_default_str();
   sub->add_option("--keep-alive", o->keep_alive, "Default keep_alive (Go duration or seconds; negative = forever)")
       ->capture_default_str();
-  sub->add_option("--max-loaded", o->max_loaded, "Models resident at once")->capture_default_str();
-  sub->add_option("--max-queue", o->max_queue, "Requests that may wait for the model before 503")->capture_default_str();
-  sub->add_option("--max-body", o->max_body, "Largest request body (413 beyond)")->capture_default_str();
-  sub->add_option("--http-threads", o->http_threads, "HTTP worker threads")->capture_default_str();
+  bounded(sub->add_option("--max-loaded", o->max_loaded, "Models resident at once")->capture_default_str(), 1,
+          limits::kMaxLoaded);
+  bounded(sub->add_option("--max-queue", o->max_queue, "Requests that may wait for the model before 503")->capture_default_str(),
+          1, limits::kMaxQueue);
+  sub->add_option("--max-body", o->max_body, "Largest request body (413 beyond), 1K..1G")->capture_default_str();
+  bounded(sub->add_option("--http-threads", o->http_threads, "HTTP worker threads (requests served at once)")
+              ->capture_default_str(),
+          limits::kMinHttpThreads, limits::kMaxHttpThreads);
+  bounded(sub->add_option("--max-connections", o->max_connections,
+                          "Open connections; at the cap the least recently active idle one is closed")
+              ->capture_default_str(),
+          16, limits::kMaxConnections);
+  bounded(sub->add_option("--header-timeout", o->header_timeout, "Seconds a request's headers may take to arrive")
+              ->capture_default_str(),
+          1, limits::kMaxTimeoutSeconds);
+  bounded(sub->add_option("--body-timeout", o->body_timeout, "Seconds a request's body may take after its headers")
+              ->capture_default_str(),
+          1, limits::kMaxTimeoutSeconds);
+  bounded(sub->add_option("--idle-timeout", o->idle_timeout, "Seconds a keep-alive connection may wait for its next request")
+              ->capture_default_str(),
+          1, limits::kMaxTimeoutSeconds);
+  sub->add_option("--api-key", o->api_key,
+                  "Require \"Authorization: Bearer KEY\" on every route but /health and / (default: $FLATLINE_API_KEY)");
+  sub->add_flag("--insecure-public", o->insecure_public, "Allow a --host beyond loopback without an API key");
+  sub->add_option("--allowed-hosts", o->allowed_hosts,
+                  "Extra Host names accepted on a loopback bind, comma-separated, * = any (default: $FLATLINE_ALLOWED_HOSTS)");
+  sub->add_option("--allowed-origins", o->allowed_origins,
+                  "Extra browser origins allowed (CORS), comma-separated, one * wildcard each (default: $FLATLINE_ORIGINS)");
   sub->callback([o] { serve(*o); });
 }
 

@@ -23,11 +23,12 @@ void register_synth(CLI::App& app) {
   sub->add_option("--type", opts->type, "Weight type (q8_0, q4_0, q4_k, f16, ...)")->capture_default_str();
   sub->add_option("--seed", opts->seed, "Random seed")->capture_default_str();
   sub->add_option("-o,--out", opts->out, "Output file")->required();
-  sub->add_option("--n-embd", opts->n_embd, "Override the preset's width");
-  sub->add_option("--n-layer", opts->n_layer, "Override the preset's layer count");
-  sub->add_option("--n-vocab", opts->n_vocab, "Override the vocabulary size (>= 256)");
-  sub->add_option("--n-ffn", opts->n_ffn, "Override the feed-forward width");
-  sub->add_option("--lora-rank", opts->rank, "RWKV-7: use this rank for all four LoRA paths");
+  // 0 keeps the preset's value.
+  bounded(sub->add_option("--n-embd", opts->n_embd, "Override the preset's width"), 0, 65536);
+  bounded(sub->add_option("--n-layer", opts->n_layer, "Override the preset's layer count"), 0, 1024);
+  bounded(sub->add_option("--n-vocab", opts->n_vocab, "Override the vocabulary size (>= 256)"), 0, 1 << 22);
+  bounded(sub->add_option("--n-ffn", opts->n_ffn, "Override the feed-forward width"), 0, 1 << 20);
+  bounded(sub->add_option("--lora-rank", opts->rank, "RWKV-7: use this rank for all four LoRA paths"), 0, 4096);
   sub->callback([opts] {
     auto type = dtype_from_name(opts->type);
     if (!type) throw Error("unknown weight type '" + opts->type + "'");

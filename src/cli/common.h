@@ -36,6 +36,14 @@ struct SamplingOptions {
   void add_to(CLI::App& app, int64_t default_predict);
 };
 
+// Range checks for numeric options (bounds from util/limits.h). A value
+// outside gets CLI11's error, e.g. "--threads: must be between 0 and 256
+// (got 100000)"; NaN and infinities are refused too.
+CLI::Option* bounded(CLI::Option* option, int64_t lo, int64_t hi);
+CLI::Option* bounded_real(CLI::Option* option, double lo, double hi);
+// -1 (no limit) or 0..hi.
+CLI::Option* count_or_unlimited(CLI::Option* option, int64_t hi);
+
 // The bundled demo model: $FLATLINE_MODEL, else models/flatline-demo-kjv.gguf
 // next to the binary's source tree or install prefix. "" if none exists.
 std::string default_model_path();

@@ -1,3 +1,4 @@
+#include <algorithm>
 #include <cstring>
 #include <limits>
 #include <sstream>
@@ -10,6 +11,7 @@ namespace flatline::gguf {
 namespace {
 
 constexpr uint64_t kMaxStringBytes = uint64_t{1} << 30;  // a metadata string over 1 GiB is hostile
+constexpr uint64_t kReserveLimit = 1u << 16;              // entries reserved up front, whatever a count says
 
 bool valid_value_type(uint32_t t) { return t <= static_cast<uint32_t>(ValueType::Float64); }
 
@@ -90,7 +92,10 @@ class Parser {
     if (n_tensors > remaining() / 32)
       fail("tensor count " + std::to_string(n_tensors) + " is larger than the file can hold");
 
-    f.metadata_.reserve(n_kv);
+    // The counts are bounded by the file size, but a lying header should
+    // not make us reserve for them: reserve a plausible amount and let the
+    // vectors grow as entries are actually found.
+    f.metadata_.reserve(std::min<uint64_t>(n_kv, kReserveLimit));
     for (uint64_t i = 0; i < n_kv; ++i) parse_kv(f, i);
 
     if (const Value* a = f.find("general.alignment")) {
@@ -102,7 +107,7 @@ class Parser {
       f.alignment_ = align;
     }
 
-    f.tensors_.reserve(n_tensors);
+    f.tensors_.reserve(std::min<uint64_t>(n_tensors, kReserveLimit));
     for (uint64_t i = 0; i < n_tensors; ++i) parse_tensor_info(f, i);
 
     uint64_t data_offset = align_up(pos_, f.alignment_, "data section");
@@ -171,7 +176,7 @@ class Parser {
       if (v.array_type_ == ValueType::String) {
         // Each string needs at least its 8-byte length.
         if (v.count_ > remaining() / 8) fail(where + " array length " + std::to_string(v.count_) + " exceeds the file");
-        v.strings_.reserve(v.count_);
+        v.strings_.reserve(std::min<uint64_t>(v.count_, kReserveLimit));
         for (uint64_t i = 0; i < v.count_; ++i) v.strings_.push_back(str(where + "[" + std::to_string(i) + "]"));
       } else {
         uint64_t es = scalar_size(v.array_type_);

@@ -6,6 +6,7 @@
 #include <cstdio>
 
 #include "util/error.h"
+#include "util/limits.h"
 #include "util/system_info.h"
 
 namespace flatline {
@@ -24,10 +25,12 @@ std::string format_bytes(uint64_t bytes) {
   return buf;
 }
 
-uint64_t parse_byte_size(const std::string& text) {
-  size_t i = 0;
-  while (i < text.size() && (std::isdigit(static_cast<unsigned char>(text[i])) || text[i] == '.')) ++i;
-  if (i == 0) throw Error("cannot read a memory size from '" + text + "' (examples: 6G, 512M, 1.5GiB)");
+uint64_t parse_byte_size(const std::string& text, const std::string& what) {
+  const std::string prefix = what.empty() ? "" : what + ": ";
+  size_t i = 0, dots = 0;
+  while (i < text.size() && (std::isdigit(static_cast<unsigned char>(text[i])) || text[i] == '.')) dots += text[i++] == '.';
+  if (i == 0 || dots > 1 || text[0] == '.')
+    throw Error(prefix + "cannot read a memory size from '" + text + "' (examples: 6G, 512M, 1.5GiB)");
   double value = std::stod(text.substr(0, i));
   std::string unit;
   for (size_t j = i; j < text.size(); ++j)
@@ -38,17 +41,24 @@ uint64_t parse_byte_size(const std::string& text) {
   else if (unit == "M" || unit == "MB" || unit == "MIB") mult = 1024.0 * 1024;
   else if (unit == "G" || unit == "GB" || unit == "GIB") mult = 1024.0 * 1024 * 1024;
   else if (unit == "T" || unit == "TB" || unit == "TIB") mult = 1024.0 * 1024 * 1024 * 1024;
-  else throw Error("unknown memory unit '" + unit + "' in '" + text + "' (use K, M, G or T)");
-  return static_cast<uint64_t>(std::llround(value * mult));
+  else throw Error(prefix + "unknown memory unit '" + unit + "' in '" + text + "' (use K, M, G or T)");
+  const double bytes = value * mult;
+  if (!(bytes <= static_cast<double>(limits::kMaxByteSize)))
+    throw Error(prefix + "'" + text + "' is larger than the largest size accepted (1 PiB)");
+  return static_cast<uint64_t>(std::llround(bytes));
 }
 
 MemoryBudget::MemoryBudget(uint64_t limit_bytes) : limit_(limit_bytes) {
   if (limit_ == 0) {
     // Leave 10% (at least 256 MiB) for the OS, the page cache of other
     // processes and this process's own code and heap.
-    uint64_t available = available_memory_bytes();
-    uint64_t margin = std::max<uint64_t>(available / 10, 256ull << 20);
-    limit_ = available > margin ? available - margin : available / 2;
+    const MemoryAvailability available = available_memory();
+    uint64_t margin = std::max<uint64_t>(available.bytes / 10, 256ull << 20);
+    limit_ = available.bytes > margin ? available.bytes - margin : available.bytes / 2;
+    source_ = format_bytes(available.bytes) + " available (" + available.source + ") minus " +
+              format_bytes(available.bytes - limit_) + " kept free";
+  } else {
+    source_ = "set with --max-memory";
   }
 }
 

@@ -10,16 +10,21 @@ namespace flatline {
 
 std::string format_bytes(uint64_t bytes);  // "3.21 GiB", "512.0 KiB"
 
-// Parses "8G", "512M", "1.5GiB", "2000000" (bytes). Throws Error.
-uint64_t parse_byte_size(const std::string& text);
+// Parses "8G", "512M", "1.5GiB", "2000000" (bytes), at most 1 PiB. Throws
+// Error naming `what` (e.g. "--max-memory") when given.
+uint64_t parse_byte_size(const std::string& text, const std::string& what = "");
 
 class MemoryBudget {
  public:
-  // limit 0: derive from the machine (available memory at start-up, minus a
-  // safety margin for the OS and the rest of this process).
+  // limit 0: derive from the machine (available memory at start-up, the
+  // tightest of MemAvailable and the cgroup limits, minus a safety margin
+  // for the OS and the rest of this process).
   explicit MemoryBudget(uint64_t limit_bytes = 0);
 
   uint64_t limit() const { return limit_; }
+  // Where the limit came from: "--max-memory", or the available memory and
+  // which limit set it.
+  const std::string& source() const { return source_; }
   uint64_t reserved() const { return reserved_; }
   uint64_t free() const { return limit_ > reserved_ ? limit_ - reserved_ : 0; }
 
@@ -31,6 +36,7 @@ class MemoryBudget {
  private:
   uint64_t limit_;
   uint64_t reserved_ = 0;
+  std::string source_;
 };
 
 }  // namespace flatline

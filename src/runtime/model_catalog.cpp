@@ -38,11 +38,10 @@ int64_t mtime_ns(const fs::path& p) {
   std::error_code ec;
   auto t = fs::last_write_time(p, ec);
   if (ec) return 0;
-  // file_clock -> system_clock without C++20 clock_cast (g++ 12 has it, but
-  // this keeps the arithmetic obvious): both count from their own epoch.
-  auto sys = std::chrono::time_point_cast<std::chrono::nanoseconds>(t - fs::file_time_type::clock::now() +
-                                                                    std::chrono::system_clock::now());
-  return sys.time_since_epoch().count();
+  // An exact conversion: deriving it from the two clocks' now() drifted by
+  // a few nanoseconds per call, so the summary cache (keyed by mtime) never hit.
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::file_clock::to_sys(t).time_since_epoch())
+      .count();
 }
 
 std::string dominant_tensor_type(const gguf::File& f) {
@@ -154,13 +153,31 @@ ModelSummary ModelCatalog::summarize(const std::string& path, uint64_t size, int
   if (it != summaries_.end() && it->second.size == size && it->second.mtime == mtime) return it->second.summary;
   gguf::File f = gguf::File::open(path);  // throws Error for a broken file
   ModelSummary s;
-  s.architecture = f.get_string("general.architecture", "unknown");
+  // Descriptive keys of the wrong type do not stop a model from running
+  // (the loader does not need them), so they do not hide it from the
+  // listing either: the value is ignored with a warning.
+  auto descriptive_int = [&](const std::string& key, int64_t fallback) {
+    const gguf::Value* v = f.find(key);
+    if (!v) return fallback;
+    if (v->is_integer()) {
+      try {
+        return v->as_int();
+      } catch (const Error&) {
+      }
+    }
+    LOG_WARN("models: " << fs::path(path).filename().string() << ": metadata " << key << " is "
+                        << (v->is_array() ? "an array" : std::string("a ") + gguf::value_type_name(v->type()))
+                        << " " << v->to_string(4) << ", expected an integer; ignoring it");
+    return fallback;
+  };
+  const gguf::Value* arch = f.find("general.architecture");
+  s.architecture = arch && arch->type() == gguf::ValueType::String ? std::string(arch->as_string()) : "unknown";
   for (const auto& t : f.tensors()) s.n_params += static_cast<uint64_t>(t.n_elements());
   s.parameter_size = human_parameter_count(s.n_params);
-  s.quantization = file_type_name(f.get_int("general.file_type", -1));
+  s.quantization = file_type_name(descriptive_int("general.file_type", -1));
   if (s.quantization.empty()) s.quantization = dominant_tensor_type(f);
-  s.context_length = f.get_int(s.architecture + ".context_length", 0);
-  s.embedding_length = f.get_int(s.architecture + ".embedding_length", 0);
+  s.context_length = std::max<int64_t>(0, descriptive_int(s.architecture + ".context_length", 0));
+  s.embedding_length = std::max<int64_t>(0, descriptive_int(s.architecture + ".embedding_length", 0));
   // Same inputs as LoadedModel's fingerprint (header bytes + size), widened
   // to the 64 hex digits clients expect in a digest.
   ContentHash h;

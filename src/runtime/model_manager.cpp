@@ -1,6 +1,7 @@
 #include "runtime/model_manager.h"
 
 #include <algorithm>
+#include <system_error>
 
 #include "util/log.h"
 
@@ -13,14 +14,28 @@ int64_t steady_ns() {
       .count();
 }
 
+// The compute pool; a refusal from the OS becomes a message instead of
+// std::system_error.
+std::shared_ptr<ThreadPool> make_pool(int threads) {
+  try {
+    return std::make_shared<ThreadPool>(threads);
+  } catch (const std::system_error& e) {
+    throw Error("cannot start " + std::to_string(threads) + " compute threads (" + e.what() + "); lower -t/--threads");
+  }
+}
+
 }  // namespace
 
 ModelManager::Lease::~Lease() { manager_.release(*this); }
 
+bool ModelManager::Lease::file_changed() const { return file_faulted() || manager_.file_changed(*model_); }
+
+bool ModelManager::file_changed(const ResidentModel& m) const { return FileIdentity::of(m.entry.path) != m.identity; }
+
 ModelManager::ModelManager(ModelManagerOptions options)
     : options_(std::move(options)),
       catalog_(options_.models_dir),
-      pool_(std::make_shared<ThreadPool>(options_.threads)),
+      pool_(make_pool(options_.threads)),
       budget_(options_.max_memory) {
   if (options_.reserved_for_cache >= budget_.limit())
     throw MemoryBudgetError("the state cache share (" + format_bytes(options_.reserved_for_cache) +
@@ -41,6 +56,11 @@ ModelManager::~ModelManager() {
 }
 
 uint64_t ModelManager::budget_limit() const { return budget_.limit(); }
+
+uint64_t ModelManager::budget_reserved() const {
+  std::lock_guard<std::mutex> lock(state_mutex_);
+  return budget_.reserved();
+}
 
 size_t ModelManager::queued() const {
   std::lock_guard<std::mutex> lock(turn_mutex_);
@@ -99,19 +119,30 @@ std::unique_ptr<ModelManager::Lease> ModelManager::acquire(const CatalogEntry& e
   const int64_t t0 = steady_ns();
   take_turn();
   try {
-    const int64_t n_ctx = effective_ctx(entry, num_ctx);
+    const int64_t wanted = effective_ctx(entry, num_ctx);
     ResidentModel* m = find_resident(entry.path);
+    if (m && file_changed(*m)) {
+      LOG_WARN(entry.name << ": " << entry.path << " changed on disk since it was loaded (was "
+                          << m->identity.describe() << ", now " << FileIdentity::of(entry.path).describe()
+                          << "); reloading it");
+      std::lock_guard<std::mutex> lock(state_mutex_);
+      unload_resident(m);
+      m = nullptr;
+    }
     bool loaded_now = false;
     if (m) {
-      if (m->loaded->traits().has_context_limit && n_ctx > m->n_ctx) grow_context(*m, n_ctx);
+      if (m->loaded->traits().has_context_limit && wanted > m->n_ctx) grow_context(*m, wanted);
     } else {
-      m = load(entry, n_ctx);
+      m = load(entry, wanted);
       loaded_now = true;
     }
     {
       std::lock_guard<std::mutex> lock(state_mutex_);
       m->last_used = std::chrono::steady_clock::now();
     }
+    // A transformer's lease never exceeds what its reservation covers; a
+    // recurrent model's n_ctx only caps one reply.
+    const int64_t n_ctx = !m->loaded->traits().has_context_limit ? wanted : std::min(wanted, m->n_ctx);
     std::unique_ptr<Lease> lease(new Lease(*this, m, n_ctx, keep_alive.value_or(options_.default_keep_alive)));
     lease->load_ns_ = steady_ns() - t0;
     lease->loaded_now_ = loaded_now;
@@ -128,7 +159,10 @@ void ModelManager::release(Lease& lease) {
     ResidentModel* m = lease.model_;
     m->last_used = std::chrono::steady_clock::now();
     m->keep_alive = lease.keep_alive_;
-    if (lease.keep_alive_.ns <= 0) {
+    if (lease.file_changed()) {
+      LOG_WARN(m->entry.name << ": " << m->entry.path << " changed on disk during a request; unloading it");
+      unload_resident(m);
+    } else if (lease.keep_alive_.ns <= 0) {
       unload_resident(m);
     } else {
       m->expires_at = lease.keep_alive_.forever()
@@ -155,6 +189,7 @@ ResidentModel* ModelManager::load(const CatalogEntry& entry, int64_t n_ctx) {
   opts.kv_type = options_.kv_type;
   LOG_INFO("loading " << entry.name << " (" << entry.path << ", " << format_bytes(entry.size) << ")");
   const int64_t t0 = steady_ns();
+  const FileIdentity identity = FileIdentity::of(entry.path);
   std::unique_ptr<LoadedModel> lm;
   try {
     lm = LoadedModel::load(entry.path, opts, &budget_, n_ctx);
@@ -167,8 +202,12 @@ ResidentModel* ModelManager::load(const CatalogEntry& entry, int64_t n_ctx) {
   if (!lm) lm = LoadedModel::load(entry.path, opts, &budget_, n_ctx);
   lm->prefault(entry.name);
 
+  // The context the budget holds (load() may have found only a shorter one
+  // fits); that is what is reserved, leased and reported.
+  n_ctx = lm->usable_context(n_ctx);
   auto m = std::make_unique<ResidentModel>();
   m->entry = entry;
+  m->identity = identity;
   m->n_ctx = lm->traits().has_context_limit ? n_ctx : 0;
   m->reserved_bytes = lm->resident_estimate(n_ctx);
   m->engine = std::make_unique<Engine>(*lm);
@@ -186,15 +225,33 @@ ResidentModel* ModelManager::load(const CatalogEntry& entry, int64_t n_ctx) {
   return resident_.back().get();
 }
 
+// A larger context for a resident transformer: all of it if the budget
+// allows (after unloading the other models), else the largest that fits.
 void ModelManager::grow_context(ResidentModel& m, int64_t n_ctx) {
-  const uint64_t needed = m.loaded->resident_estimate(n_ctx);
-  const uint64_t extra = needed > m.reserved_bytes ? needed - m.reserved_bytes : 0;
   std::lock_guard<std::mutex> lock(state_mutex_);
-  if (extra > budget_.free()) unload_others(&m);
-  budget_.require(extra, "model " + m.entry.name + " with a " + std::to_string(n_ctx) + "-token context");
+  auto extra_for = [&](int64_t n) {
+    const uint64_t needed = m.loaded->resident_estimate(n);
+    return needed > m.reserved_bytes ? needed - m.reserved_bytes : 0;
+  };
+  if (extra_for(n_ctx) > budget_.free()) unload_others(&m);
+  int64_t target = n_ctx;
+  if (extra_for(n_ctx) > budget_.free()) {
+    int64_t lo = m.n_ctx, hi = n_ctx;  // lo fits (it is reserved), hi does not
+    while (hi - lo > 1) {
+      const int64_t mid = lo + (hi - lo) / 2;
+      (extra_for(mid) <= budget_.free() ? lo : hi) = mid;
+    }
+    target = lo;
+    LOG_WARN("model " << m.entry.name << " with a " << n_ctx << "-token context needs "
+                      << format_bytes(m.loaded->resident_estimate(n_ctx)) << " but the memory budget has "
+                      << format_bytes(budget_.free() + m.reserved_bytes) << " for it: the context is limited to "
+                      << target << " tokens");
+    if (target == m.n_ctx) return;
+  }
+  const uint64_t extra = extra_for(target);
   budget_.reserve(extra);
   m.reserved_bytes += extra;
-  m.n_ctx = n_ctx;
+  m.n_ctx = target;
 }
 
 void ModelManager::unload_resident(ResidentModel* m) {
@@ -236,6 +293,17 @@ std::vector<ResidentInfo> ModelManager::resident() const {
   return out;
 }
 
+void ModelManager::unload_changed_files() {
+  std::lock_guard<std::mutex> state(state_mutex_);
+  std::vector<ResidentModel*> changed;
+  for (auto& m : resident_)
+    if (file_changed(*m)) changed.push_back(m.get());
+  for (ResidentModel* m : changed) {
+    LOG_WARN(m->entry.name << ": " << m->entry.path << " changed on disk since it was loaded; unloading it");
+    unload_resident(m);
+  }
+}
+
 void ModelManager::reaper_loop() {
   std::unique_lock<std::mutex> lock(reaper_mutex_);
   while (!stopping_) {
@@ -254,6 +322,7 @@ void ModelManager::reaper_loop() {
           unload_resident(m);
         }
       }
+      unload_changed_files();
       end_turn();
     }
     lock.lock();

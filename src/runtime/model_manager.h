@@ -14,7 +14,16 @@
 // Memory: the budget (--max-memory, default from the machine) first sets
 // aside the state cache's share; a model is loaded only if its weights,
 // scratch buffers and one state of the requested context fit in the rest
-// (MemoryBudgetError otherwise, before anything is allocated).
+// (MemoryBudgetError otherwise, before anything is allocated). When only a
+// shorter transformer context fits, that context is used (and logged), is
+// what the lease, the budget and /api/ps report, and what prompts must fit.
+//
+// Model files: each resident model remembers its file's identity (device,
+// inode, size, mtime). A request for a model whose file changed since it was
+// loaded (overwritten in place, or replaced) reloads it; the reaper unloads
+// changed files; a request during which the file changed is told so
+// (Lease::file_changed) because its reply may have read the new or vanished
+// bytes (see util/mapped_file.h for why the process survives that).
 #pragma once
 
 #include <chrono>
@@ -31,6 +40,7 @@
 #include "runtime/memory_budget.h"
 #include "runtime/model_catalog.h"
 #include "util/error.h"
+#include "util/mapped_file.h"
 
 namespace flatline {
 
@@ -62,6 +72,7 @@ struct ModelManagerOptions {
 
 struct ResidentModel {
   CatalogEntry entry;
+  FileIdentity identity;          // of entry.path when it was loaded
   std::unique_ptr<LoadedModel> loaded;
   std::unique_ptr<Engine> engine;
   int64_t n_ctx = 0;              // context the memory reservation covers
@@ -94,17 +105,25 @@ class ModelManager {
     int64_t n_ctx() const { return n_ctx_; }
     int64_t load_ns() const { return load_ns_; }  // waiting for the turn + loading
     bool was_loaded() const { return loaded_now_; }
+    // The model's file changed on disk (or a mapped page vanished) since
+    // this lease began: what the model computed may come from other bytes.
+    // file_faulted() is the cheap part of the check (no system call), for
+    // polling between tokens.
+    bool file_changed() const;
+    bool file_faulted() const { return MappedFile::fault_count(model_->identity) != faults_at_start_; }
 
    private:
     friend class ModelManager;
     Lease(ModelManager& manager, ResidentModel* model, int64_t n_ctx, KeepAlive keep_alive)
-        : manager_(manager), model_(model), n_ctx_(n_ctx), keep_alive_(keep_alive) {}
+        : manager_(manager), model_(model), n_ctx_(n_ctx), keep_alive_(keep_alive),
+          faults_at_start_(MappedFile::fault_count(model->identity)) {}
     ModelManager& manager_;
     ResidentModel* model_;
     int64_t n_ctx_;
     KeepAlive keep_alive_;
     int64_t load_ns_ = 0;
     bool loaded_now_ = false;
+    uint64_t faults_at_start_;
   };
 
   explicit ModelManager(ModelManagerOptions options);
@@ -123,6 +142,8 @@ class ModelManager {
 
   std::vector<ResidentInfo> resident() const;
   uint64_t budget_limit() const;
+  uint64_t budget_reserved() const;
+  const std::string& budget_source() const { return budget_.source(); }
   // Requests holding or waiting for the model turn.
   size_t queued() const;
 
@@ -135,6 +156,8 @@ class ModelManager {
   ResidentModel* find_resident(const std::string& path);
   ResidentModel* load(const CatalogEntry& entry, int64_t n_ctx);
   void grow_context(ResidentModel& m, int64_t n_ctx);
+  bool file_changed(const ResidentModel& m) const;
+  void unload_changed_files();  // caller holds the turn
   void unload_resident(ResidentModel* m);
   void unload_others(const ResidentModel* keep);
   int64_t effective_ctx(const CatalogEntry& entry, int64_t num_ctx) const;

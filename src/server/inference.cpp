@@ -59,7 +59,7 @@ std::unique_ptr<ModelManager::Lease> acquire_model(ServerContext& ctx, const Inf
   } catch (const HttpError&) {
     throw;
   } catch (const Error& e) {
-    throw HttpError(500, std::string("error loading model ") + request.entry.path + ": " + e.what());
+    throw HttpError(500, "error loading model " + request.model_name + ": " + e.what());
   }
 }
 
@@ -68,6 +68,8 @@ std::shared_ptr<ActiveTurn> start_turn(ServerContext& ctx, const InferenceReques
   turn->start_ns = start_ns;
   turn->turn_options = request.options.turn;
   turn->lease = acquire_model(ctx, request);
+  if (ctx.stopping) throw HttpError(503, "the server is shutting down");
+  turn->model_name = request.model_name;
   turn->load_ns = turn->lease->load_ns();
   turn->turn_options.recurrent_reply_cap = turn->lease->n_ctx();
   const std::string prompt = build_prompt(turn->lease->loaded(), request);
@@ -87,10 +89,18 @@ std::shared_ptr<ActiveTurn> start_turn(ServerContext& ctx, const InferenceReques
   return turn;
 }
 
-TurnResult finish_turn(ServerContext& ctx, ActiveTurn& turn, const TextCallback& on_text,
-                       const std::function<bool()>& should_stop) {
-  auto stop = [&ctx, &should_stop] { return ctx.stopping || (should_stop && should_stop()); };
-  return ctx.chat->finish(turn.lease->engine(), std::move(turn.prepared), turn.turn_options, on_text, stop);
+TurnResult finish_turn(ServerContext& ctx, ActiveTurn& turn, const TextCallback& on_text) {
+  const ModelManager::Lease& lease = *turn.lease;
+  auto stop = [&ctx, &lease] { return ctx.cancelled() || lease.file_faulted(); };
+  TurnResult r = ctx.chat->finish(turn.lease->engine(), std::move(turn.prepared), turn.turn_options, on_text, stop);
+  const GenerateResult& g = r.generation;
+  ctx.metrics.count_turn(turn.model_name, g.prompt_tokens, r.cached_tokens, g.prompt_eval_count, g.eval_count,
+                         g.done_reason == DoneReason::Cancelled);
+  if (lease.file_changed())
+    throw HttpError(500, "the file of model " + turn.model_name +
+                             " changed on disk while this request was using it, so the reply was discarded; "
+                             "the next request loads the file as it is now");
+  return r;
 }
 
 void guarded(httplib::Response& res, const ErrorWriter& write_error, const std::function<void()>& fn) {
@@ -118,12 +128,13 @@ void write_json(httplib::Response& res, const json& body, int status) {
 }
 
 void write_ollama_error(httplib::Response& res, int status, const std::string& message) {
-  write_json(res, json{{"error", message}}, status);
+  write_json(res, json{{"error", scrub_private_paths(message)}}, status);
 }
 
 void write_openai_error(httplib::Response& res, int status, const std::string& message) {
-  const char* type = status == 400 ? "invalid_request_error" : status == 404 ? "not_found_error" : "api_error";
-  write_json(res, json{{"error", {{"message", message}, {"type", type}, {"param", nullptr}, {"code", nullptr}}}},
+  const char* type = status == 400 || status == 413 ? "invalid_request_error" : status == 404 ? "not_found_error" : "api_error";
+  write_json(res,
+             json{{"error", {{"message", scrub_private_paths(message)}, {"type", type}, {"param", nullptr}, {"code", nullptr}}}},
              status);
 }
 

@@ -1,9 +1,12 @@
 #include "server/json_io.h"
 
+#include <algorithm>
 #include <cctype>
 #include <cmath>
 #include <cstdio>
 #include <ctime>
+#include <filesystem>
+#include <mutex>
 
 namespace flatline::server {
 
@@ -29,6 +32,37 @@ json parse_body(const std::string& body, const char* go_struct) {
 
 std::string dump(const json& j) { return j.dump(-1, ' ', false, json::error_handler_t::replace); }
 
+namespace {
+std::mutex g_private_mutex;
+std::vector<std::string> g_private_prefixes;  // with a trailing '/', longest first
+}  // namespace
+
+void add_private_paths(const std::vector<std::string>& directories) {
+  std::lock_guard<std::mutex> lock(g_private_mutex);
+  for (const std::string& dir : directories) {
+    if (dir.empty()) continue;
+    std::error_code ec;
+    for (std::string form : {dir, std::filesystem::absolute(dir, ec).string(),
+                             std::filesystem::weakly_canonical(dir, ec).string()}) {
+      if (form.empty()) continue;
+      if (form.back() != '/') form += '/';
+      if (std::find(g_private_prefixes.begin(), g_private_prefixes.end(), form) == g_private_prefixes.end())
+        g_private_prefixes.push_back(form);
+    }
+  }
+  std::sort(g_private_prefixes.begin(), g_private_prefixes.end(),
+            [](const std::string& a, const std::string& b) { return a.size() > b.size(); });
+}
+
+std::string scrub_private_paths(std::string message) {
+  std::lock_guard<std::mutex> lock(g_private_mutex);
+  for (const std::string& prefix : g_private_prefixes) {
+    for (size_t at = message.find(prefix); at != std::string::npos; at = message.find(prefix, at))
+      message.erase(at, prefix.size());
+  }
+  return message;
+}
+
 std::string rfc3339(std::chrono::system_clock::time_point t) {
   using namespace std::chrono;
   const auto ns_total = duration_cast<nanoseconds>(t.time_since_epoch()).count();
@@ -38,6 +72,10 @@ std::string rfc3339(std::chrono::system_clock::time_point t) {
     frac += 1000000000;
     --secs;
   }
+  return rfc3339_unix(secs, frac);
+}
+
+std::string rfc3339_unix(int64_t secs, int64_t frac) {
   std::time_t tt = static_cast<std::time_t>(secs);
   std::tm tm{};
   gmtime_r(&tt, &tm);
@@ -45,7 +83,7 @@ std::string rfc3339(std::chrono::system_clock::time_point t) {
   std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%S", &tm);
   std::string out = buf;
   if (frac > 0) {
-    char digits[16];
+    char digits[32];
     std::snprintf(digits, sizeof digits, ".%09lld", static_cast<long long>(frac));
     std::string f = digits;
     while (f.back() == '0') f.pop_back();

@@ -33,10 +33,19 @@ json parse_body(const std::string& body, const char* go_struct);
 // Invalid UTF-8 (a model can emit any byte) becomes U+FFFD instead of an exception.
 std::string dump(const json& j);
 
+// Directories whose absolute paths must not reach a client (the models and
+// state directories): error messages name files relative to them.
+void add_private_paths(const std::vector<std::string>& directories);
+// `message` with every private directory prefix ("/srv/models/") removed.
+std::string scrub_private_paths(std::string message);
+
 // RFC 3339 in UTC with up to nanosecond precision, trailing zeros trimmed
 // (Go's time.RFC3339Nano): "2024-05-01T12:00:00.123456789Z".
 std::string rfc3339(std::chrono::system_clock::time_point t);
 std::string rfc3339_now();
+// The same from seconds + nanoseconds since 1970, for instants that a
+// nanosecond time_point cannot hold (after 2262).
+std::string rfc3339_unix(int64_t seconds, int64_t nanos);
 
 // Field readers for request objects. A missing or null field gives nullopt;
 // a field of the wrong type throws HttpError(400) worded like Go's

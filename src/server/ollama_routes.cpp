@@ -2,7 +2,9 @@
 // /api/ps, /api/version and GET /. Field names, defaults and error texts
 // follow Ollama (api/types.go, server/routes.go); docs/SERVER.md lists where
 // flatline differs.
+#include <climits>
 #include <ctime>
+#include <filesystem>
 
 #include "gguf/gguf.h"
 #include "server/routes.h"
@@ -48,8 +50,9 @@ json details_json(const ModelSummary& s) {
 }
 
 std::string rfc3339_from_unix_ns(int64_t ns) {
-  return rfc3339(std::chrono::system_clock::time_point(
-      std::chrono::duration_cast<std::chrono::system_clock::duration>(std::chrono::nanoseconds(ns))));
+  int64_t secs = ns / 1000000000, frac = ns % 1000000000;
+  if (frac < 0) frac += 1000000000, --secs;
+  return rfc3339_unix(secs, frac);
 }
 
 // Fields Ollama accepts that flatline cannot honour: refuse the ones whose
@@ -89,9 +92,7 @@ void stream_ndjson(httplib::Response& res, ServerContext& ctx, std::shared_ptr<A
                       return sink.write(line.data(), line.size());
                     };
                     try {
-                      TurnResult r = finish_turn(
-                          ctx, t, [&](std::string_view piece) { return write_line(chunk(piece)); },
-                          [&] { return !sink.is_writable(); });
+                      TurnResult r = finish_turn(ctx, t, [&](std::string_view piece) { return write_line(chunk(piece)); });
                       if (r.generation.done_reason == DoneReason::Cancelled) {
                         LOG_INFO("client went away; generation stopped after " << r.generation.eval_count << " tokens");
                         return;
@@ -99,14 +100,14 @@ void stream_ndjson(httplib::Response& res, ServerContext& ctx, std::shared_ptr<A
                       write_line(last(t, r));
                     } catch (const std::exception& e) {
                       LOG_WARN("generation failed: " << e.what());
-                      write_line(json{{"error", e.what()}});
+                      write_line(json{{"error", scrub_private_paths(e.what())}});
                     }
                   });
 }
 
-void handle_chat(ServerContext& ctx, const httplib::Request& req, httplib::Response& res) {
+void handle_chat(ServerContext& ctx, const std::string& request_body, httplib::Response& res) {
   const int64_t start = steady_now_ns();
-  json body = parse_body(req.body, "ChatRequest");
+  json body = parse_body(request_body, "ChatRequest");
   FieldReader f(body, "ChatRequest");
   const bool stream = f.boolean("stream").value_or(true);
   std::vector<ChatMessage> messages = parse_ollama_messages(f.array("messages"));
@@ -137,7 +138,7 @@ void handle_chat(ServerContext& ctx, const httplib::Request& req, httplib::Respo
     return out;
   };
   if (!stream) {
-    TurnResult r = finish_turn(ctx, *turn, {}, {});
+    TurnResult r = finish_turn(ctx, *turn);
     json out = last(*turn, r);
     out["message"] = chat_message(r.generation.text);
     write_json(res, out);
@@ -147,9 +148,9 @@ void handle_chat(ServerContext& ctx, const httplib::Request& req, httplib::Respo
                 last);
 }
 
-void handle_generate(ServerContext& ctx, const httplib::Request& req, httplib::Response& res) {
+void handle_generate(ServerContext& ctx, const std::string& request_body, httplib::Response& res) {
   const int64_t start = steady_now_ns();
-  json body = parse_body(req.body, "GenerateRequest");
+  json body = parse_body(request_body, "GenerateRequest");
   FieldReader f(body, "GenerateRequest");
   const bool stream = f.boolean("stream").value_or(true);
   const bool raw = f.boolean("raw").value_or(false);
@@ -161,6 +162,13 @@ void handle_generate(ServerContext& ctx, const httplib::Request& req, httplib::R
   if (const json* c = f.array("context")) {
     for (const auto& id : *c) {
       if (!id.is_number_integer()) f.type_error("context", id, "int");
+      // Token ids are int32 in the model; a larger number is no id at all
+      // (and must not wrap around to one).
+      const bool fits = id.is_number_unsigned() ? id.get<uint64_t>() <= INT32_MAX
+                                                : id.get<int64_t>() >= 0 && id.get<int64_t>() <= INT32_MAX;
+      if (!fits)
+        throw HttpError(400, "context[" + std::to_string(context.size()) + "]: " + id.dump() +
+                                 " is not a token id (ids are between 0 and the vocabulary size - 1)");
       context.push_back(static_cast<int32_t>(id.get<int64_t>()));
     }
   }
@@ -200,7 +208,7 @@ void handle_generate(ServerContext& ctx, const httplib::Request& req, httplib::R
     return out;
   };
   if (!stream) {
-    TurnResult r = finish_turn(ctx, *turn, {}, {});
+    TurnResult r = finish_turn(ctx, *turn);
     json out = last(*turn, r);
     out["response"] = r.generation.text;
     write_json(res, out);
@@ -224,12 +232,30 @@ void handle_tags(ServerContext& ctx, httplib::Response& res) {
   write_json(res, json{{"models", models}});
 }
 
+// Arrays /api/show returns with "verbose": at most this many elements (the
+// largest vocabularies have 262,144 tokens) and, for strings, this many
+// bytes; longer ones are returned empty and listed in
+// "flatline_omitted_arrays" with their length, so one hostile metadata array
+// cannot make a response of gigabytes.
+constexpr uint64_t kShowMaxArrayItems = 262144;
+constexpr uint64_t kShowMaxArrayStringBytes = 8u << 20;
+// Without "verbose", arrays up to this length are returned (Ollama's rule).
+constexpr uint64_t kShowShortArray = 5;
+
+bool array_too_large(const gguf::Value& v) {
+  if (v.array_size() > kShowMaxArrayItems) return true;
+  if (v.array_type() != gguf::ValueType::String) return false;
+  uint64_t bytes = 0;
+  for (uint64_t i = 0; i < v.array_size() && bytes <= kShowMaxArrayStringBytes; ++i) bytes += v.string_at(i).size();
+  return bytes > kShowMaxArrayStringBytes;
+}
+
 json metadata_value(const gguf::Value& v, bool verbose) {
   using gguf::ValueType;
   if (v.is_array()) {
     json arr = json::array();
-    if (!verbose) return arr;
     const uint64_t n = v.array_size();
+    if (!verbose && n > kShowShortArray) return arr;
     for (uint64_t i = 0; i < n; ++i) {
       switch (v.array_type()) {
         case ValueType::String: arr.push_back(std::string(v.string_at(i))); break;
@@ -237,6 +263,7 @@ json metadata_value(const gguf::Value& v, bool verbose) {
         case ValueType::Float64: arr.push_back(v.float_at(i)); break;
         case ValueType::Bool: arr.push_back(v.int_at(i) != 0); break;
         case ValueType::Array: arr.push_back(nullptr); break;
+        case ValueType::UInt64: arr.push_back(static_cast<uint64_t>(v.int_at(i) >= 0 ? v.int_at(i) : 0)); break;
         default: arr.push_back(v.int_at(i)); break;
       }
     }
@@ -252,8 +279,8 @@ json metadata_value(const gguf::Value& v, bool verbose) {
   }
 }
 
-void handle_show(ServerContext& ctx, const httplib::Request& req, httplib::Response& res) {
-  json body = parse_body(req.body, "ShowRequest");
+void handle_show(ServerContext& ctx, const std::string& request_body, httplib::Response& res) {
+  json body = parse_body(request_body, "ShowRequest");
   FieldReader f(body, "ShowRequest");
   std::string name = f.string("model").value_or("");
   if (name.empty()) name = f.string("name").value_or("");
@@ -264,76 +291,115 @@ void handle_show(ServerContext& ctx, const httplib::Request& req, httplib::Respo
 
   gguf::File file = gguf::File::open(entry->path);
   json info = json::object();
-  for (const auto& [key, value] : file.metadata()) info[key] = metadata_value(value, verbose);
+  json omitted = json::object();
+  for (const auto& [key, value] : file.metadata()) {
+    if (verbose && value.is_array() && array_too_large(value)) {
+      info[key] = json::array();
+      omitted[key] = value.array_size();
+      continue;
+    }
+    info[key] = metadata_value(value, verbose);
+  }
   info["general.parameter_count"] = entry->summary.n_params;
   const ChatTemplate tmpl = ChatTemplate::from_gguf(file);
   std::string parameters;
   for (const std::string& stop : tmpl.stop_strings()) parameters += "stop " + json(stop).dump() + "\n";
   std::string chat_template = file.get_string("tokenizer.chat_template", std::string(tmpl.name()));
-  std::string modelfile = "# Modelfile generated by flatline\nFROM " + entry->path + "\nTEMPLATE " +
+  // The file name only: where the models directory is on this machine is
+  // not the client's business.
+  const std::string file_name = std::filesystem::path(entry->path).filename().string();
+  std::string modelfile = "# Modelfile generated by flatline\nFROM " + file_name + "\nTEMPLATE " +
                           json(chat_template).dump() + "\n";
   for (const std::string& stop : tmpl.stop_strings()) modelfile += "PARAMETER stop " + json(stop).dump() + "\n";
-  write_json(res, json{{"license", ""},
-                       {"modelfile", modelfile},
-                       {"parameters", parameters},
-                       {"template", chat_template},
-                       {"details", details_json(entry->summary)},
-                       {"model_info", info},
-                       {"capabilities", json::array({"completion"})},
-                       {"modified_at", rfc3339_from_unix_ns(entry->modified_unix_ns)}});
+  json out{{"license", ""},
+           {"modelfile", modelfile},
+           {"parameters", parameters},
+           {"template", chat_template},
+           {"details", details_json(entry->summary)},
+           {"model_info", info},
+           {"capabilities", json::array({"completion"})},
+           {"modified_at", rfc3339_from_unix_ns(entry->modified_unix_ns)}};
+  if (verbose) {
+    json tensors = json::array();
+    for (const auto& t : file.tensors())
+      tensors.push_back(json{{"name", t.name}, {"type", dtype_name(t.type)}, {"shape", t.dims}});
+    out["tensors"] = std::move(tensors);
+  }
+  if (!omitted.empty()) out["flatline_omitted_arrays"] = std::move(omitted);
+  write_json(res, out);
 }
 
 void handle_ps(ServerContext& ctx, httplib::Response& res) {
   json models = json::array();
   for (const ResidentInfo& m : ctx.models->resident()) {
     const std::string name = ModelCatalog::display_name(m.entry.name);
-    // "Forever" is shown as Go would print now + MaxInt64 ns (~292 years).
-    auto expires = m.forever ? std::chrono::system_clock::now() + std::chrono::hours(24 * 365 * 292) : m.expires_at;
+    // "Forever" is shown as Go prints now + MaxInt64 ns (about 292 years
+    // ahead), computed in seconds: in nanoseconds since 1970 it overflows.
+    const int64_t now_s =
+        std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
+    const std::string expires =
+        m.forever ? rfc3339_unix(now_s + INT64_MAX / 1000000000, INT64_MAX % 1000000000) : rfc3339(m.expires_at);
     models.push_back(json{{"name", name},
                           {"model", name},
                           {"size", m.size},
                           {"digest", m.entry.summary.digest},
                           {"details", details_json(m.entry.summary)},
-                          {"expires_at", rfc3339(expires)},
+                          {"expires_at", expires},
                           {"size_vram", 0},
                           {"context_length", m.n_ctx}});
   }
   write_json(res, json{{"models", models}});
 }
 
+// GET / for a browser (Accept: text/html). Today the same banner; the place
+// for a chat page later.
+void home_page(const httplib::Request&, httplib::Response& res) {
+  res.set_content("Ollama is running", "text/plain; charset=utf-8");
+}
+
 }  // namespace
 
-void register_ollama_routes(httplib::Server& http, ServerContext& ctx) {
-  auto ollama = [&ctx](void (*fn)(ServerContext&, const httplib::Request&, httplib::Response&)) {
-    return [&ctx, fn](const httplib::Request& req, httplib::Response& res) {
-      guarded(res, write_ollama_error, [&] { fn(ctx, req, res); });
+// The version of Ollama's API flatline implements (FACTS.md: Ollama's tree
+// at v0.33.0-rc2, whose last release is 0.32.15). Clients compare it to
+// enable features; flatline's own version is in "flatline_version" and the
+// Server header.
+const char* const kOllamaApiVersion = "0.32.15";
+
+void register_ollama_routes(Router& router, ServerContext& ctx) {
+  using Handler = void (*)(ServerContext&, const std::string&, httplib::Response&);
+  auto ollama = [&ctx](Handler fn) {
+    return [&ctx, fn](const httplib::Request&, const std::string& body, httplib::Response& res) {
+      guarded(res, write_ollama_error, [&] { fn(ctx, body, res); });
     };
   };
-  http.Get("/", [](const httplib::Request&, httplib::Response& res) {
-    res.set_content("flatline is running", "text/plain; charset=utf-8");
+  // Clients compare the literal banner ("Ollama is running"), so it is
+  // Ollama's; the Server header says it is flatline.
+  router.get("/", [](const httplib::Request& req, httplib::Response& res) {
+    if (req.get_header_value("Accept").find("text/html") != std::string::npos) return home_page(req, res);
+    res.set_content("Ollama is running", "text/plain; charset=utf-8");
   });
-  http.Get("/api/version", [](const httplib::Request&, httplib::Response& res) {
-    write_json(res, json{{"version", FLATLINE_VERSION}});
+  router.get("/api/version", [](const httplib::Request&, httplib::Response& res) {
+    write_json(res, json{{"version", kOllamaApiVersion}, {"flatline_version", FLATLINE_VERSION}});
   });
-  http.Post("/api/chat", ollama(handle_chat));
-  http.Post("/api/generate", ollama(handle_generate));
-  http.Post("/api/show", ollama(handle_show));
-  http.Get("/api/tags", [&ctx](const httplib::Request&, httplib::Response& res) {
+  router.post("/api/chat", ollama(handle_chat));
+  router.post("/api/generate", ollama(handle_generate));
+  router.post("/api/show", ollama(handle_show));
+  router.get("/api/tags", [&ctx](const httplib::Request&, httplib::Response& res) {
     guarded(res, write_ollama_error, [&] { handle_tags(ctx, res); });
   });
-  http.Get("/api/ps", [&ctx](const httplib::Request&, httplib::Response& res) {
+  router.get("/api/ps", [&ctx](const httplib::Request&, httplib::Response& res) {
     guarded(res, write_ollama_error, [&] { handle_ps(ctx, res); });
   });
   // Model management and embeddings are not part of flatline: models are
   // files in the models directory.
   for (const char* path : {"/api/pull", "/api/push", "/api/create", "/api/copy", "/api/embed", "/api/embeddings"}) {
-    http.Post(path, [path](const httplib::Request&, httplib::Response& res) {
+    router.post(path, [path](const httplib::Request&, const std::string&, httplib::Response& res) {
       write_ollama_error(res, 501,
                          std::string("flatline does not implement ") + path +
                              " (models are the .gguf files in the models directory; embeddings are not supported)");
     });
   }
-  http.Delete("/api/delete", [](const httplib::Request&, httplib::Response& res) {
+  router.del("/api/delete", [](const httplib::Request&, httplib::Response& res) {
     write_ollama_error(res, 501, "flatline does not implement /api/delete (remove the .gguf file instead)");
   });
 }

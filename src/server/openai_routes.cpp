@@ -42,8 +42,9 @@ void read_sampling(const FieldReader& f, ParsedOptions& o) {
   if (auto v = f.number("frequency_penalty")) s.frequency_penalty = static_cast<float>(*v);
   if (auto v = f.number("presence_penalty")) s.presence_penalty = static_cast<float>(*v);
   if (auto v = f.integer("seed")) s.seed = *v;
-  if (auto v = f.integer("max_tokens")) o.turn.num_predict = *v;
-  else if (auto v2 = f.integer("max_completion_tokens")) o.turn.num_predict = *v2;
+  if (auto v = f.integer("max_tokens")) o.turn.num_predict = checked_num_predict("max_tokens", *v);
+  else if (auto v2 = f.integer("max_completion_tokens"))
+    o.turn.num_predict = checked_num_predict("max_completion_tokens", *v2);
   if (const json* stop = f.raw("stop")) {
     if (stop->is_string()) {
       o.turn.stop = {stop->get<std::string>()};
@@ -56,7 +57,9 @@ void read_sampling(const FieldReader& f, ParsedOptions& o) {
     } else {
       throw HttpError(400, std::string("invalid type for 'stop' field: ") + go_json_kind(*stop));
     }
+    o.turn.stop = checked_stop_strings("stop", std::move(o.turn.stop));
   }
+  check_sampling(s, "openai");
 }
 
 bool include_usage(const FieldReader& f) {
@@ -118,12 +121,13 @@ void write_usage_sse(httplib::DataSink& sink, json chunk, const TurnResult& r) {
 // OpenAI's error object as one more event.
 void write_error_sse(httplib::DataSink& sink, const std::exception& e) {
   LOG_WARN("generation failed: " << e.what());
-  write_sse(sink, dump(json{{"error", {{"message", e.what()}, {"type", "api_error"}, {"param", nullptr}, {"code", nullptr}}}}));
+  write_sse(sink, dump(json{{"error",
+                             {{"message", scrub_private_paths(e.what())}, {"type", "api_error"}, {"param", nullptr}, {"code", nullptr}}}}));
 }
 
-void handle_chat_completions(ServerContext& ctx, const httplib::Request& req, httplib::Response& res) {
+void handle_chat_completions(ServerContext& ctx, const std::string& request_body, httplib::Response& res) {
   const int64_t start = steady_now_ns();
-  json body = parse_body(req.body, "ChatCompletionRequest");
+  json body = parse_body(request_body, "ChatCompletionRequest");
   FieldReader f(body, "ChatCompletionRequest");
   const json* messages = f.array("messages");
   if (!messages || messages->empty()) throw HttpError(400, "[] is too short - 'messages'");
@@ -148,7 +152,7 @@ void handle_chat_completions(ServerContext& ctx, const httplib::Request& req, ht
     return json{{"id", id}, {"object", object}, {"created", created}, {"model", name}, {"system_fingerprint", "fp_flatline"}};
   };
   if (!stream) {
-    TurnResult r = finish_turn(ctx, *turn, {}, {});
+    TurnResult r = finish_turn(ctx, *turn);
     json out = base("chat.completion");
     out["choices"] = json::array({json{{"index", 0},
                                        {"message", {{"role", "assistant"}, {"content", r.generation.text}}},
@@ -176,8 +180,7 @@ void handle_chat_completions(ServerContext& ctx, const httplib::Request& req, ht
           [&](std::string_view piece) {
             write_sse(sink, dump(chunk(content_delta(piece), nullptr)));
             return sink.is_writable();
-          },
-          [&] { return !sink.is_writable(); });
+          });
       if (r.generation.done_reason == DoneReason::Cancelled) return;
       if (first) write_sse(sink, dump(chunk(content_delta(""), nullptr)));  // an empty reply still opens with the role
       write_sse(sink, dump(chunk(json::object(), finish_reason_of(r))));
@@ -189,9 +192,9 @@ void handle_chat_completions(ServerContext& ctx, const httplib::Request& req, ht
   });
 }
 
-void handle_completions(ServerContext& ctx, const httplib::Request& req, httplib::Response& res) {
+void handle_completions(ServerContext& ctx, const std::string& request_body, httplib::Response& res) {
   const int64_t start = steady_now_ns();
-  json body = parse_body(req.body, "CompletionRequest");
+  json body = parse_body(request_body, "CompletionRequest");
   FieldReader f(body, "CompletionRequest");
   InferenceRequest ir;
   ir.chat = false;
@@ -216,7 +219,7 @@ void handle_completions(ServerContext& ctx, const httplib::Request& req, httplib
     return json::array({json{{"text", std::string(text)}, {"index", 0}, {"finish_reason", finish_reason}, {"logprobs", nullptr}}});
   };
   if (!stream) {
-    TurnResult r = finish_turn(ctx, *turn, {}, {});
+    TurnResult r = finish_turn(ctx, *turn);
     json out = base();
     out["choices"] = choice(r.generation.text, finish_reason_of(r));
     out["usage"] = usage_json(r);
@@ -232,8 +235,7 @@ void handle_completions(ServerContext& ctx, const httplib::Request& req, httplib
             c["choices"] = choice(piece, nullptr);
             write_sse(sink, dump(c));
             return sink.is_writable();
-          },
-          [&] { return !sink.is_writable(); });
+          });
       if (r.generation.done_reason == DoneReason::Cancelled) return;
       json last = base();
       last["choices"] = choice("", finish_reason_of(r));
@@ -255,31 +257,36 @@ json model_object(const CatalogEntry& e) {
 
 }  // namespace
 
-void register_openai_routes(httplib::Server& http, ServerContext& ctx) {
-  http.Post("/v1/chat/completions", [&ctx](const httplib::Request& req, httplib::Response& res) {
-    guarded(res, write_openai_error, [&] { handle_chat_completions(ctx, req, res); });
-  });
-  http.Post("/v1/completions", [&ctx](const httplib::Request& req, httplib::Response& res) {
-    guarded(res, write_openai_error, [&] { handle_completions(ctx, req, res); });
-  });
-  http.Get("/v1/models", [&ctx](const httplib::Request&, httplib::Response& res) {
+void register_openai_routes(Router& router, ServerContext& ctx) {
+  using Handler = void (*)(ServerContext&, const std::string&, httplib::Response&);
+  auto openai = [&ctx](Handler fn) {
+    return [&ctx, fn](const httplib::Request&, const std::string& body, httplib::Response& res) {
+      guarded(res, write_openai_error, [&] { fn(ctx, body, res); });
+    };
+  };
+  router.post("/v1/chat/completions", openai(handle_chat_completions));
+  router.post("/v1/completions", openai(handle_completions));
+  router.get("/v1/models", [&ctx](const httplib::Request&, httplib::Response& res) {
     guarded(res, write_openai_error, [&] {
       json data = json::array();
       for (const CatalogEntry& e : ctx.models->catalog().list()) data.push_back(model_object(e));
       write_json(res, json{{"object", "list"}, {"data", data}});
     });
   });
-  http.Get(R"(/v1/models/(.+))", [&ctx](const httplib::Request& req, httplib::Response& res) {
-    guarded(res, write_openai_error, [&] {
-      const std::string name = req.matches[1];
-      auto entry = ctx.models->catalog().find(name);
-      if (!entry) throw HttpError(404, "model '" + name + "' not found");
-      json m = model_object(*entry);
-      m["id"] = name;
-      write_json(res, m);
-    });
-  });
-  http.Post("/v1/embeddings", [](const httplib::Request&, httplib::Response& res) {
+  router.get(
+      R"(/v1/models/(.+))",
+      [&ctx](const httplib::Request& req, httplib::Response& res) {
+        guarded(res, write_openai_error, [&] {
+          const std::string name = req.matches[1];
+          auto entry = ctx.models->catalog().find(name);
+          if (!entry) throw HttpError(404, "model '" + name + "' not found");
+          json m = model_object(*entry);
+          m["id"] = name;
+          write_json(res, m);
+        });
+      },
+      "/v1/models/{model}");
+  router.post("/v1/embeddings", [](const httplib::Request&, const std::string&, httplib::Response& res) {
     write_openai_error(res, 501, "flatline does not support embeddings");
   });
 }

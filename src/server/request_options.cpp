@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <cctype>
 
+#include "util/limits.h"
 #include "util/log.h"
 
 namespace flatline::server {
@@ -64,7 +65,52 @@ float as_float(const std::string& key, const json& v) {
   return static_cast<float>(v.get<double>());
 }
 
+std::string option_name(const std::string& key) { return "option \"" + key + "\""; }
+
+// limits:: checks with the server's status.
+template <typename T>
+T in_range(const std::string& name, T v, T lo, T hi) {
+  try {
+    limits::check_range(name, v, lo, hi);
+  } catch (const Error& e) {
+    throw HttpError(400, e.what());
+  }
+  return v;
+}
+
 }  // namespace
+
+int64_t checked_num_predict(const std::string& name, int64_t v) {
+  if (v == -2) return -1;  // Ollama's "fill the context": flatline's -1 stops there too
+  try {
+    limits::check_count_or_unlimited(name, v, limits::kMaxPredict);
+  } catch (const Error& e) {
+    throw HttpError(400, e.what());
+  }
+  return v;
+}
+
+std::vector<std::string> checked_stop_strings(const std::string& name, std::vector<std::string> stops) {
+  if (stops.size() > limits::kMaxStopStrings)
+    throw HttpError(400, name + ": at most " + std::to_string(limits::kMaxStopStrings) + " stop strings are accepted (got " +
+                             std::to_string(stops.size()) + ")");
+  for (size_t i = 0; i < stops.size(); ++i)
+    if (stops[i].size() > limits::kMaxStopBytes)
+      throw HttpError(400, name + "[" + std::to_string(i) + "] is " + std::to_string(stops[i].size()) +
+                               " bytes long; a stop string may have at most " + std::to_string(limits::kMaxStopBytes));
+  return stops;
+}
+
+void check_sampling(const SamplerParams& s, const char* style) {
+  const bool openai = std::string(style) == "openai";
+  auto name = [&](const char* key) { return openai ? std::string(key) : option_name(key); };
+  in_range<double>(name("temperature"), s.temperature, 0.0, limits::kMaxTemperature);
+  in_range<double>(name("top_p"), s.top_p, 0.0, 1.0);
+  in_range<double>(name("min_p"), s.min_p, 0.0, 1.0);
+  in_range<double>(name("repeat_penalty"), s.repeat_penalty, limits::kMinRepeatPenalty, limits::kMaxRepeatPenalty);
+  in_range<double>(name("presence_penalty"), s.presence_penalty, -limits::kMaxAbsPenalty, limits::kMaxAbsPenalty);
+  in_range<double>(name("frequency_penalty"), s.frequency_penalty, -limits::kMaxAbsPenalty, limits::kMaxAbsPenalty);
+}
 
 TurnOptions ollama_default_options() {
   TurnOptions t;
@@ -96,11 +142,13 @@ void apply_options(const json& options, ParsedOptions& out) {
     switch (known->type) {
       case OptionType::Int: {
         int64_t v = as_int(key, value);
+        const std::string name = option_name(key);
         if (key == "seed") s.seed = v;
-        else if (key == "num_predict") out.turn.num_predict = v;
-        else if (key == "top_k") s.top_k = static_cast<int32_t>(std::clamp<int64_t>(v, INT32_MIN, INT32_MAX));
-        else if (key == "repeat_last_n") s.repeat_last_n = static_cast<int32_t>(std::clamp<int64_t>(v, -1, INT32_MAX));
-        else if (key == "num_ctx") out.num_ctx = v > 0 ? v : 0;
+        else if (key == "num_predict") out.turn.num_predict = checked_num_predict(name, v);
+        else if (key == "top_k") s.top_k = static_cast<int32_t>(in_range<int64_t>(name, v, 0, limits::kMaxTopK));
+        else if (key == "repeat_last_n")
+          s.repeat_last_n = static_cast<int32_t>(in_range<int64_t>(name, v, -1, limits::kMaxRepeatLastN));
+        else if (key == "num_ctx") out.num_ctx = in_range<int64_t>(name, v, 1, limits::kMaxContext);
         break;
       }
       case OptionType::Float: {
@@ -123,11 +171,12 @@ void apply_options(const json& options, ParsedOptions& out) {
           if (!item.is_string()) option_error(key, "of an array of strings");
           if (!item.get<std::string>().empty()) stops.push_back(item.get<std::string>());
         }
-        out.turn.stop = std::move(stops);
+        out.turn.stop = checked_stop_strings(option_name(key), std::move(stops));
         break;
       }
     }
   }
+  check_sampling(s, "ollama");
 }
 
 int64_t parse_go_duration_ns(const std::string& text) {

@@ -30,6 +30,14 @@ struct ParsedOptions {
 // and ignored; unknown keys are ignored with a debug log, as Ollama does.
 void apply_options(const json& options, ParsedOptions& out);
 
+// Bounds (util/limits.h) with the server's status, HttpError(400) naming
+// `name`: num_predict (-1 or 0..2^24; Ollama's -2 means -1), the stop
+// strings (count and length), and the sampling parameters of an already
+// filled SamplerParams (`style` "ollama" names them option "x", "openai" x).
+int64_t checked_num_predict(const std::string& name, int64_t value);
+std::vector<std::string> checked_stop_strings(const std::string& name, std::vector<std::string> stops);
+void check_sampling(const SamplerParams& sampling, const char* style);
+
 // keep_alive: a number of seconds, a Go duration string ("5m", "1h", "-1"),
 // negative = forever. nullopt when absent or null. HttpError(400) otherwise.
 std::optional<KeepAlive> parse_keep_alive(const json* value);

@@ -10,13 +10,16 @@
 #include <functional>
 #include <memory>
 #include <optional>
+#include <regex>
 #include <string>
 #include <vector>
 
 #include "runtime/chat_service.h"
 #include "runtime/model_manager.h"
 #include "runtime/state_cache.h"
+#include "server/http_transport.h"
 #include "server/json_io.h"
+#include "server/metrics.h"
 #include "server/request_options.h"
 #include "server/server.h"
 
@@ -28,6 +31,40 @@ struct ServerContext {
   std::unique_ptr<StateCache> cache;
   std::unique_ptr<ModelManager> models;
   std::unique_ptr<ChatService> chat;
+  Metrics metrics;
+  HttpTransport* transport = nullptr;
+
+  // The request on this thread should stop: its client has gone or the
+  // server is stopping.
+  bool cancelled() const { return stopping || HttpTransport::client_gone(); }
+};
+
+// Route registration that knows every route's methods (for 405 and the
+// metrics' route label) and reads POST bodies itself, whatever their
+// Content-Type (cpp-httplib would cap form-urlencoded ones at 8 KiB).
+using BodyHandler = std::function<void(const httplib::Request&, const std::string& body, httplib::Response&)>;
+
+class Router {
+ public:
+  Router(httplib::Server& http, ServerContext& ctx) : http_(http), ctx_(ctx) {}
+  // `pattern` is an httplib regex; `label` names it in metrics (default: the pattern).
+  void get(const std::string& pattern, httplib::Server::Handler handler, std::string label = "");
+  void post(const std::string& pattern, BodyHandler handler, std::string label = "");
+  void del(const std::string& pattern, httplib::Server::Handler handler, std::string label = "");
+
+  struct Route {
+    std::regex pattern;
+    std::string label;
+    std::vector<std::string> methods;
+  };
+  // The route `path` belongs to, or nullptr.
+  const Route* find(const std::string& path) const;
+
+ private:
+  Route& entry(const std::string& pattern, const std::string& label);
+  httplib::Server& http_;
+  ServerContext& ctx_;
+  std::vector<Route> routes_;
 };
 
 int64_t steady_now_ns();
@@ -55,6 +92,7 @@ struct InferenceRequest {
 // this is destroyed).
 struct ActiveTurn {
   std::unique_ptr<ModelManager::Lease> lease;
+  std::string model_name;
   PreparedTurn prepared;
   TurnOptions turn_options;
   int64_t start_ns = 0;  // when the request arrived
@@ -69,8 +107,10 @@ std::unique_ptr<ModelManager::Lease> acquire_model(ServerContext& ctx, const Inf
 // HttpError: 503 busy, 500 memory budget / unreadable model, 400 context
 // overflow or bad context ids.
 std::shared_ptr<ActiveTurn> start_turn(ServerContext& ctx, const InferenceRequest& request, int64_t start_ns);
-TurnResult finish_turn(ServerContext& ctx, ActiveTurn& turn, const TextCallback& on_text,
-                       const std::function<bool()>& should_stop);
+// Generates the reply (stopping when the client goes away or the server
+// stops), counts it in the metrics and checks that the model file did not
+// change under the request (HttpError 500 if it did).
+TurnResult finish_turn(ServerContext& ctx, ActiveTurn& turn, const TextCallback& on_text = {});
 
 // Runs `fn`, turning exceptions into an error response written by `write_error(res, status, message)`.
 using ErrorWriter = std::function<void(httplib::Response&, int, const std::string&)>;
@@ -86,7 +126,9 @@ void write_json(httplib::Response& res, const json& body, int status = 200);
 void stream_response(httplib::Response& res, const char* content_type, std::shared_ptr<ActiveTurn> turn,
                      std::function<void(ActiveTurn&, httplib::DataSink&)> produce);
 
-void register_ollama_routes(httplib::Server& http, ServerContext& ctx);
-void register_openai_routes(httplib::Server& http, ServerContext& ctx);
+void register_ollama_routes(Router& router, ServerContext& ctx);
+void register_openai_routes(Router& router, ServerContext& ctx);
+// GET /health and GET /metrics.
+void register_ops_routes(Router& router, ServerContext& ctx);
 
 }  // namespace flatline::server

@@ -10,6 +10,8 @@
 #include "runtime/chat_service.h"
 #include "runtime/model_manager.h"
 #include "runtime/state_cache.h"
+#include "server/access_policy.h"
+#include "server/http_transport.h"
 
 namespace flatline::server {
 
@@ -19,25 +21,33 @@ struct ServerOptions {
   ModelManagerOptions models;
   StateCacheOptions cache;
   size_t max_body_bytes = 32u << 20;    // larger request bodies get 413
-  int http_threads = 48;                // connections served at once (queued requests hold one each)
+  int http_threads = 48;                // requests served at once (queued requests hold one each)
   ContextPolicy context_policy = ContextPolicy::Refuse;  // chats that outgrow num_ctx (request "truncate" overrides)
+  AccessOptions access;                 // API key, Host / Origin allowances
+  TransportLimits transport;            // timeouts, connection cap (workers and max_body come from above)
 };
 
 class Server {
  public:
   // Opens the models directory and the state directory and sets up the
-  // memory budget. Throws Error (missing directory, bad models.json, ...).
+  // memory budget. Throws Error (missing directory, bad models.json, a
+  // non-loopback host without an API key or --insecure-public, ...).
   explicit Server(ServerOptions options);
   ~Server();
   Server(const Server&) = delete;
   Server& operator=(const Server&) = delete;
 
-  // Binds the listening socket; returns the port. Throws Error.
+  // Starts the HTTP threads and binds the listening socket; returns the
+  // port. Throws Error (threads refused, address in use, ...).
   int bind();
-  // Serves until stop() (binds first if needed).
+  // Serves until stop() (binds first if needed); returns once every
+  // connection is closed.
   void run();
   // bind() + run() on a background thread; returns once connections are accepted.
   void start();
+  // Stops accepting, cancels running generations at their next token and
+  // shuts every connection. Safe from another thread (a signal handler
+  // thread); does not wait.
   void stop();
 
   int port() const;
