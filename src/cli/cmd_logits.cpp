@@ -10,7 +10,7 @@ namespace flatline::cli {
 void register_logits(CLI::App& app) {
   struct Options {
     ModelOptions model;
-    std::string tokens, out;
+    std::string tokens, out, loops_out;
     bool all = false;
   };
   auto opts = std::make_shared<Options>();
@@ -20,6 +20,8 @@ void register_logits(CLI::App& app) {
   sub->add_option("--tokens", opts->tokens, "Comma-separated token ids, fed from a fresh state")->required();
   sub->add_option("--out", opts->out, "Output file")->required();
   sub->add_flag("--all", opts->all, "Logits of every position");
+  sub->add_option("--loops-out", opts->loops_out,
+                  "Looped models: write the loops used at each position as a JSON array of integers");
   sub->callback([opts] {
     auto ids = parse_token_list(opts->tokens);
     MemoryBudget budget = opts->model.budget();
@@ -30,7 +32,18 @@ void register_logits(CLI::App& app) {
     auto state = model->model().new_state(mo.ctx);
     std::vector<float> logits(static_cast<size_t>((opts->all ? ids.size() : 1) * n_vocab));
     auto ws = model->model().new_workspace();
-    model->model().forward(*state, ids, opts->all ? LogitsMode::All : LogitsMode::Last, logits.data(), *ws);
+    ForwardStats stats;
+    SequenceInput in{state.get(), ids, opts->all ? LogitsMode::All : LogitsMode::Last, logits.data(), &stats};
+    ForwardArgs args;
+    args.sequences = std::span<const SequenceInput>(&in, 1);
+    model->model().forward(args, *ws);
+    if (!opts->loops_out.empty()) {
+      std::ofstream lo(opts->loops_out);
+      lo << "[";
+      for (size_t i = 0; i < stats.loops_used.size(); ++i) lo << (i ? "," : "") << stats.loops_used[i];
+      lo << "]\n";
+      if (!lo) throw Error("cannot write " + opts->loops_out);
+    }
     std::ofstream out(opts->out, std::ios::binary);
     if (!out) throw Error("cannot write " + opts->out);
     out.write(reinterpret_cast<const char*>(logits.data()), static_cast<std::streamsize>(logits.size() * sizeof(float)));

@@ -8,6 +8,7 @@
 #include <string>
 
 #include "cli/common.h"
+#include "runtime/generator.h"
 #include "runtime/chat_template.h"
 #include "util/error.h"
 #include "util/limits.h"
@@ -26,6 +27,8 @@ struct RunOptions {
   std::string prompt;   // raw completion
   std::string message;  // one chat turn
   std::string system;
+  std::string prompt_tokens;  // ids instead of text (checking against other engines)
+  bool print_ids = false;
   bool show_stats = false;
 };
 
@@ -41,6 +44,24 @@ void print_stats(const GenerateResult& r) {
   std::fprintf(stderr, "\n[%lld tokens, %.2f tok/s | prompt: %lld new tokens in %.1f ms | RSS %s]\n",
                static_cast<long long>(r.eval_count), gen_s > 0 ? r.eval_count / gen_s : 0.0,
                static_cast<long long>(r.prompt_eval_count), prompt_ms, format_bytes(current_rss_bytes()).c_str());
+  if (r.loops_used.empty()) return;
+  // Looped models: the loops each token used, prompt and reply apart.
+  const size_t np = std::min(r.loops_used.size(), static_cast<size_t>(r.prompt_eval_count));
+  auto mean = [&](size_t a, size_t b) {
+    double sum = 0;
+    for (size_t i = a; i < b; ++i) sum += r.loops_used[i];
+    return b > a ? sum / static_cast<double>(b - a) : 0.0;
+  };
+  std::string reply;
+  for (size_t i = np; i < r.loops_used.size(); ++i) reply += (i > np ? "," : "") + std::to_string(r.loops_used[i]);
+  std::fprintf(stderr, "[loops per token: prompt %.2f, reply %.2f (%s)]\n", mean(0, np), mean(np, r.loops_used.size()),
+               reply.c_str());
+}
+
+void print_ids(const std::vector<int32_t>& ids) {
+  std::printf("[");
+  for (size_t i = 0; i < ids.size(); ++i) std::printf("%s%d", i ? "," : "", ids[i]);
+  std::printf("]\n");
 }
 
 GenerateOptions generate_options(const RunOptions& o) {
@@ -53,6 +74,21 @@ GenerateOptions generate_options(const RunOptions& o) {
                 std::to_string(g.stop.size()) + ")");
   g.should_stop = [] { return g_interrupted != 0; };
   return g;
+}
+
+// --prompt-tokens: the ids go in as they are; --print-ids: the generated ids
+// come out as one JSON array instead of text.
+void run_ids(Engine& engine, const RunOptions& o) {
+  Conversation conv = engine.new_conversation(engine.loaded().usable_context(o.model.ctx));
+  GenerateOptions g = generate_options(o);
+  g.use_template_stops = false;
+  const std::vector<int32_t> ids = parse_token_list(o.prompt_tokens);
+  EventSink sink;
+  if (!o.print_ids) sink = [](const GenerationEvent& e) { return e.kind != GenerationEvent::Kind::Text || print_piece(e.text); };
+  auto r = make_generator(engine)->generate_from_ids(conv, ids, g, sink);
+  if (o.print_ids) print_ids(r.generated);
+  else std::printf("\n");
+  if (o.show_stats) print_stats(r);
 }
 
 void run_completion(Engine& engine, const RunOptions& o) {
@@ -128,6 +164,9 @@ void register_run(CLI::App& app) {
   sub->add_option("-m,--message", opts->message, "One chat message: print the reply and exit");
   sub->add_option("-s,--system", opts->system, "System prompt for chat");
   sub->add_flag("--stats", opts->show_stats, "Print speed and memory after the reply");
+  sub->add_option("--prompt-tokens", opts->prompt_tokens,
+                  "Comma-separated token ids to continue, fed as they are (no template, no BOS)");
+  sub->add_flag("--print-ids", opts->print_ids, "Print the generated ids as one JSON array instead of text");
   sub->callback([opts] {
     RunOptions& o = *opts;
     if (o.model.model_path.empty()) {
@@ -136,7 +175,8 @@ void register_run(CLI::App& app) {
         throw Error("no model given and the bundled demo model (models/flatline-demo-kjv.gguf) was not found");
       std::fprintf(stderr, "Using the bundled demo model %s\n", o.model.model_path.c_str());
     }
-    if (!o.prompt.empty() && o.sampling.num_predict < 0) o.sampling.num_predict = 256;
+    if ((!o.prompt.empty() || !o.prompt_tokens.empty()) && o.sampling.num_predict < 0) o.sampling.num_predict = 256;
+    if (o.print_ids && o.prompt_tokens.empty()) throw Error("--print-ids needs --prompt-tokens");
     MemoryBudget budget = o.model.budget();
     auto model = o.model.load(budget);
     Engine engine(*model);
@@ -147,7 +187,8 @@ void register_run(CLI::App& app) {
     sigemptyset(&sa.sa_mask);
     sa.sa_flags = 0;
     sigaction(SIGINT, &sa, nullptr);
-    if (!o.prompt.empty()) run_completion(engine, o);
+    if (!o.prompt_tokens.empty()) run_ids(engine, o);
+    else if (!o.prompt.empty()) run_completion(engine, o);
     else if (!o.message.empty()) run_chat(engine, o, false);
     else run_chat(engine, o, true);
   });

@@ -63,6 +63,23 @@ void ModelOptions::add_to(CLI::App& app, bool model_required) {
           limits::kMaxContext);
   app.add_option("--max-memory", max_memory, "Memory budget, e.g. 6G (default: available memory minus 10%)");
   app.add_option("--kv-type", kv_type, "KV cache type for transformers: f16 or q8_0")->capture_default_str();
+  app.add_option("--loops", loops, "Looped models (Ouro): run exactly N loops per token");
+  app.add_option("--exit-threshold", exit_threshold,
+                 "Looped models: exit a token at the first loop whose exit probability reaches q (1 = all loops; "
+                 "default: the checkpoint's)");
+  app.add_option("--exit-mode", exit_mode,
+                 "Looped models: skip (loops after the exit are not computed; default when q < 1) or select "
+                 "(all computed, the exit picks the output)");
+  app.add_option("--kv-share", kv_share, "Looped models: full (KV per loop, default) or last (one KV per layer)");
+}
+
+std::map<std::string, std::string> ModelOptions::family_options() const {
+  std::map<std::string, std::string> f;
+  if (!loops.empty()) f["loops"] = loops;
+  if (!exit_threshold.empty()) f["exit_threshold"] = exit_threshold;
+  if (!exit_mode.empty()) f["exit_mode"] = exit_mode;
+  if (!kv_share.empty()) f["kv_share"] = kv_share;
+  return f;
 }
 
 MemoryBudget ModelOptions::budget() const {
@@ -78,6 +95,7 @@ std::unique_ptr<LoadedModel> ModelOptions::load(MemoryBudget& budget) const {
   }
   opts.max_batch = batch;
   opts.kv_type = parse_kv_type(kv_type);
+  opts.family = family_options();
   return LoadedModel::load(model_path, opts, &budget, ctx);
 }
 

@@ -4,6 +4,7 @@
 #include <CLI/CLI.hpp>
 
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -23,8 +24,12 @@ struct ModelOptions {
   int64_t ctx = 4096;        // context for transformers (recurrent models ignore it)
   std::string max_memory;    // "" = from the system
   std::string kv_type = "f16";
+  // Looped models (Ouro): passed to the model as LoadOptions::family.
+  std::string loops, exit_threshold, exit_mode, kv_share;
 
   void add_to(CLI::App& app, bool model_required = true);
+  // The family options that were given (keys as models/ouro.h names them).
+  std::map<std::string, std::string> family_options() const;
   std::unique_ptr<LoadedModel> load(MemoryBudget& budget) const;
   MemoryBudget budget() const;
 };

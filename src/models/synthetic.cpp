@@ -98,6 +98,23 @@ class SyntheticWriter {
   Random aux_{0x5eed};
 };
 
+// llama.cpp's general.file_type (llama_ftype) for an all-`type` file.
+uint32_t file_type_id(DType t) {
+  switch (t) {
+    case DType::F16: return 1;
+    case DType::Q4_0: return 2;
+    case DType::Q4_1: return 3;
+    case DType::Q8_0: return 7;
+    case DType::Q5_0: return 8;
+    case DType::Q5_1: return 9;
+    case DType::Q4_K: return 14;
+    case DType::Q5_K: return 16;
+    case DType::Q6_K: return 18;
+    case DType::BF16: return 32;
+    default: return 0;
+  }
+}
+
 std::string shape_name(const SyntheticModel& m) {
   return "synthetic-" + m.arch + "-" + std::to_string(m.n_layer) + "x" + std::to_string(m.n_embd);
 }
@@ -222,6 +239,14 @@ void write_attention_keys(gguf::Writer& w, const SyntheticModel& m) {
 
 void write_transformer(SyntheticWriter& sw, const SyntheticModel& m) {
   write_attention_keys(sw.w, m);
+  if (m.arch == "ouro") {
+    // The loop count and the exit gate as docs/GGUF-OURO.md lays them out.
+    sw.w.add_uint32("ouro.num_loops", static_cast<uint32_t>(m.n_loops));
+    sw.w.add_bool("ouro.skip_loop_final_norm", false);
+    sw.w.add_float32("ouro.early_exit_threshold", m.exit_threshold);
+    sw.w.add_float32_array("ouro.exit_gate.weight", sw.normals(m.n_embd, 1.5f * inv_sqrt(m.n_embd)));
+    sw.w.add_float32("ouro.exit_gate.bias", -1.2f);
+  }
   const int64_t E = m.n_embd, F = ff_of(m);
   const int64_t hd = m.head_dim > 0 ? m.head_dim : E / m.n_head;
   const int64_t q = m.n_head * hd, kv = m.n_head_kv * hd;
@@ -247,6 +272,8 @@ void write_transformer(SyntheticWriter& sw, const SyntheticModel& m) {
     if (m.arch == "gemma3") {
       sw.vector(p + "attn_q_norm.weight", {hd}, 1.0f, 0.1f);
       sw.vector(p + "attn_k_norm.weight", {hd}, 1.0f, 0.1f);
+    }
+    if (m.arch == "gemma3" || m.arch == "ouro") {
       sw.vector(p + "post_attention_norm.weight", {E}, 1.0f, 0.1f);
       sw.vector(p + "post_ffw_norm.weight", {E}, 1.0f, 0.1f);
     }
@@ -513,6 +540,13 @@ SyntheticModel synthetic_preset(const std::string& arch, const std::string& pres
     else if (preset == "4b") m.n_layer = 34, m.n_embd = 2560, m.n_head = 8, m.n_head_kv = 4, m.n_ff = 10240, m.window = 1024;
     else throw unknown();
     m.n_ctx_train = 131072;
+  } else if (arch == "ouro") {
+    // Ouro-1.4B / 2.6B (FACTS.md 3.1): full MHA, head dim 128, 4 loops.
+    m.n_vocab = 49152, m.n_head = 16, m.n_head_kv = 16, m.head_dim = 128, m.n_ff = 5632, m.rope_base = 1e6;
+    if (preset == "1.4b") m.n_layer = 24, m.n_embd = 2048;
+    else if (preset == "2.6b") m.n_layer = 48, m.n_embd = 2048;
+    else throw unknown();
+    m.n_ctx_train = 65536;
   } else if (arch == "mamba") {
     if (preset == "2.8b") m.n_layer = 64, m.n_embd = 2560, m.n_vocab = 50280;
     else throw unknown();
@@ -563,9 +597,9 @@ void write_synthetic_model(const std::string& path, const SyntheticModel& m) {
     write_vocab(sw.w, m);
     write_rwkv7(sw, m);
   } else {
-    sw.w.add_uint32("general.file_type", 0);
+    sw.w.add_uint32("general.file_type", file_type_id(m.type));
     write_vocab(sw.w, m);
-    if (m.arch == "llama" || m.arch == "gemma3") write_transformer(sw, m);
+    if (m.arch == "llama" || m.arch == "gemma3" || m.arch == "ouro") write_transformer(sw, m);
     else if (m.arch == "mamba") write_mamba(sw, m, false);
     else if (m.arch == "mamba2") write_mamba(sw, m, true);
     else if (m.arch == "granitehybrid" || m.arch == "nemotron_h" || m.arch == "nemotron_h_moe" || m.arch == "jamba")

@@ -48,7 +48,9 @@ struct SyntheticModel {
   std::string moe_pattern;     // jamba: '1' where the layer's FFN is a mixture of experts ("" = every other)
   int64_t n_expert = 0, n_expert_used = 0, n_ff_shared = 0, moe_latent = 0;
   float embedding_scale = 0, residual_scale = 0, logit_scale = 0;  // granitehybrid (0 = key absent)
-  bool hybrid_rope = false;    // granitehybrid: rope.scaling.finetuned true (attention layers use RoPE)
+  bool hybrid_rope = false;
+  int64_t n_loops = 4;         // ouro: loops of the stack (ouro.num_loops)
+  float exit_threshold = 1.0f; // ouro: ouro.early_exit_threshold    // granitehybrid: rope.scaling.finetuned true (attention layers use RoPE)
   // Vocabulary: the 256 byte tokens of a byte-level RWKV tokenizer padded to
   // n_vocab, or (printable) one token per printable ASCII character and "\n".
   bool printable_vocab = false;
@@ -59,7 +61,7 @@ struct SyntheticModel {
 
 // Shapes named like published checkpoints: rwkv7 0.1b 0.4b 1.5b 2.9b 7.2b;
 // llama 1b 3b (Llama 3.2); gemma3 1b 4b; mamba 2.8b; mamba2 1.3b 2.7b;
-// granitehybrid micro (Granite-4.0-H-Micro, ~3B dense) tiny (Granite-4.0-H-Tiny,
+// ouro 1.4b 2.6b; granitehybrid micro (Granite-4.0-H-Micro, ~3B dense) tiny (Granite-4.0-H-Tiny,
 // ~7B MoE, ~1B active); nemotron_h 9b; jamba mini-like "1.5b".
 // Throws Error for unknown names.
 SyntheticModel synthetic_preset(const std::string& arch, const std::string& preset);

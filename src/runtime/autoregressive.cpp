@@ -23,12 +23,30 @@ int64_t now_ns() {
 GenerateResult AutoregressiveGenerator::generate(Conversation& conv, std::string_view prompt,
                                                  const GenerateOptions& options, const EventSink& sink) {
   GenerateResult r;
+  engine_.reset_stats();
   const int64_t t0 = now_ns();
   r.prompt_eval_count = engine_.feed_prompt(conv, prompt);
-  r.prompt_tokens = static_cast<int64_t>(conv.tokens.size());
   const int64_t t1 = now_ns();
   r.prompt_eval_ns = t1 - t0;
+  decode(conv, options, sink, r, t1);
+  return r;
+}
 
+GenerateResult AutoregressiveGenerator::generate_from_ids(Conversation& conv, std::span<const int32_t> ids,
+                                                          const GenerateOptions& options, const EventSink& sink) {
+  GenerateResult r;
+  engine_.reset_stats();
+  const int64_t t0 = now_ns();
+  r.prompt_eval_count = engine_.feed_ids(conv, ids);
+  const int64_t t1 = now_ns();
+  r.prompt_eval_ns = t1 - t0;
+  decode(conv, options, sink, r, t1);
+  return r;
+}
+
+void AutoregressiveGenerator::decode(Conversation& conv, const GenerateOptions& options, const EventSink& sink,
+                                     GenerateResult& r, int64_t t1) {
+  r.prompt_tokens = static_cast<int64_t>(conv.tokens.size());
   LoadedModel& model = engine_.loaded();
   const Tokenizer& tok = model.tokenizer();
   std::vector<std::string> stops = options.stop;
@@ -86,7 +104,7 @@ GenerateResult AutoregressiveGenerator::generate(Conversation& conv, std::string
   emit(stream.flush());
   r.text = stream.text();
   r.eval_ns = now_ns() - t1;
-  return r;
+  r.loops_used = engine_.stats().loops_used;
 }
 
 std::unique_ptr<Generator> make_generator(Engine& engine) {

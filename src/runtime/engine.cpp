@@ -175,7 +175,7 @@ int64_t Engine::feed_prompt(Conversation& conv, std::string_view prompt) {
                                " already in it); raise num_ctx or start a new conversation");
   }
   conv.last_logits.resize(static_cast<size_t>(model_.info().n_vocab));
-  model_.model().forward(st, ids, LogitsMode::Last, conv.last_logits.data(), *workspace_);
+  forward(st, ids, conv.last_logits.data());
   conv.tokens.insert(conv.tokens.end(), ids.begin(), ids.end());
   conv.fed_text.assign(prompt);
   conv.pending_tokens.clear();
@@ -183,9 +183,33 @@ int64_t Engine::feed_prompt(Conversation& conv, std::string_view prompt) {
   return static_cast<int64_t>(ids.size());
 }
 
+void Engine::forward(ModelState& state, std::span<const int32_t> ids, float* logits) {
+  SequenceInput in{&state, ids, LogitsMode::Last, logits, &stats_};
+  ForwardArgs args;
+  args.sequences = std::span<const SequenceInput>(&in, 1);
+  model_.model().forward(args, *workspace_);
+}
+
+int64_t Engine::feed_ids(Conversation& conv, std::span<const int32_t> ids) {
+  if (ids.empty()) throw Error("empty prompt: no token ids given");
+  ModelState& st = *conv.state;
+  if (st.n_ctx() > 0 && st.n_past() + static_cast<int64_t>(ids.size()) > st.n_ctx())
+    throw ContextOverflowError("the prompt needs " + std::to_string(st.n_past() + ids.size()) +
+                               " tokens but the context holds " + std::to_string(st.n_ctx()));
+  conv.last_logits.resize(static_cast<size_t>(model_.info().n_vocab));
+  forward(st, ids, conv.last_logits.data());
+  const Tokenizer& tok = model_.tokenizer();
+  for (int32_t id : ids) {
+    conv.tokens.push_back(id);
+    if (id >= 0 && id < tok.n_vocab()) conv.fed_text += tok.token_bytes(id, /*render_special=*/true);
+  }
+  conv.pending_tokens.clear();
+  conv.pending_text.clear();
+  return static_cast<int64_t>(ids.size());
+}
+
 void Engine::feed_token(Conversation& conv, int32_t id, const std::string& bytes) {
-  model_.model().forward(*conv.state, std::span<const int32_t>(&id, 1), LogitsMode::Last, conv.last_logits.data(),
-                         *workspace_);
+  forward(*conv.state, std::span<const int32_t>(&id, 1), conv.last_logits.data());
   conv.tokens.push_back(id);
   conv.fed_text += bytes;
 }

@@ -7,6 +7,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <span>
 #include <string_view>
 #include <vector>
 
@@ -96,6 +97,9 @@ struct GenerateResult {
   int64_t eval_count = 0;           // generated tokens
   int64_t eval_ns = 0;
   DoneReason done_reason = DoneReason::Stop;
+  // Looped models: loops used by each token evaluated for this request, the
+  // prompt's first (prompt_eval_count of them), then each generated token's.
+  std::vector<int32_t> loops_used;
 };
 
 // Called with each piece of visible text; return false to cancel.
@@ -115,6 +119,9 @@ class Engine {
   // prompt continues with its text). Throws ContextOverflowError if it does
   // not fit, leaving conv unchanged. Returns the number of tokens evaluated.
   int64_t feed_prompt(Conversation& conv, std::string_view prompt);
+  // Feeds token ids as they are (no tokenizer, no BOS added): for checking
+  // against other engines. The conversation's text becomes the ids' bytes.
+  int64_t feed_ids(Conversation& conv, std::span<const int32_t> ids);
   // Feeds one sampled token (the decode step), updating conv.last_logits.
   void feed_token(Conversation& conv, int32_t id, const std::string& bytes);
 
@@ -128,13 +135,19 @@ class Engine {
 
   LoadedModel& loaded() { return model_; }
   Workspace& workspace() { return *workspace_; }
+  // Per-token facts of the forward passes since the last reset (loops used).
+  const ForwardStats& stats() const { return stats_; }
+  void reset_stats() { stats_.loops_used.clear(); }
 
  private:
   std::vector<int32_t> tokenize_continuation(const Conversation& conv, std::string_view suffix) const;
   bool adds_bos() const;  // a fresh conversation starts with the model's BOS token
 
+  void forward(ModelState& state, std::span<const int32_t> ids, float* logits);
+
   LoadedModel& model_;
   std::unique_ptr<Workspace> workspace_;
+  ForwardStats stats_;
 };
 
 }  // namespace flatline

@@ -33,6 +33,9 @@ class Generator {
   // Feeds `prompt` (which extends conv.fed_text) and generates the reply.
   virtual GenerateResult generate(Conversation& conv, std::string_view prompt, const GenerateOptions& options,
                                   const EventSink& sink) = 0;
+  // The same from token ids fed as they are (flatline run --prompt-tokens).
+  virtual GenerateResult generate_from_ids(Conversation& conv, std::span<const int32_t> ids,
+                                           const GenerateOptions& options, const EventSink& sink) = 0;
 };
 
 class AutoregressiveGenerator final : public Generator {
@@ -40,8 +43,13 @@ class AutoregressiveGenerator final : public Generator {
   explicit AutoregressiveGenerator(Engine& engine) : engine_(engine) {}
   GenerateResult generate(Conversation& conv, std::string_view prompt, const GenerateOptions& options,
                           const EventSink& sink) override;
+  GenerateResult generate_from_ids(Conversation& conv, std::span<const int32_t> ids, const GenerateOptions& options,
+                                   const EventSink& sink) override;
 
  private:
+  // The sampling loop after the prompt is in the state.
+  void decode(Conversation& conv, const GenerateOptions& options, const EventSink& sink, GenerateResult& r,
+              int64_t t1);
   Engine& engine_;
 };
 
