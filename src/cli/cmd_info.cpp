@@ -84,6 +84,13 @@ void register_info(CLI::App& app) {
     std::printf("  workspace      %s (for %lld-token prompt chunks)\n", format_bytes(model->workspace_bytes()).c_str(),
                 static_cast<long long>(o.model.batch));
     const ModelTraits& tr = model->traits();
+    if (tr.generation == GenerationKind::MaskedDiffusion) {
+      // Every step is one pass over prompt + generated positions, all in one
+      // chunk, and keeps the logits of the rows it fills.
+      std::printf("  canvas         %s per 256 positions (activations past the prompt chunk + logits), %s for a %lld-position canvas\n",
+                  format_bytes(model->canvas_bytes(256)).c_str(), format_bytes(model->canvas_bytes(o.model.ctx)).c_str(),
+                  static_cast<long long>(o.model.ctx));
+    }
     if (!tr.has_context_limit) {
       std::printf("  state          %s per conversation, whatever its length (recurrent)\n",
                   format_bytes(tr.state_fixed_bytes).c_str());
@@ -96,7 +103,7 @@ void register_info(CLI::App& app) {
                   format_bytes(tr.state_bytes_per_token).c_str(), format_bytes(model->state_bytes(o.model.ctx)).c_str(),
                   static_cast<long long>(o.model.ctx));
       // Largest context whose weights + workspace + state fit the budget.
-      auto needs = [&](int64_t n) { return file->file_size() + model->workspace_bytes() + model->state_bytes(n); };
+      auto needs = [&](int64_t n) { return model->resident_bytes(n); };
       int64_t max_ctx = 0;
       if (needs(1) <= budget.limit()) {
         int64_t lo = 1, hi = 1;
@@ -112,7 +119,7 @@ void register_info(CLI::App& app) {
                   static_cast<long long>(max_ctx), format_bytes(budget.limit()).c_str(),
                   static_cast<long long>(mi.n_ctx_train));
     }
-    uint64_t total = file->file_size() + model->workspace_bytes() + model->state_bytes(o.model.ctx);
+    uint64_t total = model->resident_bytes(o.model.ctx);
     std::printf("  total          %s for one conversation (budget %s)\n", format_bytes(total).c_str(),
                 format_bytes(budget.limit()).c_str());
     std::printf("  budget         %s: %s\n", format_bytes(budget.limit()).c_str(), budget.source().c_str());

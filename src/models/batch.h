@@ -71,8 +71,13 @@ inline void output_rows(const ForwardArgs& args, std::span<const Segment> segmen
   rows.clear();
   for (const Segment& s : segments) {
     const SequenceInput& in = args.sequences[s.seq];
-    if (in.logits == LogitsMode::All)
-      for (int64_t i = 0; i < s.n; ++i) rows.push_back({s.row0 + i, in.out + (s.token0 + i) * width});
+    if (in.logits == LogitsMode::All) {
+      const int64_t end = in.logits_end < 0 ? INT64_MAX : in.logits_end;
+      for (int64_t i = 0; i < s.n; ++i) {
+        const int64_t t = s.token0 + i;
+        if (t >= in.logits_first && t < end) rows.push_back({s.row0 + i, in.out + (t - in.logits_first) * width});
+      }
+    }
     else if (in.logits == LogitsMode::Last && s.ends_sequence)
       rows.push_back({s.row0 + s.n - 1, in.out});
   }

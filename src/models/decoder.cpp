@@ -77,6 +77,21 @@ class DecoderModel final : public Model {
   }
 
   uint64_t workspace_bytes() const override {
+    const uint64_t rows = static_cast<uint64_t>(max_batch_);
+    const uint64_t out = static_cast<uint64_t>(kOutputRowsPerPass) * static_cast<uint64_t>(cfg_.n_vocab + cfg_.n_embd);
+    const AttentionScratch probe(pool_->size(), max_group_ * max_kv_heads_, max_kv_heads_, max_dk_, max_dv_);
+    return (rows * floats_per_row() + out) * sizeof(float) + (max_kv_heads_ > 0 ? probe.bytes() : 0);
+  }
+
+  uint64_t canvas_bytes(int64_t rows) const override {
+    if (cfg_.causal || rows <= 0) return 0;
+    const uint64_t extra_rows = rows > max_batch_ ? static_cast<uint64_t>(rows - max_batch_) : 0;
+    const uint64_t logits = static_cast<uint64_t>(rows) * static_cast<uint64_t>(cfg_.n_vocab);
+    return (extra_rows * floats_per_row() + logits) * sizeof(float);
+  }
+
+  // Scratch floats one row of a chunk takes in the widest layer.
+  uint64_t floats_per_row() const {
     int64_t per_row = 3 * cfg_.n_embd;
     for (const auto& s : cfg_.layers) {
       int64_t mixer = 0, ffn = 0;
@@ -88,10 +103,7 @@ class DecoderModel final : public Model {
       per_row = std::max(per_row, 3 * cfg_.n_embd + mixer + ffn);
     }
     for (const auto& r : ropes_) per_row += r.spec().n_rot;
-    const uint64_t rows = static_cast<uint64_t>(max_batch_);
-    const uint64_t out = static_cast<uint64_t>(kOutputRowsPerPass) * static_cast<uint64_t>(cfg_.n_vocab + cfg_.n_embd);
-    const AttentionScratch probe(pool_->size(), max_group_ * max_kv_heads_, max_kv_heads_, max_dk_, max_dv_);
-    return (rows * static_cast<uint64_t>(per_row) + out) * sizeof(float) + (max_kv_heads_ > 0 ? probe.bytes() : 0);
+    return static_cast<uint64_t>(per_row);
   }
 
   void forward(const ForwardArgs& args, Workspace& ws_base) const override {

@@ -18,6 +18,10 @@ uint64_t Model::state_bytes(int64_t n_ctx) const {
   return sizeof(ModelState) + layout_.recurrent_bytes() + KvPart::bytes_for(layout_.kv_type, layout_.kv_layers, positions);
 }
 
+uint64_t Model::resident_bytes(int64_t n_ctx) const {
+  return file_->file_size() + workspace_bytes() + state_bytes(n_ctx) + canvas_bytes(n_ctx);
+}
+
 void Model::set_layout(StateLayout layout) {
   layout_ = std::move(layout);
   traits_.has_context_limit = layout_.has_kv();

@@ -86,6 +86,12 @@ struct SequenceInput {
   float* out = nullptr;
   ForwardStats* stats = nullptr;  // optional
   int64_t position = -1;          // Cached mask: position of the first token (inside the state)
+  // All: only the rows of tokens [logits_first, logits_end) are computed
+  // (logits_end -1: to the last), written from `out` on. A diffusion step
+  // needs the logits of one block, not of the whole canvas (a vocabulary of
+  // 126k makes the rest the largest buffer of the pass).
+  int64_t logits_first = 0;
+  int64_t logits_end = -1;
 };
 
 struct ForwardArgs {
@@ -138,6 +144,13 @@ class Model {
   virtual std::unique_ptr<Workspace> new_workspace() const = 0;
   // Bytes a workspace takes for a batch of max_batch tokens.
   virtual uint64_t workspace_bytes() const = 0;
+  // What a bidirectional pass over a canvas of `rows` positions needs on
+  // top of workspace_bytes() (its rows share one chunk, and a diffusion
+  // step keeps their logits): 0 for causal models.
+  virtual uint64_t canvas_bytes(int64_t rows) const { return 0; }
+  // Weights (mapped file) + workspace + one state of n_ctx tokens + the
+  // largest canvas that context allows: the memory budget's figure.
+  uint64_t resident_bytes(int64_t n_ctx) const;
 
   // Feeds each sequence's tokens after what its state already holds and
   // writes the requested logits. Throws Error for token ids out of range or

@@ -267,7 +267,7 @@ void write_transformer(SyntheticWriter& sw, const SyntheticModel& m) {
       sw.vector(p + "attn_q.bias", {q}, 0.0f, 0.1f);
       sw.vector(p + "attn_k.bias", {kv}, 0.0f, 0.1f);
       sw.vector(p + "attn_v.bias", {kv}, 0.0f, 0.1f);
-      sw.vector(p + "attn_output.bias", {E}, 0.0f, 0.1f);
+      if (m.arch != "dream") sw.vector(p + "attn_output.bias", {E}, 0.0f, 0.1f);  // Qwen2 has none
     }
     if (m.arch == "gemma3") {
       sw.vector(p + "attn_q_norm.weight", {hd}, 1.0f, 0.1f);
@@ -510,7 +510,7 @@ SyntheticModel synthetic_preset(const std::string& arch, const std::string& pres
   m.arch = arch;
   auto unknown = [&]() {
     return Error("unknown " + arch + " preset '" + preset +
-                 "' (rwkv7: 0.1b 0.4b 1.5b 2.9b 7.2b; llama: 1b 3b; gemma3: 1b 4b; mamba: 2.8b; mamba2: 1.3b 2.7b)");
+                 "' (rwkv7: 0.1b 0.4b 1.5b 2.9b 7.2b; llama: 1b 3b 8b; gemma3: 1b 4b; ouro: 1.4b 2.6b; mamba: 2.8b; mamba2: 1.3b 2.7b; granitehybrid: micro tiny; nemotron_h: 9b; jamba: 1.5b; llada: 8b; dream: 7b)");
   };
   if (arch == "rwkv7") {
     if (preset == "0.1b") m.n_layer = 12, m.n_embd = 768;
@@ -532,6 +532,7 @@ SyntheticModel synthetic_preset(const std::string& arch, const std::string& pres
     m.n_vocab = 128256, m.tied_output = true, m.n_head_kv = 8, m.rope_base = 500000;
     if (preset == "1b") m.n_layer = 16, m.n_embd = 2048, m.n_head = 32, m.n_ff = 8192;
     else if (preset == "3b") m.n_layer = 28, m.n_embd = 3072, m.n_head = 24, m.n_ff = 8192;
+    else if (preset == "8b") m.n_layer = 32, m.n_embd = 4096, m.n_head = 32, m.n_ff = 14336, m.tied_output = false;
     else throw unknown();
     m.n_ctx_train = 131072;
   } else if (arch == "gemma3") {
@@ -547,6 +548,14 @@ SyntheticModel synthetic_preset(const std::string& arch, const std::string& pres
     else if (preset == "2.6b") m.n_layer = 48, m.n_embd = 2048;
     else throw unknown();
     m.n_ctx_train = 65536;
+  } else if (arch == "llada" || arch == "dream") {
+    // LLaDA-8B (its config.json: 32 layers, 4096 wide, MHA 32 heads, FFN
+    // 12288, vocab 126464) and Dream-7B (Qwen2.5-7B's shape).
+    if (arch == "llada" && preset == "8b")
+      m.n_layer = 32, m.n_embd = 4096, m.n_head = 32, m.n_head_kv = 32, m.n_ff = 12288, m.n_vocab = 126464, m.rope_base = 500000;
+    else if (arch == "dream" && preset == "7b")
+      m.n_layer = 28, m.n_embd = 3584, m.n_head = 28, m.n_head_kv = 4, m.n_ff = 18944, m.n_vocab = 152064, m.rope_base = 1e6;
+    else throw unknown();
   } else if (arch == "mamba") {
     if (preset == "2.8b") m.n_layer = 64, m.n_embd = 2560, m.n_vocab = 50280;
     else throw unknown();
@@ -578,7 +587,7 @@ SyntheticModel synthetic_preset(const std::string& arch, const std::string& pres
     else throw unknown();
   } else {
     throw Error("synth: unknown architecture '" + arch +
-                "' (rwkv7, llama, gemma3, mamba, mamba2, granitehybrid, nemotron_h, jamba)");
+                "' (rwkv7, llama, gemma3, ouro, mamba, mamba2, granitehybrid, nemotron_h, jamba, llada, dream)");
   }
   return m;
 }
@@ -599,7 +608,14 @@ void write_synthetic_model(const std::string& path, const SyntheticModel& m) {
   } else {
     sw.w.add_uint32("general.file_type", file_type_id(m.type));
     write_vocab(sw.w, m);
-    if (m.arch == "llama" || m.arch == "gemma3" || m.arch == "ouro") write_transformer(sw, m);
+    if (m.arch == "llada" || m.arch == "dream") {
+      // The last token is the mask; Dream's logits are shifted.
+      sw.w.add_uint32("tokenizer.ggml.mask_token_id", static_cast<uint32_t>(m.n_vocab - 1));
+      sw.w.add_bool("diffusion.shift_logits", m.arch == "dream");
+      SyntheticModel t = m;
+      t.biases = m.arch == "dream";
+      write_transformer(sw, t);
+    } else if (m.arch == "llama" || m.arch == "gemma3" || m.arch == "ouro") write_transformer(sw, m);
     else if (m.arch == "mamba") write_mamba(sw, m, false);
     else if (m.arch == "mamba2") write_mamba(sw, m, true);
     else if (m.arch == "granitehybrid" || m.arch == "nemotron_h" || m.arch == "nemotron_h_moe" || m.arch == "jamba")

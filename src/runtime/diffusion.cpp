@@ -216,10 +216,13 @@ DiffusionAlgorithm parse_diffusion_algorithm(const std::string& name) {
   if (name == "origin") return DiffusionAlgorithm::Origin;
   if (name == "entropy") return DiffusionAlgorithm::Entropy;
   if (name == "entropy-llamacpp") return DiffusionAlgorithm::EntropyHighFirst;
+  // Dream's own names: maskgit_plus is the top-1 probability, topk_margin the margin.
+  if (name == "maskgit_plus") return DiffusionAlgorithm::Confidence;
+  if (name == "topk_margin") return DiffusionAlgorithm::Margin;
   if (name == "margin") return DiffusionAlgorithm::Margin;
   if (name == "random") return DiffusionAlgorithm::Random;
   if (name == "confidence" || name == "low-confidence" || name == "low_confidence") return DiffusionAlgorithm::Confidence;
-  throw Error("unknown diffusion algorithm '" + name + "' (origin, entropy, entropy-llamacpp, margin, random, confidence / low-confidence)");
+  throw Error("unknown diffusion algorithm '" + name + "' (origin, entropy, entropy-llamacpp, margin / topk_margin, random, confidence / low-confidence / maskgit_plus)");
 }
 
 DiffusionGenerator::DiffusionGenerator(Engine& engine) : engine_(engine) {
@@ -289,14 +292,16 @@ GenerateResult DiffusionGenerator::run(Conversation& conv, std::vector<int32_t> 
     ForwardArgs args;
     if (full) {
       in.tokens = canvas;
-      logits.resize(static_cast<size_t>(L * V));
+      logits.resize(static_cast<size_t>((hi - lo) * V));
       args.mask = AttentionMask::Full;
       args.store_kv = d.cache_refresh > 0;
       in.out = logits.data();
       in.logits = LogitsMode::All;
+      in.logits_first = lo;
+      in.logits_end = hi;
       args.sequences = std::span<const SequenceInput>(&in, 1);
       model.forward(args, ws);
-      return logits.data();
+      return logits.data() - lo * V;  // indexed by canvas position
     }
     in.tokens = std::span<const int32_t>(canvas.data() + lo, static_cast<size_t>(hi - lo));
     in.position = lo;

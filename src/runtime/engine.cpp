@@ -98,7 +98,7 @@ void LoadedModel::prefault(const std::string& display_name) const {
 }
 
 uint64_t LoadedModel::resident_estimate(int64_t n_ctx) const {
-  return file_->file_size() + model_->workspace_bytes() + model_->state_bytes(n_ctx);
+  return model_->resident_bytes(n_ctx);
 }
 
 // ---------------------------------------------------------------------------
