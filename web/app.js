@@ -476,6 +476,7 @@ async function generate(conv, msg) {
   const controller = new AbortController();
   state.running = { conv, msg, controller };
   setRunning(true);
+  if (state.conv === conv) renderMessages();  // no regenerate button while it runs
   renderSidebar();
   const index = conv.messages.indexOf(msg);
   const body = { model: conv.model, messages: requestMessages(conv, index), stream: true, options: requestOptions(conv) };

@@ -92,7 +92,7 @@ def main():
         from selenium.webdriver.chrome.service import Service
         from selenium.webdriver.common.by import By
         from selenium.webdriver.common.keys import Keys
-        from selenium.webdriver.support.ui import WebDriverWait
+        from selenium.webdriver.support.ui import Select, WebDriverWait
     except ImportError:
         skip("python3-selenium missing (tools/install-deps.sh); the browser test of the chat page did not run")
     demo = os.path.join(source, "models", "flatline-demo-kjv.gguf")
@@ -103,6 +103,15 @@ def main():
     models = os.path.join(work, "models")
     os.makedirs(models)
     shutil.copyfile(demo, os.path.join(models, "demo.gguf"))  # 7 MB; the catalog lists regular files
+    # A random-weight LLaDA from the shared fixtures, when present, for the
+    # diffusion canvas (FLATLINE_SHARED_DIR, as the other tests).
+    shared = os.environ.get("FLATLINE_SHARED_DIR", os.path.join(source, "..", "shared"))
+    llada = os.path.join(shared, "models", "random", "llada.gguf")
+    diffusion = os.path.exists(llada)
+    if diffusion:
+        shutil.copyfile(llada, os.path.join(models, "llada.gguf"))
+    else:
+        log(f"{llada} not found: the diffusion canvas is not checked (set FLATLINE_SHARED_DIR)")
     server, url = start_server(binary, models, work)
     driver = None
     try:
@@ -132,13 +141,19 @@ def main():
         if js("return document.contentType") != "text/html":
             fail("GET / did not give the browser an HTML page")
 
-        # Short greedy replies keep the test fast and the text repeatable.
-        driver.find_element(By.ID, "toggle-settings").click()
-        for field, value in [("opt-temperature", "0"), ("opt-num_predict", "24")]:
+        def set_option(field, value):
+            driver.find_element(By.ID, "toggle-settings").click()
             box = driver.find_element(By.ID, field)
             box.clear()
-            box.send_keys(value)
-        driver.find_element(By.ID, "toggle-settings").click()
+            if value:
+                box.send_keys(value)
+            else:  # clear() fires no input event: the page would keep the old value
+                js("arguments[0].dispatchEvent(new Event('input', {bubbles: true}))", box)
+            driver.find_element(By.ID, "toggle-settings").click()
+
+        # Short greedy replies keep the test fast and the text repeatable.
+        set_option("opt-temperature", "0")
+        set_option("opt-num_predict", "24")
 
         prompt = driver.find_element(By.ID, "prompt")
 
@@ -192,6 +207,65 @@ def main():
 
         log("figures checked")
 
+        # Stop: a long reply (no length limit; the demo is recurrent, so it
+        # runs to the server's reply cap), stopped once text streams in.
+        set_option("opt-num_predict", "")
+        prompt.send_keys("Tell the whole story")
+        prompt.send_keys(Keys.ENTER)
+        try:
+            wait.until(lambda d: js("return document.querySelector('article.assistant[data-turn=\"3\"] .markdown')"
+                                    "?.textContent.length > 0 && !document.getElementById('stop').hidden"))
+        except TimeoutException:
+            fail("the third reply did not start streaming (or finished before it could be stopped)")
+        driver.find_element(By.ID, "stop").click()
+        wait.until(lambda d: js("return document.getElementById('stop').hidden && !document.getElementById('send').hidden"))
+        if not js("return document.querySelector('article.assistant[data-turn=\"3\"] .stopped-note') !== null"):
+            fail("the stopped reply is not marked as stopped")
+        log("stop button stopped the third reply")
+        set_option("opt-num_predict", "24")
+
+        if diffusion:
+            # A diffusion model: the reply shows the canvas being refined.
+            driver.find_element(By.ID, "new-chat").click()
+            names = js("return [...document.querySelectorAll('#model-select option')].map(o => o.value)")
+            if "llada:latest" not in names:
+                fail(f"the model picker does not list llada: {names}")
+            Select(driver.find_element(By.ID, "model-select")).select_by_value("llada:latest")
+            js("""window.__canvases = [];
+                  new MutationObserver(() => {
+                    const c = document.querySelector('#messages .canvas');
+                    if (c) window.__canvases.push([c.querySelector('.canvas-label').textContent,
+                                                   c.querySelector('.canvas-text').textContent]);
+                  }).observe(document.getElementById('messages'), {childList: true, subtree: true});""")
+            prompt.send_keys("Once upon a time")
+            prompt.send_keys(Keys.ENTER)
+            if shots:  # a picture of the canvas, when the screenshot is quick enough to catch one
+                try:
+                    WebDriverWait(driver, 5, poll_frequency=0.01).until(
+                        lambda d: js("return document.querySelector('#messages .canvas') !== null"))
+                    os.makedirs(shots, exist_ok=True)
+                    driver.save_screenshot(os.path.join(shots, "webui-diffusion.png"))
+                except TimeoutException:
+                    pass
+            try:
+                wait.until(lambda d: js("return document.querySelector('#stats-table tr[data-turn=\"1\"]') !== null"))
+            except TimeoutException:
+                fail("no reply from the diffusion model: " + js("return document.getElementById('messages').innerText"))
+            seen = js("return window.__canvases")
+            if not seen or not any("\u2591" in text for _, text in seen) or not seen[0][0].startswith("refining: step "):
+                fail(f"the diffusion canvas was not shown while refining: {seen[:3]}")
+            if js("return document.querySelector('#messages .canvas')") is not None:
+                fail("the canvas stayed after the reply was done")
+            log(f"diffusion: {len(seen)} canvas updates, first {seen[0]!r}")
+            # Delete it (two clicks) and go back to the demo conversation.
+            delete = driver.find_element(By.CSS_SELECTOR, "#conversation-list li.active .delete-button")
+            delete.click()
+            delete.click()
+            wait.until(lambda d: js("return document.querySelectorAll('#conversation-list li').length") == 2)
+            driver.find_element(By.CSS_SELECTOR, "#conversation-list li:not(.active) .conversation-open").click()
+            if js("return document.querySelectorAll('article.assistant').length") != 3:
+                fail("the demo conversation did not come back with its three replies")
+
         # The markdown renderer on what models write (web/markdown.js, as the
         # page loads it): each case's expected DOM, as tag names and text.
         cases = driver.execute_async_script("""
@@ -215,7 +289,7 @@ def main():
         log("stored")
         driver.refresh()
         log("reloaded with hostile markup")
-        wait.until(lambda d: js("return document.querySelectorAll('article.assistant').length") == 3)
+        wait.until(lambda d: js("return document.querySelectorAll('article.assistant').length") == 4)
         bodies = js("return [...document.querySelectorAll('#messages .message-body')].map(b => b.textContent)")
         if js("return window.__pwned") is not None:
             fail("model output ran as script")
@@ -223,7 +297,7 @@ def main():
             fail("model output became HTML elements")
         if not any("<script>window.__pwned = 1</script>" in b for b in bodies[-2:]):
             fail(f"the markup is not shown as text: {bodies[-2:]}")
-        if js("return document.querySelector('article.assistant[data-turn=\"3\"] strong')?.textContent") != "bold":
+        if js("return document.querySelector('article.assistant[data-turn=\"4\"] strong')?.textContent") != "bold":
             fail("markdown (**bold**) was not rendered next to the escaped markup")
         # The two real turns are still there after the reload (localStorage).
         if js("return document.querySelectorAll('#conversation-list li').length") != 1:
