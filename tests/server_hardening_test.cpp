@@ -425,14 +425,16 @@ TEST_F(ServerHardening, AWrongMethodOnAKnownPathIs405Not404) {
   EXPECT_EQ(test::status_of(exchange(s.port(), raw_get("/api/nothing"))), 404);
 }
 
-TEST_F(ServerHardening, RootAnswersOllamasBannerAndTheServerHeaderSaysFlatline) {
+TEST_F(ServerHardening, RootAnswersOllamasBannerToClientsAndTheServerHeaderSaysFlatline) {
   TestServer s(options());
   std::string r = exchange(s.port(), raw_get("/"));
   EXPECT_EQ(body_of(r), "Ollama is running");
   EXPECT_EQ(test::header_of(r, "Server"), std::string("flatline/") + FLATLINE_VERSION);
   r = exchange(s.port(), "GET / HTTP/1.1\r\nHost: localhost\r\nAccept: text/html,application/xhtml+xml\r\n\r\n");
   EXPECT_EQ(test::status_of(r), 200);
-  EXPECT_EQ(body_of(r), "Ollama is running");
+  // A browser gets the chat page instead (server_web_test.cpp has the rest).
+  EXPECT_EQ(body_of(r).rfind("<!doctype html>", 0), 0u) << body_of(r).substr(0, 200);
+  EXPECT_EQ(test::header_of(r, "Content-Type"), "text/html; charset=utf-8");
   auto v = test::get(s, "/api/version").js();
   EXPECT_EQ(v["version"], "0.32.15");
   EXPECT_EQ(v["flatline_version"], FLATLINE_VERSION);

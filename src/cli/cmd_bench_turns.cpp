@@ -2,7 +2,8 @@
 // full each turn as a chat client does, through the same chat service and
 // state cache as the server's /api/chat. Per turn: tokens generated and
 // their speed, prompt tokens actually evaluated and how long that took, and
-// resident memory, one column group per model.
+// resident memory, one column group per model. `--plot FILE.svg` draws
+// tokens/s and resident memory per turn, one line per model.
 #include <chrono>
 #include <algorithm>
 #include <cstdio>
@@ -15,8 +16,10 @@
 #include "util/limits.h"
 #include "runtime/chat_service.h"
 #include "runtime/state_cache.h"
+#include "util/atomic_file.h"
 #include "util/error.h"
 #include "util/log.h"
+#include "util/svg_chart.h"
 #include "util/system_info.h"
 
 namespace flatline::cli {
@@ -48,6 +51,7 @@ struct BenchTurnsOptions {
   std::string cache_memory = "1G";
   std::string kv_type = "f16";
   std::string context_overflow = "refuse";
+  std::string plot;  // SVG file to write, "" = none
   SamplingOptions sampling;
 };
 
@@ -63,6 +67,7 @@ struct TurnRow {
   uint64_t rss = 0;
   std::string done_reason;
   std::string error;  // set when the turn could not run (e.g. context full)
+  std::string stop;   // what the plot calls it: "refused: context full", "stopped: memory budget"
   int dropped_messages = 0;  // --context-overflow drop-oldest: history dropped to fit
 };
 
@@ -135,6 +140,12 @@ ModelRun run_model(const std::string& path, const BenchTurnsOptions& o, std::sha
       // Default policy: a turn that does not fit the context is refused whole
       // (no silent truncation of the history); the conversation ends there.
       row.error = e.what();
+      row.stop = "refused: context full";
+    } catch (const MemoryBudgetError& e) {
+      // The state outgrew the memory budget: the stop an OOM kill would be
+      // elsewhere, reported instead.
+      row.error = std::string("memory budget: ") + e.what();
+      row.stop = "stopped: memory budget";
     }
     row.rss = current_rss_bytes();
     run.rows.push_back(row);
@@ -219,6 +230,53 @@ void print_json(const std::vector<ModelRun>& runs, int turns) {
   std::printf("%s\n", out.dump(2, ' ', false, nlohmann::ordered_json::error_handler_t::replace).c_str());
 }
 
+// Short enough for a legend: the first sentence, at most ~70 characters.
+std::string short_reason(const std::string& error) {
+  std::string s = error.substr(0, error.find_first_of(".;\n"));
+  if (s.size() > 70) s = s.substr(0, 67) + "...";
+  return s;
+}
+
+ChartFigure turns_figure(const std::vector<ModelRun>& runs, const BenchTurnsOptions& o, int threads) {
+  ChartFigure fig;
+  fig.title = "flatline bench turns: speed and memory per turn";
+  fig.subtitle = "history resent each turn, " + std::to_string(o.turns) + " turns, -n " +
+                 std::to_string(o.sampling.num_predict) + ", seed " + std::to_string(o.sampling.params.seed) +
+                 ", -c " + std::to_string(o.ctx) +
+                 (o.max_memory.empty() ? "" : ", --max-memory " + o.max_memory) + ", --context-overflow " +
+                 o.context_overflow + ", " + std::to_string(threads) + " threads, flatline " +
+                 FLATLINE_VERSION;
+  ChartPanel speed{"Generation speed", "turn", "tokens/s (generated)", true, {}};
+  ChartPanel memory{"Resident memory of the process after each turn", "turn", "resident memory (MiB)", true, {}};
+  for (const ModelRun& r : runs) {
+    ChartSeries sp, mem;
+    sp.name = mem.name = r.name.empty() ? r.path : r.name;
+    if (!r.error.empty()) {
+      sp.note = mem.note = "not run: " + short_reason(r.error);
+      fig.notes.push_back(sp.name + ": " + r.error);
+    }
+    for (const TurnRow& row : r.rows) {
+      const double mib = static_cast<double>(row.rss) / (1 << 20);
+      if (row.error.empty()) {
+        sp.points.push_back({static_cast<double>(row.turn), row.eval_tps});
+        mem.points.push_back({static_cast<double>(row.turn), mib});
+      } else {
+        sp.marks.push_back({static_cast<double>(row.turn), NAN, row.stop});
+        mem.marks.push_back({static_cast<double>(row.turn), mib, row.stop});
+        fig.notes.push_back(sp.name + " turn " + std::to_string(row.turn) + ": " + row.error);
+      }
+      if (row.dropped_messages > 0) {
+        const std::string label = "dropped " + std::to_string(row.dropped_messages) + " messages";
+        sp.marks.push_back({static_cast<double>(row.turn), row.eval_tps, label});
+      }
+    }
+    speed.series.push_back(std::move(sp));
+    memory.series.push_back(std::move(mem));
+  }
+  fig.panels = {std::move(speed), std::move(memory)};
+  return fig;
+}
+
 }  // namespace
 
 void register_bench_turns(CLI::App& bench) {
@@ -241,15 +299,25 @@ void register_bench_turns(CLI::App& bench) {
                   "When a transformer's context is full: refuse (end the run with the message) or drop-oldest "
                   "(drop the oldest messages and re-process)")
       ->capture_default_str();
+  sub->add_option("--plot", o->plot, "Also write tokens/s and resident memory per turn as an SVG chart to this file");
   o->sampling.params.seed = 42;
   o->sampling.add_to(*sub, 128);
   sub->callback([o] {
     if (o->turns < 1) throw Error("--turns must be at least 1, got " + std::to_string(o->turns));
+    // Opened first, so an unwritable path fails before a long run, not after.
+    std::unique_ptr<AtomicFileWriter> plot;
+    if (!o->plot.empty()) plot = std::make_unique<AtomicFileWriter>(o->plot);
     auto pool = std::make_shared<ThreadPool>(o->threads);
     std::vector<ModelRun> runs;
     for (const auto& path : o->models) runs.push_back(run_model(path, *o, pool));
     if (o->json) print_json(runs, o->turns);
     else print_table(runs, o->turns);
+    if (plot) {
+      const std::string svg = render_svg(turns_figure(runs, *o, pool->size()));
+      plot->write(svg.data(), svg.size());
+      plot->commit();
+      std::fprintf(stderr, "wrote %s\n", o->plot.c_str());
+    }
   });
 }
 

@@ -129,6 +129,7 @@ TurnResult ChatService::finish(Engine& engine, PreparedTurn turn, const TurnOpti
   out.cached_tokens = turn.cached_tokens;
   out.context = turn.conv.tokens;
   out.context.insert(out.context.end(), turn.conv.pending_tokens.begin(), turn.conv.pending_tokens.end());
+  out.state_memory = turn.conv.state->memory();
   const GenerateResult& r = out.generation;
   LOG_INFO(model.info().name << ": prompt " << r.prompt_tokens << " tokens (cache_n " << out.cached_tokens
                              << ", evaluated " << r.prompt_eval_count << " in " << r.prompt_eval_ns / 1000000

@@ -53,6 +53,7 @@ struct TurnResult {
   GenerateResult generation;     // text, counts, durations, done_reason
   int64_t cached_tokens = 0;     // prompt tokens reused from a snapshot ("cache_n")
   std::vector<int32_t> context;  // token ids the conversation holds after the reply
+  StateMemory state_memory;      // the conversation's model state after the reply (the snapshot stored)
 };
 
 class ChatService {

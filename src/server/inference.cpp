@@ -102,6 +102,7 @@ TurnResult finish_turn(ServerContext& ctx, ActiveTurn& turn, const TextCallback&
   const GenerateResult& g = r.generation;
   ctx.metrics.count_turn(turn.model_name, g.prompt_tokens, r.cached_tokens, g.prompt_eval_count, g.eval_count,
                          g.done_reason == DoneReason::Cancelled);
+  record_turn(ctx, turn, r);
   if (lease.file_changed())
     throw HttpError(500, "the file of model " + turn.model_name +
                              " changed on disk while this request was using it, so the reply was discarded; "

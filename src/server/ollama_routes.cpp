@@ -360,11 +360,8 @@ void handle_ps(ServerContext& ctx, httplib::Response& res) {
   write_json(res, json{{"models", models}});
 }
 
-// GET / for a browser (Accept: text/html). Today the same banner; the place
-// for a chat page later.
-void home_page(const httplib::Request&, httplib::Response& res) {
-  res.set_content("Ollama is running", "text/plain; charset=utf-8");
-}
+// GET / for a browser (Accept: text/html): the chat page (web_routes.cpp).
+void home_page(const httplib::Request& req, httplib::Response& res) { serve_chat_page(req, res); }
 
 }  // namespace
 

@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <regex>
 #include <string>
@@ -25,6 +26,31 @@
 
 namespace flatline::server {
 
+// One finished generation, as GET /flatline/stats reports it (the chat
+// page's per-turn figures).
+struct TurnRecord {
+  uint64_t sequence = 0;   // 1 for the first turn since the server started
+  std::string model;       // as the client named it
+  std::string finished_at; // RFC 3339
+  std::string done_reason;
+  int64_t prompt_tokens = 0, cached_tokens = 0, prompt_eval_count = 0, prompt_eval_ns = 0;
+  int64_t eval_count = 0, eval_ns = 0;
+  StateMemory state;       // the conversation's state after the reply
+  uint64_t rss_bytes = 0;  // resident memory of the process right after the turn
+};
+
+// The last finished turn (any client's), numbered.
+class TurnLog {
+ public:
+  void record(TurnRecord record);
+  std::optional<TurnRecord> last() const;
+
+ private:
+  mutable std::mutex mutex_;
+  uint64_t count_ = 0;
+  std::optional<TurnRecord> last_;
+};
+
 struct ServerContext {
   ServerOptions options;
   std::atomic<bool> stopping{false};  // set by Server::stop(): generations end at the next token
@@ -32,6 +58,7 @@ struct ServerContext {
   std::unique_ptr<ModelManager> models;
   std::unique_ptr<ChatService> chat;
   Metrics metrics;
+  TurnLog turns;
   HttpTransport* transport = nullptr;
 
   // The request on this thread should stop: its client has gone or the
@@ -136,5 +163,15 @@ void register_ollama_routes(Router& router, ServerContext& ctx);
 void register_openai_routes(Router& router, ServerContext& ctx);
 // GET /health and GET /metrics.
 void register_ops_routes(Router& router, ServerContext& ctx);
+// GET /flatline/stats (stats_routes.cpp), and record_turn, which
+// finish_turn calls to keep what it reports.
+void register_stats_routes(Router& router, ServerContext& ctx);
+void record_turn(ServerContext& ctx, ActiveTurn& turn, const TurnResult& result);
+// The chat page: GET / for browsers (Accept: text/html) and its files under
+// /ui/ (web_routes.cpp; the files come from web/, embedded at build time).
+void serve_chat_page(const httplib::Request& req, httplib::Response& res);
+void register_web_routes(Router& router);
+// Paths served without an API key: the page and its files hold no data.
+bool is_public_web_path(const std::string& path);
 
 }  // namespace flatline::server

@@ -94,7 +94,7 @@ httplib::Server::HandlerResponse check_access(ServerContext& ctx, const Router& 
     res.status = 204;
     return R::Handled;
   }
-  const bool open_route = req.path == "/health" || req.path == "/";
+  const bool open_route = req.path == "/health" || is_public_web_path(req.path);
   if (!access.api_key.empty() && !open_route && !bearer_matches(req.get_header_value("Authorization"), access.api_key)) {
     res.set_header("WWW-Authenticate", "Bearer");
     if (is_openai_path(req.path)) {
@@ -234,6 +234,8 @@ Server::Server(ServerOptions options) : impl_(std::make_unique<Impl>()) {
   register_ollama_routes(router, ctx);
   register_openai_routes(router, ctx);
   register_ops_routes(router, ctx);
+  register_stats_routes(router, ctx);
+  register_web_routes(router);
   http.set_pre_routing_handler([&ctx, &router, loopback](const httplib::Request& req, httplib::Response& res) {
     return check_access(ctx, router, loopback, req, res);
   });
