@@ -229,7 +229,21 @@ void handle_tags(ServerContext& ctx, httplib::Response& res) {
                           {"digest", e.summary.digest},
                           {"details", details_json(e.summary)}});
   }
-  write_json(res, json{{"models", models}});
+  // Not in Ollama: what the conversation-state cache holds (shared KV
+  // pages counted once), for operators and tests.
+  const StateCacheStats c = ctx.cache->stats();
+  write_json(res, json{{"models", models},
+                       {"flatline_state_cache",
+                        {{"entries", c.entries},
+                         {"boundary_entries", c.boundary_entries},
+                         {"bytes", c.bytes},
+                         {"fixed_bytes", c.fixed_bytes},
+                         {"kv_bytes", c.kv_bytes},
+                         {"kv_shared_bytes", c.kv_shared_bytes},
+                         {"kv_unshared_bytes_equivalent", c.kv_unshared_bytes_equivalent},
+                         {"peak_bytes", c.peak_bytes},
+                         {"disk_entries", c.disk_entries},
+                         {"disk_bytes", c.disk_bytes}}}});
 }
 
 // Arrays /api/show returns with "verbose": at most this many elements (the
