@@ -45,6 +45,8 @@ constexpr size_t kMaxPendingSyncs = 256;
 // distance from the newest in units of kSparseBaseTokens.
 constexpr size_t kDenseRecent = 4;
 constexpr uint64_t kSparseBaseTokens = 128;
+// Message-boundary snapshots of a conversation kept beyond that budget.
+constexpr size_t kKeptBoundaries = 3;
 
 bool starts_with(std::string_view s, std::string_view prefix) {
   return s.size() >= prefix.size() && s.compare(0, prefix.size(), prefix) == 0;
@@ -653,7 +655,8 @@ void StateCache::drop_abandoned_replies(const Entry& x) {
 // one. Always kept: the newest (x), the longest of the others (where x's
 // prompt or reply started) and, for a reply, the prompt end it started from
 // (so a regenerated reply costs nothing even when the earlier reply is a
-// prefix of it). The other, optional ones are kept newest first — the
+// prefix of it) and the newest kKeptBoundaries message boundaries. The
+// other, optional ones are kept newest first — the
 // kDenseRecent most recent, then one per doubling of the distance from x —
 // while the whole chain costs at most chain_budget x the newest state
 // (pages shared between them counted once).
@@ -676,6 +679,16 @@ void StateCache::keep_chain_within_budget(const Entry& x) {
         break;
       }
   }
+  // Message boundaries exist only where a prompt was fed across several
+  // messages (a history new to the server, or one the client edited); a
+  // budget proportional to the state would drop them all for recurrent
+  // models, so the newest few are kept whatever they cost.
+  size_t boundaries = 0;
+  for (size_t i = 0; i < chain.size() && boundaries < kKeptBoundaries; ++i)
+    if (chain[i]->kinds == static_cast<uint8_t>(SnapshotKind::Boundary)) {
+      keep[i] = true;
+      ++boundaries;
+    }
   std::unordered_set<const void*> held;
   for (const Page& p : x.pages) held.insert(p.id);
   auto cost_of = [&](const Entry& e) {
