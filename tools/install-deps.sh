@@ -6,8 +6,9 @@ SUDO=""
 if [ "$(id -u)" != "0" ]; then SUDO="sudo"; fi
 PACKAGES="build-essential cmake ninja-build pkg-config git \
   libcpp-httplib-dev nlohmann-json3-dev libcli11-dev libgtest-dev libbenchmark-dev python3 \
-  python3-jinja2"
+  python3-jinja2 haproxy"
 # python3-jinja2: the outside truth of the Jinja chat-template tests (tests/jinja/).
+# haproxy: the load balancer of the replicas test (tests/replicas_haproxy_test.cpp, deploy/).
 # Node.js + npm run the client-compatibility tests (npm packages `ollama`, `openai`).
 if ! command -v npm >/dev/null 2>&1; then PACKAGES="$PACKAGES nodejs npm"; fi
 missing=""
