@@ -218,6 +218,7 @@ TEST_F(ReplicasBehindHaproxy, AConversationMovesBetweenReplicasProcessingOnlyNew
   std::set<std::string> replicas_used;
   std::string previous_replica;
   int moves = 0;
+  std::string route;  // replica:prompt_eval_count per turn
   for (size_t turn = 0; turn < test::kBeekeepingQuestions.size(); ++turn) {
     if (turn == 5) {
       // Kill the replica that served the last turn; the next turn goes to
@@ -238,10 +239,12 @@ TEST_F(ReplicasBehindHaproxy, AConversationMovesBetweenReplicasProcessingOnlyNew
     }
     if (!previous_replica.empty() && r.replica != previous_replica) ++moves;
     replicas_used.insert(r.replica);
+    route += (route.empty() ? "" : " ") + r.replica + ":" + std::to_string(r.prompt_eval_count);
     previous_replica = r.replica;
     expected.after_turn(prompt, r.content, "length");
     history.push_back({"assistant", r.content});
   }
+  std::cout << "[ replicas ] " << route << "\n";
   EXPECT_EQ(replicas_used.size(), 3u);
   EXPECT_GE(moves, 5) << "round robin should move the conversation most turns";
 }
