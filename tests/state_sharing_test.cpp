@@ -463,6 +463,9 @@ TEST(StateSharing, ApiPsShowsTheStateAsFixedAndKvParts) {
   EXPECT_GE(st["kv_bytes"].get<uint64_t>(), static_cast<uint64_t>(n_ctx) * 256);
   EXPECT_EQ(st["bytes"].get<uint64_t>(), st["fixed_bytes"].get<uint64_t>() + st["kv_bytes"].get<uint64_t>());
   EXPECT_GT(ps.js()["flatline_state_cache"]["entries"].get<uint64_t>(), 0u);
+  // The memory guard reserves the file, the workspace and this state, its
+  // KV part for the whole context.
+  EXPECT_GE(m["size"].get<uint64_t>(), fs::file_size(path) + st["bytes"].get<uint64_t>());
   set_log_level(LogLevel::Info);
 }
 
