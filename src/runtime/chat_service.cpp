@@ -153,7 +153,16 @@ TurnResult ChatService::finish(Engine& engine, PreparedTurn turn, const TurnOpti
 
   TurnResult out;
   // The prompt is already in the state: generate() evaluates nothing more.
-  out.generation = engine.generate(turn.conv, turn.prompt, g, on_text);
+  if (options.on_canvas && model.traits().generation == GenerationKind::MaskedDiffusion) {
+    g.diffusion.canvas_events = true;
+    EventSink sink = [&](const GenerationEvent& e) {
+      if (e.kind == GenerationEvent::Kind::Canvas) return options.on_canvas(e);
+      return !on_text || on_text(e.text);
+    };
+    out.generation = make_generator(engine)->generate(turn.conv, turn.prompt, g, sink);
+  } else {
+    out.generation = engine.generate(turn.conv, turn.prompt, g, on_text);
+  }
   if (model.traits().generation == GenerationKind::Autoregressive) {
     out.generation.prompt_eval_count = turn.prompt_eval_count;
     out.generation.prompt_eval_ns = turn.prompt_eval_ns;

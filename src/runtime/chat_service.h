@@ -12,6 +12,7 @@
 
 #include "runtime/chat_template.h"
 #include "runtime/engine.h"
+#include "runtime/generator.h"
 #include "runtime/state_cache.h"
 
 namespace flatline {
@@ -34,6 +35,9 @@ struct TurnOptions {
   int64_t recurrent_reply_cap = 4096;
   std::vector<std::string> stop;
   bool use_template_stops = true;
+  // Diffusion models: called after every refinement step with the canvas
+  // (generated part, mask id where still masked); return false to cancel.
+  std::function<bool(const GenerationEvent&)> on_canvas;
 };
 
 // A prompt already evaluated into a conversation, waiting for generation.

@@ -190,6 +190,28 @@ int64_t timestep_transfers(int64_t step, int64_t steps, int64_t remaining, doubl
 
 }  // namespace
 
+int64_t diffusion_gen_length(const DiffusionOptions& options, int64_t num_predict) {
+  return options.gen_length > 0 ? options.gen_length : num_predict > 0 ? num_predict : 64;
+}
+
+void check_canvas_fits(int64_t prompt_tokens, int64_t gen_length, int64_t n_ctx) {
+  if (n_ctx > 0 && prompt_tokens + gen_length > n_ctx)
+    throw ContextOverflowError("the canvas needs " + std::to_string(prompt_tokens + gen_length) + " positions (a " +
+                               std::to_string(prompt_tokens) + "-token prompt and " + std::to_string(gen_length) +
+                               " to generate) but the context holds " + std::to_string(n_ctx) +
+                               "; raise num_ctx or lower num_predict / gen_length");
+}
+
+std::string canvas_text(const LoadedModel& model, std::span<const int32_t> canvas, std::string_view mask_glyph) {
+  const int32_t mask = diffusion_info(model.model().file()).mask_token;
+  std::string text;
+  for (int32_t id : canvas) {
+    if (id == mask) text += mask_glyph;
+    else text += model.tokenizer().token_bytes(id);
+  }
+  return text;
+}
+
 DiffusionAlgorithm parse_diffusion_algorithm(const std::string& name) {
   if (name == "origin") return DiffusionAlgorithm::Origin;
   if (name == "entropy") return DiffusionAlgorithm::Entropy;
@@ -227,13 +249,10 @@ GenerateResult DiffusionGenerator::run(Conversation& conv, std::vector<int32_t> 
   const DiffusionOptions& d = options.diffusion;
   const int64_t P = static_cast<int64_t>(prompt.size());
   if (P == 0) throw Error("diffusion: empty prompt");
-  const int64_t gen = d.gen_length > 0 ? d.gen_length : options.num_predict > 0 ? options.num_predict : 64;
+  const int64_t gen = diffusion_gen_length(d, options.num_predict);
   const int64_t L = P + gen;
   ModelState& state = *conv.state;
-  if (state.n_ctx() > 0 && L > state.n_ctx())
-    throw ContextOverflowError("the canvas needs " + std::to_string(L) + " positions (a " + std::to_string(P) +
-                               "-token prompt and " + std::to_string(gen) + " to generate) but the context holds " +
-                               std::to_string(state.n_ctx()) + "; raise num_ctx or lower gen_length");
+  check_canvas_fits(P, gen, state.n_ctx());
   const int64_t block = d.block_length >= 0 ? (d.block_length == 0 ? gen : d.block_length) : llada_ ? std::min<int64_t>(32, gen) : gen;
   const bool timestep = d.block_length == 0 || (d.block_length < 0 && !llada_);
   const int64_t n_blocks = timestep ? 1 : (gen + block - 1) / block;

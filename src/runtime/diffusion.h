@@ -45,6 +45,16 @@ class DiffusionGenerator final : public Generator {
   bool llada_ = true;  // default schedule and algorithm: LLaDA's (blocks, confidence) or Dream's (timestep, entropy)
 };
 
+// Positions a request fills: gen_length, else num_predict, else 64.
+int64_t diffusion_gen_length(const DiffusionOptions& options, int64_t num_predict);
+// Throws ContextOverflowError when a prompt of `prompt_tokens` and the
+// generated positions do not fit a context of n_ctx (0: unbounded).
+void check_canvas_fits(int64_t prompt_tokens, int64_t gen_length, int64_t n_ctx);
+
+// The canvas as text: each token's bytes, a still-masked position as
+// `mask_glyph` (invalid UTF-8 from split characters is left to the caller).
+std::string canvas_text(const LoadedModel& model, std::span<const int32_t> canvas, std::string_view mask_glyph = "\u2591");
+
 // Parses "origin" | "entropy" | "margin" | "random" | "confidence" (also
 // "low-confidence", LLaDA's name for it). Throws Error listing them.
 DiffusionAlgorithm parse_diffusion_algorithm(const std::string& name);

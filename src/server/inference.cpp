@@ -1,6 +1,7 @@
 // The generation path shared by the Ollama and OpenAI routes.
 #include <chrono>
 
+#include "runtime/diffusion.h"
 #include "server/routes.h"
 #include "util/log.h"
 
@@ -83,6 +84,11 @@ std::shared_ptr<ActiveTurn> start_turn(ServerContext& ctx, const InferenceReques
     } else {
       turn->prepared = ctx.chat->prepare(turn->lease->engine(), turn->lease->n_ctx(), prompt);
     }
+    // A diffusion canvas that cannot fit is refused before the reply starts.
+    if (turn->lease->loaded().traits().generation == GenerationKind::MaskedDiffusion)
+      check_canvas_fits(turn->lease->engine().count_prompt_tokens(turn->prepared.prompt),
+                        diffusion_gen_length(turn->turn_options.diffusion, turn->turn_options.num_predict),
+                        turn->lease->n_ctx());
   } catch (const ContextOverflowError& e) {
     throw HttpError(400, e.what());
   }
@@ -101,6 +107,15 @@ TurnResult finish_turn(ServerContext& ctx, ActiveTurn& turn, const TextCallback&
                              " changed on disk while this request was using it, so the reply was discarded; "
                              "the next request loads the file as it is now");
   return r;
+}
+
+void stream_canvas(ActiveTurn& turn, std::function<bool(json)> emit) {
+  if (!turn.turn_options.diffusion.canvas_events) return;
+  LoadedModel& model = turn.lease->loaded();
+  if (model.traits().generation != GenerationKind::MaskedDiffusion) return;
+  turn.turn_options.on_canvas = [&model, emit = std::move(emit)](const GenerationEvent& e) {
+    return emit(json{{"canvas", canvas_text(model, e.canvas)}, {"step", e.step}, {"steps", e.steps}});
+  };
 }
 
 void guarded(httplib::Response& res, const ErrorWriter& write_error, const std::function<void()>& fn) {

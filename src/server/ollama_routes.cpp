@@ -26,6 +26,10 @@ void add_metrics(json& out, const ActiveTurn& turn, const TurnResult& r) {
   out["prompt_eval_duration"] = g.prompt_eval_ns;
   out["eval_count"] = g.eval_count;
   out["eval_duration"] = g.eval_ns;
+  if (g.diffusion_steps > 0) {  // flatline's own: what a diffusion reply cost
+    out["diffusion_steps"] = g.diffusion_steps;
+    out["diffusion_full_passes"] = g.diffusion_full_passes;
+  }
 }
 
 json chat_message(std::string_view content) {
@@ -91,6 +95,11 @@ void stream_ndjson(httplib::Response& res, ServerContext& ctx, std::shared_ptr<A
                       std::string line = dump(j) + "\n";
                       return sink.write(line.data(), line.size());
                     };
+                    stream_canvas(t, [&](json canvas) {
+                      json line = chunk("");
+                      line.update(canvas);
+                      return write_line(line);
+                    });
                     try {
                       TurnResult r = finish_turn(ctx, t, [&](std::string_view piece) { return write_line(chunk(piece)); });
                       if (r.generation.done_reason == DoneReason::Cancelled) {

@@ -137,6 +137,7 @@ void handle_chat_completions(ServerContext& ctx, const std::string& request_body
   const bool stream = f.boolean("stream").value_or(false);
   const bool usage = include_usage(f);
   read_sampling(f, ir.options);
+  apply_diffusion_fields(body, ir.options.turn);
   auto model = f.string("model");
   ir.entry = resolve_model(ctx, model);
   ir.model_name = *model;
@@ -174,6 +175,12 @@ void handle_chat_completions(ServerContext& ctx, const std::string& request_body
       first = false;
       return delta;
     };
+    stream_canvas(t, [&](json canvas) {
+      json c = chunk(json::object(), nullptr);
+      c.update(canvas);
+      write_sse(sink, dump(c));
+      return sink.is_writable();
+    });
     try {
       TurnResult r = finish_turn(
           ctx, t,
@@ -202,6 +209,7 @@ void handle_completions(ServerContext& ctx, const std::string& request_body, htt
   const bool stream = f.boolean("stream").value_or(false);
   const bool usage = include_usage(f);
   read_sampling(f, ir.options);
+  apply_diffusion_fields(body, ir.options.turn);
   auto model = f.string("model");
   ir.entry = resolve_model(ctx, model);
   ir.model_name = *model;
@@ -227,6 +235,13 @@ void handle_completions(ServerContext& ctx, const std::string& request_body, htt
     return;
   }
   stream_response(res, "text/event-stream", std::move(turn), [&ctx, base, choice, usage](ActiveTurn& t, httplib::DataSink& sink) {
+    stream_canvas(t, [&](json canvas) {
+      json c = base();
+      c["choices"] = choice("", nullptr);
+      c.update(canvas);
+      write_sse(sink, dump(c));
+      return sink.is_writable();
+    });
     try {
       TurnResult r = finish_turn(
           ctx, t,

@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <cctype>
 
+#include "runtime/diffusion.h"
 #include "util/limits.h"
 #include "util/log.h"
 
@@ -11,7 +12,7 @@ namespace flatline::server {
 
 namespace {
 
-enum class OptionType { Int, Float, Bool, StringArray };
+enum class OptionType { Int, Float, Bool, String, StringArray };
 
 struct KnownOption {
   const char* name;
@@ -37,6 +38,11 @@ const KnownOption kKnownOptions[] = {
     {"logits_all", OptionType::Bool},       {"mirostat", OptionType::Int},
     {"mirostat_tau", OptionType::Float},    {"mirostat_eta", OptionType::Float},
     {"tfs_z", OptionType::Float},
+    // flatline's own, for diffusion models (docs/API.md): the canvas length
+    // is num_predict.
+    {"diffusion_steps", OptionType::Int},   {"diffusion_block_length", OptionType::Int},
+    {"diffusion_eps", OptionType::Float},   {"diffusion_algorithm", OptionType::String},
+    {"diffusion_cache", OptionType::Int},   {"diffusion_canvas", OptionType::Bool},
 };
 
 const KnownOption* find_option(const std::string& key) {
@@ -78,7 +84,37 @@ T in_range(const std::string& name, T v, T lo, T hi) {
   return v;
 }
 
+// The diffusion_* keys, shared by the Ollama options and OpenAI's top-level
+// fields. `name` is how errors call the key.
+void apply_diffusion_key(const std::string& key, const json& value, const std::string& name, TurnOptions& turn) {
+  DiffusionOptions& d = turn.diffusion;
+  if (key == "diffusion_algorithm") {
+    if (!value.is_string()) throw HttpError(400, name + " must be of type string");
+    try {
+      d.algorithm = parse_diffusion_algorithm(value.get<std::string>());
+    } catch (const Error& e) {
+      throw HttpError(400, name + ": " + e.what());
+    }
+  } else if (key == "diffusion_canvas") {
+    if (!value.is_boolean()) throw HttpError(400, name + " must be of type boolean");
+    turn.diffusion.canvas_events = value.get<bool>();
+  } else if (key == "diffusion_eps") {
+    d.eps = in_range<double>(name, as_float(key, value), 1e-6, 0.5);
+  } else {
+    const int64_t v = as_int(key, value);
+    if (key == "diffusion_steps") d.steps = in_range<int64_t>(name, v, 0, limits::kMaxDiffusionSteps);
+    else if (key == "diffusion_block_length") d.block_length = in_range<int64_t>(name, v, -1, limits::kMaxContext);
+    else if (key == "diffusion_cache") d.cache_refresh = in_range<int64_t>(name, v, 0, limits::kMaxDiffusionSteps);
+  }
+}
+
 }  // namespace
+
+void apply_diffusion_fields(const json& body, TurnOptions& turn) {
+  if (!body.is_object()) return;
+  for (const auto& [key, value] : body.items())
+    if (key.rfind("diffusion_", 0) == 0 && find_option(key) && !value.is_null()) apply_diffusion_key(key, value, key, turn);
+}
 
 int64_t checked_num_predict(const std::string& name, int64_t v) {
   if (v == -2) return -1;  // Ollama's "fill the context": flatline's -1 stops there too
@@ -139,6 +175,10 @@ void apply_options(const json& options, ParsedOptions& out) {
       continue;
     }
     if (value.is_null()) continue;
+    if (key.rfind("diffusion_", 0) == 0) {
+      apply_diffusion_key(key, value, option_name(key), out.turn);
+      continue;
+    }
     switch (known->type) {
       case OptionType::Int: {
         int64_t v = as_int(key, value);
@@ -163,6 +203,9 @@ void apply_options(const json& options, ParsedOptions& out) {
       }
       case OptionType::Bool:
         if (!value.is_boolean()) option_error(key, "of type boolean");
+        break;
+      case OptionType::String:
+        if (!value.is_string()) option_error(key, "of type string");
         break;
       case OptionType::StringArray: {
         if (!value.is_array()) option_error(key, "of type array");

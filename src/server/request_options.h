@@ -30,6 +30,10 @@ struct ParsedOptions {
 // and ignored; unknown keys are ignored with a debug log, as Ollama does.
 void apply_options(const json& options, ParsedOptions& out);
 
+// OpenAI requests: the diffusion_* keys of the Ollama options, given as
+// top-level fields (the openai SDKs' extra_body puts them there).
+void apply_diffusion_fields(const json& body, TurnOptions& turn);
+
 // Bounds (util/limits.h) with the server's status, HttpError(400) naming
 // `name`: num_predict (-1 or 0..2^24; Ollama's -2 means -1), the stop
 // strings (count and length), and the sampling parameters of an already

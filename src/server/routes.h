@@ -99,6 +99,12 @@ struct ActiveTurn {
   int64_t load_ns = 0;   // queue wait + model load
 };
 
+// Diffusion requests that asked for `diffusion_canvas` while streaming: after
+// every refinement step `emit` gets {"canvas": text with ░ for masks,
+// "step": s, "steps": n}; the route wraps it in its own chunk. A no-op for
+// other models and requests.
+void stream_canvas(ActiveTurn& turn, std::function<bool(json)> emit);
+
 // Waits for the model turn and loads the model. HttpError: 503 busy, 500
 // memory budget or unreadable model.
 std::unique_ptr<ModelManager::Lease> acquire_model(ServerContext& ctx, const InferenceRequest& request);

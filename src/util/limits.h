@@ -19,6 +19,7 @@ constexpr int kMaxConnections = 512;           // --max-connections (httplib use
 constexpr int64_t kMaxBatch = 4096;            // -b/--batch
 constexpr int64_t kMaxContext = int64_t{1} << 24;  // -c/--ctx, num_ctx (16,777,216 tokens)
 constexpr int64_t kMaxPredict = int64_t{1} << 24;  // -n, num_predict, max_tokens (-1 = no limit; Ollama's -2 too)
+constexpr int64_t kMaxDiffusionSteps = int64_t{1} << 16;  // steps, diffusion_steps, diffusion_cache
 constexpr double kMaxTemperature = 100.0;
 constexpr int64_t kMaxTopK = int64_t{1} << 20;
 constexpr int64_t kMaxRepeatLastN = int64_t{1} << 24;
