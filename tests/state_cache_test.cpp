@@ -176,31 +176,46 @@ TEST_F(StateCacheTest, LongestMatchingSnapshotOfTheSameModelWins) {
   EXPECT_EQ(cache.lookup(*model_a_, 0, long_text)->fed_text, long_text);
 }
 
-TEST_F(StateCacheTest, AConversationKeepsTwoSnapshotsHoweverLongItGets) {
+TEST_F(StateCacheTest, ARecurrentConversationKeepsItsNewestReplyAndPromptHoweverLongItGets) {
+  // RWKV-7 states share no pages: each snapshot costs a whole state, so
+  // within the default 1.5x chain budget only the required ones stay (the
+  // newest reply end and the prompt end it started from).
   StateCache cache(StateCacheOptions{});
   Engine engine(*model_a_);
   Conversation c = conversation(*model_a_, "User: one\n\nAssistant:");
-  std::vector<std::string> chain;
+  std::vector<std::string> prompts, replies;
   for (int turn = 0; turn < 6; ++turn) {
-    chain.push_back(c.fed_text);
-    cache.store(*model_a_, c.clone(), false);
-    continue_greedy(engine, c, "\n\nUser: more\n\nAssistant:", 2);
+    Conversation prompt_end = c.clone();
+    engine.feed_prompt(prompt_end, c.fed_text + "\n\nUser: more\n\nAssistant:");
+    prompts.push_back(prompt_end.fed_text);
+    cache.store(*model_a_, prompt_end.clone(), false, SnapshotKind::PromptEnd);
+    c = std::move(prompt_end);
+    continue_greedy(engine, c, "", 2);
+    replies.push_back(c.fed_text);
+    cache.store(*model_a_, c.clone(), false, SnapshotKind::ReplyEnd);
   }
-  // Only the newest snapshot and the one before it are left.
   EXPECT_EQ(cache.stats().entries, 2u);
-  EXPECT_EQ(cache.stats().superseded, 4u);
-  EXPECT_EQ(cache.lookup(*model_a_, 0, chain[5] + "x")->fed_text, chain[5]);
-  EXPECT_EQ(cache.lookup(*model_a_, 0, chain[4] + "y")->fed_text, chain[4]);
-  EXPECT_FALSE(cache.lookup(*model_a_, 0, chain[3] + "z"));
+  EXPECT_EQ(cache.stats().superseded, 10u);
+  EXPECT_EQ(cache.lookup(*model_a_, 0, replies[5] + "x")->fed_text, replies[5]);
+  EXPECT_EQ(cache.lookup(*model_a_, 0, prompts[5] + "y")->fed_text, prompts[5]);
+  EXPECT_FALSE(cache.lookup(*model_a_, 0, replies[4] + "z"));
 
-  // A branch off the anchor (say a regenerated reply) replaces the old branch.
-  Conversation branch = *cache.lookup(*model_a_, 0, chain[4]);
+  // A regenerated reply to the last prompt replaces the old reply.
+  Conversation branch = *cache.lookup(*model_a_, 0, prompts[5]);
   continue_greedy(engine, branch, " another reply", 2);
-  ASSERT_NE(branch.fed_text.compare(0, chain[5].size(), chain[5]), 0);
-  cache.store(*model_a_, branch.clone(), false);
+  ASSERT_NE(branch.fed_text.compare(0, replies[5].size(), replies[5]), 0);
+  cache.store(*model_a_, branch.clone(), false, SnapshotKind::ReplyEnd);
   EXPECT_EQ(cache.stats().entries, 2u);
-  EXPECT_EQ(cache.lookup(*model_a_, 0, chain[5] + "x")->fed_text, chain[4]) << "the abandoned branch is gone";
+  EXPECT_EQ(cache.lookup(*model_a_, 0, replies[5] + "x")->fed_text, prompts[5]) << "the abandoned reply is gone";
   EXPECT_EQ(cache.lookup(*model_a_, 0, branch.fed_text)->fed_text, branch.fed_text);
+
+  // A next prompt that resends the reply rewritten (say without its
+  // reasoning) goes on from the prompt end and drops the unused reply too.
+  Conversation rewritten = *cache.lookup(*model_a_, 0, prompts[5]);
+  engine.feed_prompt(rewritten, prompts[5] + " short\n\nUser: next\n\nAssistant:");
+  cache.store(*model_a_, rewritten.clone(), false, SnapshotKind::PromptEnd);
+  EXPECT_EQ(cache.stats().entries, 2u);
+  EXPECT_EQ(cache.lookup(*model_a_, 0, branch.fed_text)->fed_text, prompts[5]);
 }
 
 TEST_F(StateCacheTest, LeastRecentlyUsedSnapshotsAreEvictedBeyondTheBudget) {

@@ -6,10 +6,11 @@ SUDO=""
 if [ "$(id -u)" != "0" ]; then SUDO="sudo"; fi
 PACKAGES="build-essential cmake ninja-build pkg-config git \
   libcpp-httplib-dev nlohmann-json3-dev libcli11-dev libgtest-dev libbenchmark-dev python3 \
-  python3-jinja2 chromium chromium-driver python3-selenium"
+  python3-jinja2 chromium chromium-driver python3-selenium haproxy"
 # python3-jinja2: the outside truth of the Jinja chat-template tests (tests/jinja/).
 # chromium, chromium-driver, python3-selenium: the chat page's browser test
 # (tests/browser/), headless; it skips when they are missing.
+# haproxy: the load balancer of the replicas test (tests/replicas_haproxy_test.cpp, deploy/).
 # Node.js + npm run the client-compatibility tests (npm packages `ollama`, `openai`).
 if ! command -v npm >/dev/null 2>&1; then PACKAGES="$PACKAGES nodejs npm"; fi
 missing=""

@@ -98,7 +98,7 @@ void serve(const ServeOptions& o) {
   so.cache.memory_limit =
       o.cache_memory.empty() ? default_cache_memory(budget) : parse_byte_size(o.cache_memory, "--cache-memory");
   so.cache.directory = o.state_dir;
-  so.cache.disk_limit = parse_byte_size(o.state_disk, "--state-disk");
+  so.cache.disk_limit = parse_byte_size(o.state_disk, "--state-dir-max");
   so.max_body_bytes = parse_byte_size(o.max_body, "--max-body");
   if (so.max_body_bytes < limits::kMinBodyBytes || so.max_body_bytes > limits::kMaxBodyBytes)
     throw Error("--max-body must be between 1K and 1G (got " + o.max_body + ")");
@@ -153,8 +153,11 @@ void register_serve(CLI::App& app) {
       ->capture_default_str();
   bounded(sub->add_option("--port", o->port, "Port (0: any free port)")->capture_default_str(), 0, 65535);
   sub->add_option("--models", o->models_dir, "Directory of .gguf models (default: $FLATLINE_MODELS, else the bundled models/ folder)");
-  sub->add_option("--state-dir", o->state_dir, "Save conversation states here so they survive a restart");
-  sub->add_option("--state-disk", o->state_disk, "Disk space for saved states (oldest deleted first)")->capture_default_str();
+  sub->add_option("--state-dir", o->state_dir,
+                  "Save conversation states here so they survive a restart; several servers may share one directory");
+  sub->add_option("--state-dir-max,--state-disk", o->state_disk,
+                  "Most disk space for saved states, counted over every server using --state-dir (oldest deleted first)")
+      ->capture_default_str();
   sub->add_option("--max-memory", o->max_memory,
                   "Memory budget, e.g. 6G (default: available memory, the tightest of MemAvailable and cgroup limits, minus 10%)");
   sub->add_option("--cache-memory", o->cache_memory, "Part of the budget for cached states (default: a fifth, 64 MiB..4 GiB)");

@@ -22,6 +22,42 @@ std::string ChatService::render(const LoadedModel& model, const std::vector<Chat
 }
 
 PreparedTurn ChatService::prepare(Engine& engine, int64_t n_ctx, const std::string& prompt) {
+  return prepare_at(engine, n_ctx, prompt, {});
+}
+
+PreparedTurn ChatService::prepare_messages(Engine& engine, int64_t n_ctx, const std::vector<ChatMessage>& messages) {
+  const LoadedModel& model = engine.loaded();
+  const std::string prompt = render(model, messages);
+  return prepare_at(engine, n_ctx, prompt,
+                    [&](size_t after) { return message_boundaries(model, messages, prompt, after); });
+}
+
+std::vector<size_t> ChatService::message_boundaries(const LoadedModel& model, const std::vector<ChatMessage>& messages,
+                                                    const std::string& prompt, size_t after) {
+  std::vector<size_t> out;
+  const size_t n = messages.size();
+  for (size_t step = 1; step < n; step *= 2) {
+    const size_t last = n - 1 - step;  // the boundary after messages[last]
+    std::string head;
+    try {
+      head = model.chat_template().render(std::vector<ChatMessage>(messages.begin(), messages.begin() + last + 1),
+                                          /*add_generation_prompt=*/false);
+    } catch (const std::exception&) {
+      continue;  // a template may refuse a history that ends there
+    }
+    if (head.size() < after + kMinBoundaryGap) break;  // the earlier ones are older still
+    // Templates that render earlier messages differently once more follow
+    // (e.g. reasoning kept only in the last turn) have no boundary there.
+    if (head.size() + kMinBoundaryGap > prompt.size() || prompt.compare(0, head.size(), head) != 0) continue;
+    out.push_back(head.size());
+  }
+  std::sort(out.begin(), out.end());
+  out.erase(std::unique(out.begin(), out.end()), out.end());
+  return out;
+}
+
+PreparedTurn ChatService::prepare_at(Engine& engine, int64_t n_ctx, const std::string& prompt,
+                                     const std::function<std::vector<size_t>(size_t after)>& boundaries) {
   LoadedModel& model = engine.loaded();
   const int64_t t0 = now_ns();
   PreparedTurn turn;
@@ -37,12 +73,17 @@ PreparedTurn ChatService::prepare(Engine& engine, int64_t n_ctx, const std::stri
   std::optional<Conversation> cached = reusable ? cache_.lookup(model, n_ctx, prompt) : std::nullopt;
   turn.conv = cached ? std::move(*cached) : engine.new_conversation(n_ctx);
   turn.cached_tokens = static_cast<int64_t>(turn.conv.tokens.size());
-  turn.prompt_eval_count = engine.feed_prompt(turn.conv, prompt);
+  const std::vector<size_t> stops =
+      reusable && boundaries ? boundaries(turn.conv.fed_text.size()) : std::vector<size_t>{};
+  turn.prompt_eval_count = engine.feed_prompt(turn.conv, prompt, stops, [&](const Conversation& at_boundary) {
+    cache_.store(model, at_boundary.clone(), /*persist=*/false, SnapshotKind::Boundary);
+  });
   turn.prompt = prompt;
   turn.prompt_eval_ns = now_ns() - t0;
   // Snapshot after the prompt: a regenerated reply or an edited last answer
   // starts here instead of from scratch.
-  if (reusable && (turn.prompt_eval_count > 0 || !cached)) cache_.store(model, turn.conv.clone(), /*persist=*/true);
+  if (reusable && (turn.prompt_eval_count > 0 || !cached))
+    cache_.store(model, turn.conv.clone(), /*persist=*/true, SnapshotKind::PromptEnd);
   return turn;
 }
 
@@ -83,7 +124,7 @@ PreparedTurn ChatService::prepare_chat(Engine& engine, int64_t n_ctx, std::vecto
   }
   for (;;) {
     try {
-      PreparedTurn turn = prepare(engine, n_ctx, render(engine.loaded(), messages));
+      PreparedTurn turn = prepare_messages(engine, n_ctx, messages);
       if (dropped) *dropped = removed;
       if (removed > 0)
         LOG_INFO(engine.loaded().info().name << ": dropped the " << removed << " oldest messages to fit the "
@@ -137,7 +178,8 @@ TurnResult ChatService::finish(Engine& engine, PreparedTurn turn, const TurnOpti
                              << " ms, done_reason " << done_reason_name(r.done_reason));
   // Snapshot after the reply: the next turn (history + this reply + a new
   // message) extends exactly this text.
-  if (model.traits().prefix_reusable) cache_.store(model, std::move(turn.conv), /*persist=*/true);
+  if (model.traits().prefix_reusable)
+    cache_.store(model, std::move(turn.conv), /*persist=*/true, SnapshotKind::ReplyEnd);
   return out;
 }
 

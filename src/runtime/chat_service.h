@@ -68,6 +68,20 @@ class ChatService {
   // prompt does not fit. The server calls this before it answers, so such
   // errors get a proper HTTP status.
   PreparedTurn prepare(Engine& engine, int64_t n_ctx, const std::string& prompt);
+  // prepare() for the rendering of `messages`, also snapshotting the message
+  // boundaries it feeds across (message_boundaries), so a client that later
+  // rewrites an earlier message resumes from the boundary before it.
+  PreparedTurn prepare_messages(Engine& engine, int64_t n_ctx, const std::vector<ChatMessage>& messages);
+  // Offsets in `prompt` (the rendering of `messages` with the generation
+  // prompt) where a message ends and more than `after` bytes have been
+  // consumed: the rendering of each leading part of the messages (without
+  // generation prompt) that the prompt begins with, for the messages before
+  // the last one at doubling distances from it (the second-to-last, the
+  // third-, fifth-, ninth-to-last, ...), leaving out ends within
+  // kMinBoundaryGap bytes of `after` or of the prompt's end. Ascending.
+  static std::vector<size_t> message_boundaries(const LoadedModel& model, const std::vector<ChatMessage>& messages,
+                                                const std::string& prompt, size_t after);
+  static constexpr size_t kMinBoundaryGap = 16;
   // prepare() for a chat: renders `messages`; with DropOldest, when the
   // prompt does not leave `reply_reserve(n_ctx, num_predict)` tokens free
   // for the reply it drops the oldest user/assistant messages (system
@@ -93,12 +107,16 @@ class ChatService {
   TurnResult chat(Engine& engine, int64_t n_ctx, const std::vector<ChatMessage>& messages,
                   const TurnOptions& options, const TextCallback& on_text = {},
                   const std::function<bool()>& should_stop = {}) {
-    return run(engine, n_ctx, render(engine.loaded(), messages), options, on_text, should_stop);
+    return finish(engine, prepare_messages(engine, n_ctx, messages), options, on_text, should_stop);
   }
 
   StateCache& cache() { return cache_; }
 
  private:
+  // prepare(), with `boundaries(after)` giving the offsets to snapshot at.
+  PreparedTurn prepare_at(Engine& engine, int64_t n_ctx, const std::string& prompt,
+                          const std::function<std::vector<size_t>(size_t after)>& boundaries);
+
   StateCache& cache_;
 };
 

@@ -1,5 +1,6 @@
 #include "runtime/engine.h"
 
+#include <algorithm>
 #include <chrono>
 #include <cstring>
 
@@ -162,8 +163,40 @@ int64_t Engine::count_prompt_tokens(std::string_view prompt) const {
 }
 
 int64_t Engine::feed_prompt(Conversation& conv, std::string_view prompt) {
+  return feed_prompt(conv, prompt, {}, {});
+}
+
+std::vector<size_t> Engine::token_end_offsets(std::span<const int32_t> ids, std::string_view suffix) const {
+  const Tokenizer& tok = model_.tokenizer();
+  std::vector<size_t> ends;
+  ends.reserve(ids.size());
+  size_t at = 0;
+  bool prefix_space_allowed = true;  // SentencePiece's "start of text" space, once
+  for (size_t i = 0; i < ids.size(); ++i) {
+    const std::string piece = tok.token_bytes(ids[i], /*render_special=*/true);
+    if (suffix.compare(at, piece.size(), piece) == 0) {
+      at += piece.size();
+    } else if (i == 0 && ids[i] == tok.bos_id() && adds_bos()) {
+      // The BOS the tokenizer adds stands for no text.
+    } else if (prefix_space_allowed && !piece.empty() && piece[0] == ' ' &&
+               suffix.compare(at, piece.size() - 1, std::string_view(piece).substr(1)) == 0) {
+      at += piece.size() - 1;
+    } else {
+      return {};
+    }
+    if (!piece.empty() && !tok.is_control(ids[i])) prefix_space_allowed = false;
+    ends.push_back(at);
+  }
+  if (at != suffix.size()) return {};
+  return ends;
+}
+
+int64_t Engine::feed_prompt(Conversation& conv, std::string_view prompt, std::span<const size_t> stops,
+                            const std::function<void(const Conversation&)>& at_stop) {
   if (!starts_with(prompt, conv.fed_text)) throw Error("internal error: prompt does not extend the conversation");
-  std::vector<int32_t> ids = tokenize_continuation(conv, prompt.substr(conv.fed_text.size()));
+  const size_t base = conv.fed_text.size();
+  const std::string_view suffix = prompt.substr(base);
+  std::vector<int32_t> ids = tokenize_continuation(conv, suffix);
   if (ids.empty()) {
     if (conv.last_logits.empty()) throw Error("empty prompt: nothing to generate from");
     conv.pending_tokens.clear();
@@ -178,12 +211,38 @@ int64_t Engine::feed_prompt(Conversation& conv, std::string_view prompt) {
                                std::to_string(ids.size()) + " new tokens after " + std::to_string(st.n_past()) +
                                " already in it); raise num_ctx or start a new conversation");
   }
+  // Where the token sequence can be cut: (tokens before the cut, text offset in the prompt).
+  std::vector<std::pair<size_t, size_t>> cuts;
+  if (!stops.empty() && at_stop) {
+    const std::vector<size_t> ends = token_end_offsets(ids, suffix);
+    for (size_t stop : stops) {
+      if (ends.empty() || stop <= base || stop >= prompt.size()) continue;
+      const size_t rel = stop - base;
+      auto it = std::lower_bound(ends.begin(), ends.end(), rel);
+      if (it == ends.end() || *it != rel) continue;  // inside a token
+      // The last of several tokens ending there (zero-width ones such as BOS).
+      auto last = std::upper_bound(it, ends.end(), rel);
+      const size_t n_before = static_cast<size_t>(last - ends.begin());
+      if (n_before == 0 || n_before >= ids.size() || (!cuts.empty() && n_before <= cuts.back().first)) continue;
+      cuts.push_back({n_before, stop});
+    }
+  }
   conv.last_logits.resize(static_cast<size_t>(model_.info().n_vocab));
-  forward(st, ids, conv.last_logits.data());
-  conv.tokens.insert(conv.tokens.end(), ids.begin(), ids.end());
-  conv.fed_text.assign(prompt);
-  conv.pending_tokens.clear();
-  conv.pending_text.clear();
+  size_t from = 0;
+  auto feed_until = [&](size_t to, size_t text_end) {
+    forward(st, std::span<const int32_t>(ids).subspan(from, to - from), conv.last_logits.data());
+    conv.tokens.insert(conv.tokens.end(), ids.begin() + static_cast<std::ptrdiff_t>(from),
+                       ids.begin() + static_cast<std::ptrdiff_t>(to));
+    conv.fed_text.assign(prompt.substr(0, text_end));
+    conv.pending_tokens.clear();
+    conv.pending_text.clear();
+    from = to;
+  };
+  for (const auto& [n_before, stop] : cuts) {
+    feed_until(n_before, stop);
+    at_stop(conv);
+  }
+  feed_until(ids.size(), prompt.size());
   return static_cast<int64_t>(ids.size());
 }
 

@@ -143,6 +143,16 @@ class Engine {
   // prompt continues with its text). Throws ContextOverflowError if it does
   // not fit, leaving conv unchanged. Returns the number of tokens evaluated.
   int64_t feed_prompt(Conversation& conv, std::string_view prompt);
+  // feed_prompt that also stops at `stops` (offsets into `prompt`, ascending)
+  // where the tokens of the whole continuation have a boundary: there
+  // `at_stop` sees the conversation holding exactly prompt[0, stop) (the
+  // chat service snapshots message boundaries this way). The tokens fed are
+  // exactly those feed_prompt would feed, from one tokenization of the whole
+  // continuation, so the end state is the same; a stop inside a token, at or
+  // before conv.fed_text's end or at the prompt's end is skipped, and so is
+  // every stop when the tokens' text is not exactly the prompt's.
+  int64_t feed_prompt(Conversation& conv, std::string_view prompt, std::span<const size_t> stops,
+                      const std::function<void(const Conversation&)>& at_stop);
   // Feeds token ids as they are (no tokenizer, no BOS added): for checking
   // against other engines. The conversation's text becomes the ids' bytes.
   int64_t feed_ids(Conversation& conv, std::span<const int32_t> ids);
@@ -168,6 +178,9 @@ class Engine {
 
  private:
   std::vector<int32_t> tokenize_continuation(const Conversation& conv, std::string_view suffix) const;
+  // Offset in `suffix` after each of `ids` (the continuation of `conv`), or
+  // empty when their text is not exactly `suffix`.
+  std::vector<size_t> token_end_offsets(std::span<const int32_t> ids, std::string_view suffix) const;
   bool adds_bos() const;  // a fresh conversation starts with the model's BOS token
 
   void forward(ModelState& state, std::span<const int32_t> ids, float* logits);

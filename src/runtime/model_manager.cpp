@@ -288,6 +288,10 @@ std::vector<ResidentInfo> ModelManager::resident() const {
     info.n_ctx = m->loaded->traits().has_context_limit ? m->n_ctx : 0;
     info.expires_at = m->expires_at;
     info.forever = m->expires_at == std::chrono::system_clock::time_point::max();
+    const ModelTraits& traits = m->loaded->traits();
+    info.state_fixed_bytes = traits.state_fixed_bytes;
+    info.state_kv_bytes_per_token = traits.state_bytes_per_token;
+    info.state_bytes = m->loaded->model().state_bytes(m->n_ctx);
     out.push_back(std::move(info));
   }
   return out;

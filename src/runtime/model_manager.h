@@ -89,6 +89,11 @@ struct ResidentInfo {
   int64_t n_ctx = 0;
   std::chrono::system_clock::time_point expires_at;
   bool forever = false;
+  // One conversation's state: a fixed part (recurrent layers, window KV)
+  // and, for models with attention layers, KV per token of context.
+  uint64_t state_fixed_bytes = 0;
+  uint64_t state_kv_bytes_per_token = 0;
+  uint64_t state_bytes = 0;  // at n_ctx, what the memory guard reserves per conversation
 };
 
 class ModelManager {

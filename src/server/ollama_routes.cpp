@@ -241,6 +241,22 @@ void handle_tags(ServerContext& ctx, httplib::Response& res) {
   write_json(res, json{{"models", models}});
 }
 
+// Not in Ollama: what the conversation-state cache holds (shared KV pages
+// counted once), for operators and tests; part of /api/ps.
+json state_cache_json(ServerContext& ctx) {
+  const StateCacheStats c = ctx.cache->stats();
+  return json{{"entries", c.entries},
+              {"boundary_entries", c.boundary_entries},
+              {"bytes", c.bytes},
+              {"fixed_bytes", c.fixed_bytes},
+              {"kv_bytes", c.kv_bytes},
+              {"kv_shared_bytes", c.kv_shared_bytes},
+              {"kv_unshared_bytes_equivalent", c.kv_unshared_bytes_equivalent},
+              {"peak_bytes", c.peak_bytes},
+              {"disk_entries", c.disk_entries},
+              {"disk_bytes", c.disk_bytes}};
+}
+
 // Arrays /api/show returns with "verbose": at most this many elements (the
 // largest vocabularies have 262,144 tokens) and, for strings, this many
 // bytes; longer ones are returned empty and listed in
@@ -355,9 +371,16 @@ void handle_ps(ServerContext& ctx, httplib::Response& res) {
                           {"details", details_json(m.entry.summary)},
                           {"expires_at", expires},
                           {"size_vram", 0},
-                          {"context_length", m.n_ctx}});
+                          {"context_length", m.n_ctx},
+                          // Not in Ollama: one conversation's state, split into
+                          // its fixed (recurrent) part and its KV part.
+                          {"flatline_state",
+                           {{"fixed_bytes", m.state_fixed_bytes},
+                            {"kv_bytes_per_token", m.state_kv_bytes_per_token},
+                            {"kv_bytes", m.state_bytes > m.state_fixed_bytes ? m.state_bytes - m.state_fixed_bytes : 0},
+                            {"bytes", m.state_bytes}}}});
   }
-  write_json(res, json{{"models", models}});
+  write_json(res, json{{"models", models}, {"flatline_state_cache", state_cache_json(ctx)}});
 }
 
 // GET / for a browser (Accept: text/html): the chat page (web_routes.cpp).

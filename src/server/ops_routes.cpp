@@ -32,16 +32,6 @@ void handle_health(ServerContext& ctx, httplib::Response& res) {
   write_json(res, json{{"status", "ok"}});
 }
 
-template <typename Stats>
-void render_state_files_written(PromWriter& w, const Stats& s) {
-  // StateCacheStats gains this counter in the state-cache rewrite; render it
-  // once it exists.
-  if constexpr (requires { s.files_written; }) {
-    w.family("flatline_state_files_written_total", "counter", "State files written to --state-dir.");
-    w.sample("flatline_state_files_written_total", static_cast<double>(s.files_written));
-  }
-}
-
 std::string render_metrics(ServerContext& ctx) {
   std::string out;
   ctx.metrics.render(out);
@@ -60,13 +50,26 @@ std::string render_metrics(ServerContext& ctx) {
   counter("flatline_state_cache_misses_total", "Prompts that found no cached state.", static_cast<double>(s.misses));
   counter("flatline_state_cache_evictions_total", "Cached states dropped from memory for space.",
           static_cast<double>(s.evictions));
-  gauge("flatline_state_cache_bytes", "Bytes of conversation states held in memory.", static_cast<double>(s.bytes));
+  gauge("flatline_state_cache_bytes", "Bytes of conversation states held in memory (shared KV pages counted once).",
+        static_cast<double>(s.bytes));
+  gauge("flatline_state_cache_fixed_bytes", "Of the state cache bytes: all but KV pages (recurrent parts, text, logits).",
+        static_cast<double>(s.fixed_bytes));
+  gauge("flatline_state_cache_kv_bytes", "Of the state cache bytes: KV pages, each counted once.",
+        static_cast<double>(s.kv_bytes));
+  gauge("flatline_state_cache_kv_shared_bytes", "KV pages held by more than one cached state.",
+        static_cast<double>(s.kv_shared_bytes));
+  gauge("flatline_state_cache_peak_bytes", "Most bytes the state cache has held.", static_cast<double>(s.peak_bytes));
   gauge("flatline_state_cache_entries", "Conversation states held in memory.", static_cast<double>(s.entries));
-  counter("flatline_state_files_read_total", "State files read from --state-dir (cache hits served from disk).",
+  counter("flatline_state_cache_disk_hits_total", "Prompts that started from a state read from --state-dir.",
           static_cast<double>(s.disk_hits));
-  counter("flatline_state_files_rejected_total", "State files refused (corrupt, truncated, other model).",
+  counter("flatline_state_files_read_total", "State files read from --state-dir (cache hits served from disk).",
+          static_cast<double>(s.files_read));
+  counter("flatline_state_files_rejected_total", "State files refused (corrupt, truncated, other model) and moved aside.",
           static_cast<double>(s.rejected_files));
-  render_state_files_written(w, s);
+  counter("flatline_state_files_written_total", "State files written to --state-dir.",
+          static_cast<double>(s.files_written));
+  counter("flatline_state_files_deleted_total", "State files deleted (superseded, or beyond --state-dir-max).",
+          static_cast<double>(s.files_deleted));
   gauge("flatline_state_disk_bytes", "Bytes of state files in --state-dir.", static_cast<double>(s.disk_bytes));
   gauge("flatline_state_disk_files", "State files in --state-dir.", static_cast<double>(s.disk_entries));
 
