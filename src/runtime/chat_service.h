@@ -33,6 +33,7 @@ struct TurnOptions {
   int64_t recurrent_reply_cap = 4096;
   std::vector<std::string> stop;
   bool use_template_stops = true;
+  TokenConstraint* constraint = nullptr;  // grammar mask / token observer (not owned)
 };
 
 // A prompt already evaluated into a conversation, waiting for generation.
