@@ -1,6 +1,7 @@
 // `flatline run`: one completion (-p), one chat turn (-m), or an interactive
 // multi-turn chat that keeps the model state between turns.
 #include <signal.h>
+#include <unistd.h>
 
 #include <csignal>
 #include <cstdio>
@@ -8,6 +9,7 @@
 #include <string>
 
 #include "cli/common.h"
+#include "runtime/diffusion.h"
 #include "runtime/generator.h"
 #include "runtime/chat_template.h"
 #include "util/error.h"
@@ -29,6 +31,9 @@ struct RunOptions {
   std::string system;
   std::string prompt_tokens;  // ids instead of text (checking against other engines)
   bool print_ids = false;
+  DiffusionOptions diffusion;
+  std::string algorithm;
+  bool visualize = false;
   bool show_stats = false;
 };
 
@@ -73,7 +78,33 @@ GenerateOptions generate_options(const RunOptions& o) {
     throw Error("--stop: at most " + std::to_string(limits::kMaxStopStrings) + " stop strings are accepted (got " +
                 std::to_string(g.stop.size()) + ")");
   g.should_stop = [] { return g_interrupted != 0; };
+  g.diffusion = o.diffusion;
+  if (!o.algorithm.empty()) g.diffusion.algorithm = parse_diffusion_algorithm(o.algorithm);
+  g.diffusion.canvas_events = o.visualize && isatty(STDERR_FILENO);
   return g;
+}
+
+// --visualize: the canvas redrawn on stderr after every diffusion step, masks
+// as a dim placeholder (only on a terminal; a pipe gets the plain text).
+EventSink canvas_printer(Engine& engine, const EventSink& text_sink) {
+  const Tokenizer& tok = engine.loaded().tokenizer();
+  const int32_t mask = static_cast<int32_t>(engine.loaded().model().file().get_int("tokenizer.ggml.mask_token_id", -1));
+  return [&tok, mask, text_sink](const GenerationEvent& e) {
+    if (e.kind == GenerationEvent::Kind::Text) return text_sink ? text_sink(e) : true;
+    std::string line = "\r\033[2K[" + std::to_string(e.step) + "/" + std::to_string(e.steps) + "] ";
+    for (int32_t id : e.canvas) {
+      if (id == mask) line += "\033[2m\u2591\033[0m";
+      else {
+        std::string t = tok.token_bytes(id);
+        for (char& c : t)
+          if (c == '\n' || c == '\r') c = ' ';
+        line += t;
+      }
+    }
+    std::fputs(line.c_str(), stderr);
+    std::fflush(stderr);
+    return g_interrupted == 0;
+  };
 }
 
 // --prompt-tokens: the ids go in as they are; --print-ids: the generated ids
@@ -85,7 +116,9 @@ void run_ids(Engine& engine, const RunOptions& o) {
   const std::vector<int32_t> ids = parse_token_list(o.prompt_tokens);
   EventSink sink;
   if (!o.print_ids) sink = [](const GenerationEvent& e) { return e.kind != GenerationEvent::Kind::Text || print_piece(e.text); };
+  if (g.diffusion.canvas_events) sink = canvas_printer(engine, sink);
   auto r = make_generator(engine)->generate_from_ids(conv, ids, g, sink);
+  if (g.diffusion.canvas_events) std::fputs("\n", stderr);
   if (o.print_ids) print_ids(r.generated);
   else std::printf("\n");
   if (o.show_stats) print_stats(r);
@@ -96,7 +129,9 @@ void run_completion(Engine& engine, const RunOptions& o) {
   GenerateOptions g = generate_options(o);
   g.use_template_stops = false;
   std::fwrite(o.prompt.data(), 1, o.prompt.size(), stdout);
-  auto r = engine.generate(conv, o.prompt, g, print_piece);
+  EventSink sink = [](const GenerationEvent& e) { return e.kind != GenerationEvent::Kind::Text || print_piece(e.text); };
+  if (g.diffusion.canvas_events) sink = canvas_printer(engine, sink);
+  auto r = make_generator(engine)->generate(conv, o.prompt, g, sink);
   std::printf("\n");
   if (o.show_stats) print_stats(r);
 }
@@ -167,6 +202,21 @@ void register_run(CLI::App& app) {
   sub->add_option("--prompt-tokens", opts->prompt_tokens,
                   "Comma-separated token ids to continue, fed as they are (no template, no BOS)");
   sub->add_flag("--print-ids", opts->print_ids, "Print the generated ids as one JSON array instead of text");
+  // Diffusion models (LLaDA, Dream).
+  bounded(sub->add_option("--steps", opts->diffusion.steps, "Diffusion: refinement steps in all (0: one per token)"), 0,
+          1 << 20);
+  bounded(sub->add_option("--gen-length", opts->diffusion.gen_length, "Diffusion: tokens to generate (0: -n, else 64)"),
+          0, 1 << 20);
+  bounded(sub->add_option("--block-length", opts->diffusion.block_length,
+                          "Diffusion: block size (0: one timestep schedule, Dream's; default: the model's)"),
+          -1, 1 << 20);
+  bounded_real(sub->add_option("--eps", opts->diffusion.eps, "Diffusion: timestep schedule's final t"), 0.0, 1.0);
+  sub->add_option("--algorithm", opts->algorithm,
+                  "Diffusion: origin, entropy, margin, random or confidence (low-confidence)");
+  bounded(sub->add_option("--diffusion-cache", opts->diffusion.cache_refresh,
+                          "Diffusion: approximate caching, a full pass every N steps and at each block (0: exact)"),
+          0, 1 << 20);
+  sub->add_flag("--visualize", opts->visualize, "Diffusion: redraw the canvas as it is refined (on a terminal)");
   sub->callback([opts] {
     RunOptions& o = *opts;
     if (o.model.model_path.empty()) {

@@ -53,7 +53,7 @@ void for_each_chunk(const ForwardArgs& args, int64_t max_rows, std::vector<Segme
       s.row0 = rows;
       s.n = take;
       s.token0 = token;
-      s.pos0 = in.state->n_past();
+      s.pos0 = in.position >= 0 ? in.position + token : in.state->n_past();
       s.ends_sequence = take == left;
       segments.push_back(s);
       rows += take;

@@ -98,16 +98,8 @@ class DecoderModel final : public Model {
     validate(args);
     auto* ws = dynamic_cast<DecoderWorkspace*>(&ws_base);
     if (!ws) throw Error(cfg_.arch + ": the workspace was made by another model");
-    if (args.mask == AttentionMask::Full) {
-      // Bidirectional attention needs a sequence's rows in one chunk, and the
-      // states are read-only: nothing is stored for a diffusion step.
-      int64_t longest = 1;
-      for (const auto& in : args.sequences) longest = std::max<int64_t>(longest, static_cast<int64_t>(in.tokens.size()));
-      for_each_chunk(args, longest, ws->segments, [&](std::span<const Segment> segs, int64_t rows) {
-        run_chunk(args, *ws, segs, rows);
-        // States stay as they were: advance nothing. (for_each_chunk reads
-        // n_past only to place segments.)
-      });
+    if (args.mask != AttentionMask::Causal || !cfg_.causal) {
+      forward_bidirectional(args, *ws);
       return;
     }
     for_each_chunk(args, max_batch_, ws->segments, [&](std::span<const Segment> segs, int64_t rows) {
@@ -130,6 +122,8 @@ class DecoderModel final : public Model {
   StateLayout make_layout(const LoadOptions& options) const;
 
   void run_chunk(const ForwardArgs& args, DecoderWorkspace& ws, std::span<const Segment> segs, int64_t n) const;
+  void forward_bidirectional(const ForwardArgs& args, DecoderWorkspace& ws) const;
+  AttentionMask effective_mask(const ForwardArgs& args) const;
   void compute_ropes(Scratch& sc, std::span<const Segment> segs, int64_t n) const;
   void run_stack(const ChunkContext& ctx, float* x, int64_t kv_offset) const;
   void run_loops(const ForwardArgs& args, DecoderWorkspace& ws, std::span<const Segment> segs, int64_t n, float* x) const;
@@ -151,7 +145,7 @@ class DecoderModel final : public Model {
   std::vector<Rope> ropes_;
   std::vector<LayerWeights> layers_;
   Matrix tok_embd_, output_;
-  std::vector<float> output_norm_;
+  std::vector<float> output_norm_, output_bias_;
   int64_t max_group_ = 1, max_kv_heads_ = 0, max_dk_ = 0, max_dv_ = 0;
   int64_t n_slabs_ = 0;
   int64_t n_attention_ = 0;  // attention layers (KV slots per loop)
@@ -217,6 +211,7 @@ void DecoderModel::load_weights(WeightReader& r) {
   const int64_t E = cfg_.n_embd, V = cfg_.n_vocab;
   tok_embd_ = r.embedding("token_embd.weight", E, V);
   output_norm_ = r.vector("output_norm.weight", E);
+  output_bias_ = r.optional_vector("output.bias", V);
   if (r.has("output.weight")) {
     output_ = r.matrix("output.weight", E, V);
   } else {
@@ -430,6 +425,29 @@ void DecoderModel::run_ffn(const ChunkContext& ctx, const LayerSpec& spec, const
   else if (spec.ffn == FfnKind::Moe) moe_forward(ctx, spec.moe, w.moe, spec.activation, xn, out);
 }
 
+// A non-causal model (diffusion) never attends causally: its Causal calls
+// are Full ones.
+AttentionMask DecoderModel::effective_mask(const ForwardArgs& args) const {
+  return !cfg_.causal && args.mask == AttentionMask::Causal ? AttentionMask::Full : args.mask;
+}
+
+// Full and Cached masks: a sequence's rows must all be in one chunk (each
+// sees all of them). Full leaves the states alone, or with store_kv makes
+// them hold exactly the call's K/V; Cached rewrites K/V inside the state.
+void DecoderModel::forward_bidirectional(const ForwardArgs& args, DecoderWorkspace& ws) const {
+  const AttentionMask mask = effective_mask(args);
+  int64_t longest = 1;
+  for (const auto& in : args.sequences) {
+    longest = std::max<int64_t>(longest, static_cast<int64_t>(in.tokens.size()));
+    if (mask == AttentionMask::Full && args.store_kv) in.state->reset();
+  }
+  for_each_chunk(args, longest, ws.segments, [&](std::span<const Segment> segs, int64_t rows) {
+    run_chunk(args, ws, segs, rows);
+    if (mask == AttentionMask::Full && args.store_kv)
+      for (const Segment& s : segs) args.sequences[s.seq].state->advance(s.n);
+  });
+}
+
 void DecoderModel::compute_ropes(Scratch& sc, std::span<const Segment> segs, int64_t n) const {
   for (size_t r = 0; r < ropes_.size(); ++r) {
     const size_t floats = static_cast<size_t>(n * ropes_[r].half());
@@ -449,7 +467,7 @@ void DecoderModel::run_stack(const ChunkContext& ctx, float* x, int64_t kv_offse
     const LayerWeights& w = layers_[l];
     if (spec.mixer != Mixer::None) {
       rms_norm_rows(x, w.mixer_norm.data(), xn, n, E, cfg_.norm_eps, *pool_);
-      run_mixer(ctx, spec, w, ctx.args.mask, kv_offset, xn, out);
+      run_mixer(ctx, spec, w, effective_mask(ctx.args), kv_offset, xn, out);
       if (!w.post_mixer_norm.empty()) rms_norm_rows(out, w.post_mixer_norm.data(), out, n, E, cfg_.norm_eps, *pool_);
       add_scaled(x, out, n * E, rs);
     }
@@ -604,7 +622,7 @@ void DecoderModel::write_outputs(const ForwardArgs& args, DecoderWorkspace& ws, 
       continue;
     }
     float* logits = ws.scratch.floats(kSlotLogits, static_cast<size_t>(m * V));
-    project(output_, {}, normed, m, logits, *pool_);
+    project(output_, output_bias_, normed, m, logits, *pool_);
     for (int64_t i = 0; i < m; ++i) {
       float* row = logits + i * V;
       if (cfg_.logit_divisor != 1.0f) scale_inplace(row, 1.0f / cfg_.logit_divisor, V);

@@ -49,7 +49,16 @@ void Model::validate(const ForwardArgs& args) const {
         throw Error("token id " + std::to_string(in.tokens[i]) + " at index " + std::to_string(i) +
                     " is out of range (vocabulary size " + std::to_string(info_.n_vocab) + ")");
     const ModelState& st = *in.state;
-    if (st.n_ctx() > 0 && n > st.n_ctx() - st.n_past())
+    if (args.mask == AttentionMask::Cached) {
+      if (in.position < 0 || in.position > st.n_past() - n)
+        throw Error("forward: cached rows at position " + std::to_string(in.position) + " (" + std::to_string(n) +
+                    " of them) must lie inside the " + std::to_string(st.n_past()) + " positions the state holds");
+      continue;
+    }
+    if (args.mask == AttentionMask::Full && args.store_kv && st.n_ctx() > 0 && n > st.n_ctx())
+      throw ContextOverflowError("context overflow: a canvas of " + std::to_string(n) + " tokens does not fit n_ctx " +
+                                 std::to_string(st.n_ctx()));
+    if (args.mask != AttentionMask::Full && st.n_ctx() > 0 && n > st.n_ctx() - st.n_past())
       throw ContextOverflowError("context overflow: " + std::to_string(n) + " new tokens do not fit after the " +
                                  std::to_string(st.n_past()) + " already in the context (n_ctx " +
                                  std::to_string(st.n_ctx()) + "); at most " +

@@ -58,7 +58,17 @@ struct ModelInfo {
 };
 
 enum class LogitsMode { None, Last, All };
-enum class AttentionMask { Causal, Full };
+// Causal: each row sees the state's earlier positions and the rows before it,
+//   and its K/V are appended to the state (the normal, autoregressive case).
+// Full: each row sees all rows of its sequence in this call (bidirectional)
+//   and the state is left as it was, unless ForwardArgs::store_kv, which
+//   makes the state hold exactly this call's K/V (a diffusion step whose
+//   keys later steps may reuse).
+// Cached: the rows sit at SequenceInput::position.. inside what the state
+//   holds; their K/V replace the state's there, and each row sees every
+//   position the state holds (approximate diffusion steps over a cached canvas).
+// Models that are not causal never use Causal.
+enum class AttentionMask { Causal, Full, Cached };
 
 // Per-token facts a forward pass can report (for --verbose, run --stats,
 // logits --loops-out and the server's final response).
@@ -75,11 +85,13 @@ struct SequenceInput {
   // floats per row instead when ForwardArgs::hidden is set.
   float* out = nullptr;
   ForwardStats* stats = nullptr;  // optional
+  int64_t position = -1;          // Cached mask: position of the first token (inside the state)
 };
 
 struct ForwardArgs {
   std::span<const SequenceInput> sequences;
   AttentionMask mask = AttentionMask::Causal;
+  bool store_kv = false;  // Full mask: keep this call's K/V in the states (see AttentionMask)
   // Write the final normed hidden states (n_embd per row) instead of logits
   // (embeddings).
   bool hidden = false;

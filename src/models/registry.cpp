@@ -2,6 +2,7 @@
 // src/models/ plus one line here.
 #include <utility>
 
+#include "models/diffusion_lm.h"
 #include "models/gemma3.h"
 #include "models/granite_hybrid.h"
 #include "models/jamba.h"
@@ -38,6 +39,9 @@ const std::vector<Registration>& registry() {
       {"nemotron_h_moe", load_nemotron_h_moe},
       {"jamba", load_jamba},
       {"ouro", load_ouro, true},
+      {"llada", load_llada},
+      {"llada-moe", load_llada_moe},
+      {"dream", load_dream},
   };
   return entries;
 }

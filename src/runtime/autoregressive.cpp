@@ -7,6 +7,7 @@
 #include <chrono>
 #include <cstring>
 
+#include "runtime/diffusion.h"
 #include "runtime/generator.h"
 #include "runtime/text_stream.h"
 #include "util/error.h"
@@ -113,8 +114,8 @@ void AutoregressiveGenerator::decode(Conversation& conv, const GenerateOptions& 
 }
 
 std::unique_ptr<Generator> make_generator(Engine& engine) {
-  if (engine.loaded().traits().generation != GenerationKind::Autoregressive)
-    throw Error(engine.loaded().info().name + ": this model generates by masked diffusion, which needs the diffusion generator");
+  if (engine.loaded().traits().generation == GenerationKind::MaskedDiffusion)
+    return std::make_unique<DiffusionGenerator>(engine);
   return std::make_unique<AutoregressiveGenerator>(engine);
 }
 

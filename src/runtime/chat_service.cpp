@@ -25,6 +25,12 @@ PreparedTurn ChatService::prepare(Engine& engine, int64_t n_ctx, const std::stri
   LoadedModel& model = engine.loaded();
   const int64_t t0 = now_ns();
   PreparedTurn turn;
+  if (model.traits().generation != GenerationKind::Autoregressive) {
+    // A diffusion model's generator takes the whole prompt into its canvas.
+    turn.conv = engine.new_conversation(n_ctx);
+    turn.prompt = prompt;
+    return turn;
+  }
   // A model whose states cannot be continued (bidirectional diffusion) gets
   // no cache lookups and leaves no snapshots.
   const bool reusable = model.traits().prefix_reusable;
@@ -97,6 +103,7 @@ TurnResult ChatService::finish(Engine& engine, PreparedTurn turn, const TurnOpti
   LoadedModel& model = engine.loaded();
   GenerateOptions g;
   g.sampling = options.sampling;
+  g.diffusion = options.diffusion;
   g.num_predict = options.num_predict;
   if (g.num_predict < 0 && !model.traits().has_context_limit) g.num_predict = options.recurrent_reply_cap;
   g.stop = options.stop;
@@ -107,8 +114,10 @@ TurnResult ChatService::finish(Engine& engine, PreparedTurn turn, const TurnOpti
   TurnResult out;
   // The prompt is already in the state: generate() evaluates nothing more.
   out.generation = engine.generate(turn.conv, turn.prompt, g, on_text);
-  out.generation.prompt_eval_count = turn.prompt_eval_count;
-  out.generation.prompt_eval_ns = turn.prompt_eval_ns;
+  if (model.traits().generation == GenerationKind::Autoregressive) {
+    out.generation.prompt_eval_count = turn.prompt_eval_count;
+    out.generation.prompt_eval_ns = turn.prompt_eval_ns;
+  }
   out.cached_tokens = turn.cached_tokens;
   out.context = turn.conv.tokens;
   out.context.insert(out.context.end(), turn.conv.pending_tokens.begin(), turn.conv.pending_tokens.end());

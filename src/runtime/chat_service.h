@@ -25,6 +25,7 @@ enum class ContextPolicy {
 
 struct TurnOptions {
   SamplerParams sampling;
+  DiffusionOptions diffusion;  // diffusion models only
   // < 0: until the model ends its turn or the context is full; recurrent
   // models never run out of context, so there it means at most
   // `recurrent_reply_cap` tokens (the server passes num_ctx), lest a reply

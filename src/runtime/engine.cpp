@@ -11,10 +11,6 @@ namespace flatline {
 
 namespace {
 
-int64_t now_ns() {
-  return std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now().time_since_epoch())
-      .count();
-}
 
 bool starts_with(std::string_view s, std::string_view prefix) {
   return s.size() >= prefix.size() && s.compare(0, prefix.size(), prefix) == 0;
@@ -151,6 +147,14 @@ std::vector<int32_t> Engine::tokenize_continuation(const Conversation& conv, std
 bool Engine::adds_bos() const {
   const Tokenizer& tok = model_.tokenizer();
   return tok.add_bos() && tok.bos_id() >= 0;
+}
+
+std::vector<int32_t> Engine::tokenize_prompt(std::string_view prompt) const {
+  std::vector<int32_t> ids;
+  if (adds_bos()) ids.push_back(model_.tokenizer().bos_id());
+  auto rest = model_.tokenizer().encode(prompt, /*parse_special=*/true);
+  ids.insert(ids.end(), rest.begin(), rest.end());
+  return ids;
 }
 
 int64_t Engine::count_prompt_tokens(std::string_view prompt) const {

@@ -74,8 +74,28 @@ struct Conversation {
   uint64_t memory_bytes() const;
 };
 
+// Masked-diffusion decoding (runtime/diffusion.h).
+// EntropyHighFirst is llama-diffusion-cli's entropy ordering (its sign fills
+// the most uncertain positions first); kept only to reproduce its outputs.
+enum class DiffusionAlgorithm { Default, Origin, Entropy, EntropyHighFirst, Margin, Random, Confidence };
+
+struct DiffusionOptions {
+  int64_t steps = 0;          // refinement steps in all (0: one per generated token)
+  int64_t gen_length = 0;     // canvas positions to fill (0: num_predict, else 64)
+  int64_t block_length = -1;  // > 0: blocks decoded left to right (LLaDA); 0: one timestep schedule (Dream); -1: the model's default
+  double eps = 1e-3;          // timestep schedule: t runs from 1 to eps
+  DiffusionAlgorithm algorithm = DiffusionAlgorithm::Default;  // Default: LLaDA confidence, Dream entropy
+  // Approximate caching: 0 = exact (every step a full pass over the canvas);
+  // N > 0 = steps inside a block compute only the block's rows against the
+  // canvas K/V of the last full pass, which is redone at each block start and
+  // every N steps.
+  int64_t cache_refresh = 0;
+  bool canvas_events = false;  // emit the canvas after every step
+};
+
 struct GenerateOptions {
   SamplerParams sampling;
+  DiffusionOptions diffusion;
   int64_t num_predict = -1;         // < 0: until end of generation or context
   std::vector<std::string> stop;    // extra stop strings (the template's are added)
   bool use_template_stops = true;
@@ -103,6 +123,10 @@ struct GenerateResult {
   // Looped models: loops used by each token evaluated for this request, the
   // prompt's first (prompt_eval_count of them), then each generated token's.
   std::vector<int32_t> loops_used;
+  // Diffusion: refinement steps run and how many of them were full passes
+  // over the canvas (the rest, with cache_refresh, only the block's rows).
+  int64_t diffusion_steps = 0;
+  int64_t diffusion_full_passes = 0;
 };
 
 // Called with each piece of visible text; return false to cancel.
@@ -131,6 +155,9 @@ class Engine {
   // How many tokens `prompt` takes when fed into a fresh conversation (BOS
   // included when the model adds one).
   int64_t count_prompt_tokens(std::string_view prompt) const;
+  // The ids of `prompt` as a fresh conversation would get them (BOS first
+  // when the model adds one).
+  std::vector<int32_t> tokenize_prompt(std::string_view prompt) const;
 
   // feed_prompt + the generator the model's traits call for (generator.h).
   GenerateResult generate(Conversation& conv, std::string_view prompt, const GenerateOptions& options,

@@ -43,9 +43,10 @@ AttentionArgs base_args(const AttentionConfig& c, const Segment& s, const float*
   return a;
 }
 
-// Causal: queries of the segment against its conversation's KV part.
+// Queries of the segment against its conversation's KV part: causally, or
+// (cached diffusion steps) against every position the state holds.
 void attend_cached(const ChunkContext& ctx, const AttentionLayer& layer, int64_t kv_layer, const Segment& s, const float* q,
-                   float* att) {
+                   float* att, bool causal) {
   const AttentionConfig& c = layer.config;
   const KvPart& kv = ctx.state(s).kv();
   KvRows k_rows[kMaxKvHeads], v_rows[kMaxKvHeads];
@@ -56,6 +57,10 @@ void attend_cached(const ChunkContext& ctx, const AttentionLayer& layer, int64_t
   AttentionArgs a = base_args(c, s, q, att);
   a.k = k_rows;
   a.v = v_rows;
+  if (!causal) {
+    a.causal = false;
+    a.n_keys = ctx.state(s).n_past();
+  }
   attention(a, ctx.attention, ctx.pool);
 }
 
@@ -119,8 +124,12 @@ void attention_forward(const ChunkContext& ctx, const AttentionLayer& layer, int
   for (const Segment& s : ctx.segments) {
     if (mask == AttentionMask::Causal) {
       store_kv(ctx, layer, kv_layer, s, k, v);
-      attend_cached(ctx, layer, kv_layer, s, q, att);
+      attend_cached(ctx, layer, kv_layer, s, q, att, /*causal=*/true);
+    } else if (mask == AttentionMask::Cached) {
+      store_kv(ctx, layer, kv_layer, s, k, v);
+      attend_cached(ctx, layer, kv_layer, s, q, att, /*causal=*/false);
     } else {
+      if (ctx.args.store_kv) store_kv(ctx, layer, kv_layer, s, k, v);
       attend_segment(ctx, layer, s, k, v, q, att);
     }
   }

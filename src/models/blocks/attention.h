@@ -36,10 +36,11 @@ struct AttentionLayer {
   const Rope* rope = nullptr;
 };
 
-// out[rows][n_embd] = attention of xn[rows][n_embd]. With a causal mask the
-// K/V of every row are appended to its conversation's KV part; with a full
-// mask each segment attends to all of its own rows and the state is not
-// touched. `rope_cos` / `rope_sin` are the chunk's tables for layer.rope.
+// out[rows][n_embd] = attention of xn[rows][n_embd], under the mask's rules
+// (models/model.h AttentionMask): causal rows append their K/V to their
+// conversation's KV part; full-mask rows see all rows of their segment (and
+// with `store_kv` also write their K/V into the state); cached rows rewrite
+// their K/V inside the state and see every position it holds. `rope_cos` / `rope_sin` are the chunk's tables for layer.rope.
 // `kv_layer` is the layer of the state's KV part this call reads and writes.
 void attention_forward(const ChunkContext& ctx, const AttentionLayer& layer, int64_t kv_layer, AttentionMask mask,
                        float norm_eps, const float* rope_cos, const float* rope_sin, const float* xn, float* out);
