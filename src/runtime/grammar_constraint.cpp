@@ -1,6 +1,7 @@
 #include "runtime/grammar_constraint.h"
 
 #include <algorithm>
+#include <chrono>
 #include <limits>
 #include <list>
 #include <mutex>
@@ -157,6 +158,15 @@ bool GrammarConstraint::allowed_by_limit(GrammarMatcher::State s, int64_t limit)
 
 bool GrammarConstraint::apply(std::span<float> logits) {
   if (!active_ || failed_ || ended_) return true;
+  const auto start = std::chrono::steady_clock::now();
+  const bool any = mask(logits);
+  stats_.mask_ns += static_cast<uint64_t>(
+      std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() - start).count());
+  stats_.states = matcher_.state_count();
+  return any;
+}
+
+bool GrammarConstraint::mask(std::span<float> logits) {
   ++stats_.masks;
   if (matcher_.state_count() > kMaxMatcherStates) {
     state_ = matcher_.compact(state_);
@@ -205,10 +215,13 @@ bool GrammarConstraint::apply(std::span<float> logits) {
 std::vector<int32_t> GrammarConstraint::allowed_tokens() {
   std::vector<float> logits(static_cast<size_t>(trie_->n_vocab_), 0.0f);
   std::vector<int32_t> out;
-  if (!apply(logits)) return out;
+  if (active_ && !failed_ && !ended_) {
+    const bool any = mask(logits);
+    --stats_.masks;  // a look, not a sampling step
+    if (!any) return out;
+  }
   for (size_t i = 0; i < logits.size(); ++i)
     if (logits[i] != -std::numeric_limits<float>::infinity()) out.push_back(static_cast<int32_t>(i));
-  --stats_.masks;
   return out;
 }
 

@@ -70,6 +70,7 @@ struct GrammarMaskStats {
   uint64_t cache_hits = 0;     // ... answered from the per-state cache
   uint64_t nodes_visited = 0;  // trie nodes walked
   uint64_t states = 0;         // matcher states at the end
+  uint64_t mask_ns = 0;        // time spent in apply()
 };
 
 class GrammarConstraint final : public TokenConstraint {
@@ -95,6 +96,7 @@ class GrammarConstraint final : public TokenConstraint {
     std::vector<uint64_t> bits;   // allowed text tokens
     uint32_t max_next_remaining;  // largest min_remaining after one allowed token
   };
+  bool mask(std::span<float> logits);
   std::string token_text(int32_t id) const;
   const Mask& state_mask(GrammarMatcher::State s);
   // Tokens allowed from `s`; with `limit` >= 0 only those after which the

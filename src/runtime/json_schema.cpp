@@ -39,8 +39,10 @@ const std::map<std::string, std::string>& primitive_bodies() {
       {"json-null", "\"null\""},
       // Formats (RFC 3339 and friends), strict enough that every text is valid.
       {"json-date",
-       "[0-9]{4} \"-\" ( ( \"01\" | \"03\" | \"05\" | \"07\" | \"08\" | \"10\" | \"12\" ) \"-\" json-day31 | ( \"04\" | "
+       "json-year \"-\" ( ( \"01\" | \"03\" | \"05\" | \"07\" | \"08\" | \"10\" | \"12\" ) \"-\" json-day31 | ( \"04\" | "
        "\"06\" | \"09\" | \"11\" ) \"-\" json-day30 | \"02-\" json-day28 )"},
+      // Year 0000 is outside RFC 3339's range for Python's date (and ISO 8601 without an agreement).
+      {"json-year", "\"000\" [1-9] | \"00\" [1-9] [0-9] | \"0\" [1-9] [0-9]{2} | [1-9] [0-9]{3}"},
       {"json-day31", "\"0\" [1-9] | [12] [0-9] | \"3\" [01]"},
       {"json-day30", "\"0\" [1-9] | [12] [0-9] | \"30\""},
       {"json-day28", "\"0\" [1-9] | \"1\" [0-9] | \"2\" [0-8]"},
