@@ -23,6 +23,7 @@
 namespace flatline::cli {
 
 void register_bench_turns(CLI::App& bench);
+void register_bench_grammar(CLI::App& bench);
 
 namespace {
 
@@ -214,8 +215,9 @@ void register_bench(CLI::App& app) {
               ->capture_default_str(),
           1, 65536);
   register_bench_turns(*sub);
+  register_bench_grammar(*sub);
   sub->callback([opts, sub] {
-    if (!sub->get_subcommands().empty()) return;  // `bench turns` ran
+    if (!sub->get_subcommands().empty()) return;  // `bench turns` / `bench grammar` ran
     if (opts->model.model_path.empty()) throw Error("bench: give a MODEL.gguf (or use `flatline bench turns`)");
     if (opts->repetitions < 1) throw Error("bench: -r must be at least 1");
     run_bench(*opts);

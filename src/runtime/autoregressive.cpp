@@ -82,7 +82,12 @@ void AutoregressiveGenerator::decode(Conversation& conv, const GenerateOptions& 
       break;
     }
     std::memcpy(logits.data(), conv.last_logits.data(), logits.size() * sizeof(float));
+    if (options.constraint && !options.constraint->apply(logits)) {
+      r.done_reason = DoneReason::Stop;  // the grammar allows no token at all
+      break;
+    }
     const int32_t id = sampler.sample(logits.data(), conv.tokens);
+    if (options.constraint) options.constraint->accept(id);
     if (tok.is_end_of_generation(id)) {
       keep_pending(id, tok.token_bytes(id, /*render_special=*/true));
       r.done_reason = DoneReason::Stop;

@@ -150,6 +150,7 @@ TurnResult ChatService::finish(Engine& engine, PreparedTurn turn, const TurnOpti
   g.stop = options.stop;
   g.use_template_stops = options.use_template_stops;
   g.should_stop = should_stop;
+  g.constraint = options.constraint;
 
   TurnResult out;
   // The prompt is already in the state: generate() evaluates nothing more.

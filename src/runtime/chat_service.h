@@ -38,6 +38,7 @@ struct TurnOptions {
   // Diffusion models: called after every refinement step with the canvas
   // (generated part, mask id where still masked); return false to cancel.
   std::function<bool(const GenerationEvent&)> on_canvas;
+  TokenConstraint* constraint = nullptr;  // grammar mask / token observer (not owned)
 };
 
 // A prompt already evaluated into a conversation, waiting for generation.

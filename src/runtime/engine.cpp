@@ -140,7 +140,16 @@ std::vector<int32_t> Engine::tokenize_continuation(const Conversation& conv, std
     ids.insert(ids.end(), conv.pending_tokens.begin(), conv.pending_tokens.end());
     suffix.remove_prefix(conv.pending_text.size());
   }
-  auto rest = tok.encode(suffix, /*parse_special=*/true);
+  // Where the text so far ends decides whether the rest starts a fresh
+  // fragment (SentencePiece's space prefix): at the very start or after a
+  // special token, as when the whole history is tokenized at once.
+  int32_t last = -1;
+  if (!ids.empty()) last = ids.back();
+  else if (!conv.tokens.empty()) last = conv.tokens.back();
+  const bool after_special = last < 0 ? conv.state->n_past() == 0
+                                      : tok.token_type(last) == TokenType::Control ||
+                                            tok.token_type(last) == TokenType::UserDefined;
+  auto rest = tok.encode_continuation(suffix, /*parse_special=*/true, after_special);
   ids.insert(ids.end(), rest.begin(), rest.end());
   return ids;
 }

@@ -102,6 +102,9 @@ struct GenerateOptions {
   // Polled before every token: return true to stop (DoneReason::Cancelled),
   // e.g. on Ctrl-C or a closed connection, even while nothing visible is produced.
   std::function<bool()> should_stop;
+  // Masks the logits before each sampling step and sees each sampled token
+  // (structured output, tool calls, log-probabilities). Not owned.
+  TokenConstraint* constraint = nullptr;
 };
 
 enum class DoneReason { Stop, Length, Cancelled };

@@ -11,6 +11,21 @@
 
 namespace flatline {
 
+// A hook the generator calls around each sampling step: constrained
+// decoding (a grammar's token mask, runtime/grammar_constraint.h) and
+// observers of the chosen tokens (log-probabilities, the raw text a
+// tool-call parser reads).
+class TokenConstraint {
+ public:
+  virtual ~TokenConstraint() = default;
+  // Sees the logits before the sampler does and sets those of tokens that
+  // may not come next to -infinity. Returns false when no token may come
+  // next: the generation then ends (done_reason "stop").
+  virtual bool apply(std::span<float> logits) = 0;
+  // The token that was sampled (end-of-generation tokens included).
+  virtual void accept(int32_t id) = 0;
+};
+
 struct SamplerParams {
   float temperature = 0.8f;
   int32_t top_k = 40;          // <= 0: off

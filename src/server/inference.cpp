@@ -1,4 +1,5 @@
 // The generation path shared by the Ollama and OpenAI routes.
+#include <algorithm>
 #include <chrono>
 
 #include "runtime/diffusion.h"
@@ -48,6 +49,33 @@ std::string build_prompt(const LoadedModel& model, const InferenceRequest& reque
   return context_text(model, request.context) + ChatService::render(model, messages);
 }
 
+// The token mask for a constrained request. Its budget is the number of
+// tokens the reply may have, so the mask steers towards a complete text
+// before the reply is cut off.
+void attach_grammar(ActiveTurn& turn, const OutputFormat& format) {
+  LoadedModel& model = turn.lease->loaded();
+  if (model.traits().generation != GenerationKind::Autoregressive)
+    throw HttpError(400, "structured output (" + format.what + ") needs an autoregressive model; " +
+                             turn.model_name + " is a diffusion model");
+  const int64_t prompt_tokens = static_cast<int64_t>(turn.prepared.conv.tokens.size());
+  const TurnOptions& o = turn.turn_options;
+  int64_t budget = o.num_predict >= 0 ? o.num_predict : o.recurrent_reply_cap;
+  if (model.traits().has_context_limit) {
+    const int64_t room = turn.lease->n_ctx() - prompt_tokens;
+    budget = o.num_predict >= 0 ? std::min(budget, room) : room;
+  }
+  GrammarConstraintOptions options;
+  options.budget = std::max<int64_t>(budget, 0);
+  const Tokenizer& tok = model.tokenizer();
+  turn.grammar = std::make_unique<GrammarConstraint>(format.grammar, tok, VocabTrie::for_model(tok, model.fingerprint()),
+                                                     options);
+  turn.turn_options.constraint = turn.grammar.get();
+  // The grammar decides where the text ends; a template's stop strings
+  // ("\n\nUser:") could otherwise cut a JSON string value short.
+  turn.turn_options.use_template_stops = false;
+  LOG_INFO(turn.model_name << ": output constrained by " << format.what << ", budget " << options.budget << " tokens");
+}
+
 }  // namespace
 
 std::unique_ptr<ModelManager::Lease> acquire_model(ServerContext& ctx, const InferenceRequest& request) {
@@ -92,6 +120,7 @@ std::shared_ptr<ActiveTurn> start_turn(ServerContext& ctx, const InferenceReques
   } catch (const ContextOverflowError& e) {
     throw HttpError(400, e.what());
   }
+  if (request.format) attach_grammar(*turn, request.format);
   return turn;
 }
 
@@ -100,6 +129,12 @@ TurnResult finish_turn(ServerContext& ctx, ActiveTurn& turn, const TextCallback&
   auto stop = [&ctx, &lease] { return ctx.cancelled() || lease.file_faulted(); };
   TurnResult r = ctx.chat->finish(turn.lease->engine(), std::move(turn.prepared), turn.turn_options, on_text, stop);
   const GenerateResult& g = r.generation;
+  if (turn.grammar) {
+    const GrammarMaskStats& s = turn.grammar->stats();
+    LOG_INFO(turn.model_name << ": grammar mask: " << s.masks << " masks, " << s.cache_hits << " from the cache, "
+                             << s.nodes_visited << " trie nodes walked, " << s.mask_ns / 1000 << " us"
+                             << (turn.grammar->complete() ? "" : "; the text is not complete"));
+  }
   ctx.metrics.count_turn(turn.model_name, g.prompt_tokens, r.cached_tokens, g.prompt_eval_count, g.eval_count,
                          g.done_reason == DoneReason::Cancelled);
   record_turn(ctx, turn, r);

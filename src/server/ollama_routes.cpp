@@ -68,7 +68,6 @@ void check_unsupported(const FieldReader& f, const std::string& model) {
     const bool wants = think->is_boolean() ? think->get<bool>() : think->is_string();
     if (wants) throw HttpError(400, "\"" + model + "\" does not support thinking");
   }
-  if (f.raw("format")) LOG_INFO("ignoring \"format\": flatline does not constrain output to JSON");
 }
 
 InferenceRequest common_request(ServerContext& ctx, const FieldReader& f) {
@@ -80,6 +79,7 @@ InferenceRequest common_request(ServerContext& ctx, const FieldReader& f) {
   ir.entry = resolve_model(ctx, model);
   ir.model_name = *model;
   check_unsupported(f, ir.model_name);
+  ir.format = pick_output_format(ollama_format(f.raw("format")), raw_grammar(f.raw("grammar")));
   return ir;
 }
 

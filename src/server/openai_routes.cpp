@@ -143,7 +143,7 @@ void handle_chat_completions(ServerContext& ctx, const std::string& request_body
   ir.model_name = *model;
   if (const json* tools = f.array("tools"); tools && !tools->empty())
     throw HttpError(400, "\"" + ir.model_name + "\" does not support tools");
-  if (f.raw("response_format")) LOG_INFO("ignoring \"response_format\": flatline does not constrain output");
+  ir.format = pick_output_format(openai_response_format(f.raw("response_format")), raw_grammar(f.raw("grammar")));
 
   auto turn = start_turn(ctx, ir, start);
   const std::string id = random_id("chatcmpl-");
@@ -215,6 +215,7 @@ void handle_completions(ServerContext& ctx, const std::string& request_body, htt
   ir.model_name = *model;
   if (!f.string("suffix").value_or("").empty()) throw HttpError(400, "\"" + ir.model_name + "\" does not support insert");
   if (ir.prompt.empty()) throw HttpError(400, "prompt is required");
+  ir.format = pick_output_format(openai_response_format(f.raw("response_format")), raw_grammar(f.raw("grammar")));
 
   auto turn = start_turn(ctx, ir, start);
   const std::string id = random_id("cmpl-");

@@ -16,12 +16,14 @@
 #include <vector>
 
 #include "runtime/chat_service.h"
+#include "runtime/grammar_constraint.h"
 #include "runtime/model_manager.h"
 #include "runtime/state_cache.h"
 #include "server/http_transport.h"
 #include "server/json_io.h"
 #include "server/metrics.h"
 #include "server/request_options.h"
+#include "server/structured_output.h"
 #include "server/server.h"
 
 namespace flatline::server {
@@ -113,6 +115,7 @@ struct InferenceRequest {
   std::string system;                 // generate
   bool raw = false;                   // generate
   std::vector<int32_t> context;       // generate: ids of an earlier reply's context
+  OutputFormat format;                // format / response_format / grammar: the output's grammar
 };
 
 // A request whose prompt is evaluated and whose model turn is held (until
@@ -124,6 +127,8 @@ struct ActiveTurn {
   TurnOptions turn_options;
   int64_t start_ns = 0;  // when the request arrived
   int64_t load_ns = 0;   // queue wait + model load
+  // The token mask of a constrained request (after `lease`: destroyed first).
+  std::unique_ptr<GrammarConstraint> grammar;
 };
 
 // Diffusion requests that asked for `diffusion_canvas` while streaming: after

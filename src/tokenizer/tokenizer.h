@@ -71,6 +71,16 @@ class Tokenizer {
   // without it control tokens are tokenized as plain text (user-defined
   // tokens still map to their ids, as in llama.cpp and HF tokenizers).
   virtual std::vector<int32_t> encode(std::string_view text, bool parse_special = false) const = 0;
+  // encode() for text that continues a text already tokenized: the start is
+  // not the start of the text, so SentencePiece's add_space_prefix does not
+  // apply there unless `after_special` (the text so far ends with a special
+  // token, where encode() of the whole text would start a fresh fragment).
+  // Then encode(a) + encode_continuation(b) == encode(a + b) whenever a ends
+  // on a token boundary of a + b (e.g. at a special token).
+  virtual std::vector<int32_t> encode_continuation(std::string_view text, bool parse_special, bool after_special) const {
+    (void)after_special;
+    return encode(text, parse_special);
+  }
   // The bytes one token stands for (may be an incomplete UTF-8 sequence).
   // Control tokens decode to "" unless render_special. Throws Error for an
   // id outside [0, n_vocab).

@@ -18,11 +18,16 @@ VocabTokenizer::VocabTokenizer(Vocab vocab, std::string kind, std::string pre) :
 }
 
 std::vector<int32_t> VocabTokenizer::encode(std::string_view text, bool parse_special) const {
+  return encode_continuation(text, parse_special, /*after_special=*/true);
+}
+
+std::vector<int32_t> VocabTokenizer::encode_continuation(std::string_view text, bool parse_special,
+                                                         bool after_special) const {
   std::vector<Fragment> fragments;
   vocab_.partition(text, parse_special, fragments);
   std::vector<int32_t> out;
   out.reserve(text.size() / 3 + 4);
-  bool starts_text = true;
+  bool starts_text = after_special;
   for (const Fragment& f : fragments) {
     if (f.is_token()) {
       out.push_back(f.token);

@@ -16,6 +16,7 @@ namespace flatline::tokenizer_detail {
 class VocabTokenizer : public Tokenizer {
  public:
   std::vector<int32_t> encode(std::string_view text, bool parse_special = false) const override;
+  std::vector<int32_t> encode_continuation(std::string_view text, bool parse_special, bool after_special) const override;
   std::string token_bytes(int32_t id, bool render_special = false) const override;
   int32_t find_token(std::string_view piece) const override;
   TokenType token_type(int32_t id) const override;
