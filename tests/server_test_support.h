@@ -246,4 +246,20 @@ inline std::vector<std::string> sse_events(const std::string& body) {
   return out;
 }
 
+// A model on one thread with small chunks, as the state-cache tests load it.
+inline std::unique_ptr<LoadedModel> load(const std::string& path) {
+  LoadOptions o;
+  o.pool = std::make_shared<ThreadPool>(1);
+  o.max_batch = 64;
+  return LoadedModel::load(path, o);
+}
+
+// Greedy turn options generating n tokens.
+inline TurnOptions greedy(int64_t n) {
+  TurnOptions t;
+  t.sampling.temperature = 0;
+  t.num_predict = n;
+  return t;
+}
+
 }  // namespace flatline::test

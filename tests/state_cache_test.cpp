@@ -20,19 +20,8 @@ namespace {
 
 using test::TempDir;
 
-std::unique_ptr<LoadedModel> load(const std::string& path) {
-  LoadOptions o;
-  o.pool = std::make_shared<ThreadPool>(1);
-  o.max_batch = 64;
-  return LoadedModel::load(path, o);
-}
-
-TurnOptions greedy(int64_t n) {
-  TurnOptions t;
-  t.sampling.temperature = 0;
-  t.num_predict = n;
-  return t;
-}
+using test::greedy;
+using test::load;
 
 // Greedy continuation of `conv` by `n` tokens.
 std::vector<int32_t> continue_greedy(Engine& engine, Conversation& conv, const std::string& more, int n) {

@@ -26,19 +26,8 @@ using test::json;
 using test::TempDir;
 using test::TestServer;
 
-std::unique_ptr<LoadedModel> load(const std::string& path) {
-  LoadOptions o;
-  o.pool = std::make_shared<ThreadPool>(1);
-  o.max_batch = 64;
-  return LoadedModel::load(path, o);
-}
-
-TurnOptions greedy(int64_t n) {
-  TurnOptions t;
-  t.sampling.temperature = 0;
-  t.num_predict = n;
-  return t;
-}
+using test::greedy;
+using test::load;
 
 std::vector<std::string> files_in(const std::string& dir) {
   std::vector<std::string> out;
