@@ -267,13 +267,18 @@ TEST_F(ServerMetrics, MetricsParseStrictlyAndAgreeWithTheRequestsSent) {
   const int64_t openai_cached = o.js()["usage"]["prompt_tokens_details"]["cached_tokens"];
   evaluated += openai_prompt - openai_cached;
 
-  // A request is counted just after its last byte is written, so the client
-  // may ask for /metrics a moment before the count of its previous request
-  // lands: wait for the last one.
+  // A request is counted just after its last byte is written, on the thread
+  // that served it, so the client may ask for /metrics before the counts of
+  // its last requests land (and they may land in any order): wait until
+  // every request above is counted.
   test::HttpReply page;
-  for (int i = 0; i < 200; ++i) {
+  for (int i = 0; i < 300; ++i) {
     page = test::get(s, "/metrics");
-    if (page.body.find("flatline_http_requests_total{route=\"/v1/chat/completions\"") != std::string::npos) break;
+    const Exposition seen = parse_exposition(page.body);
+    if (seen.errors.empty() &&
+        seen.value("flatline_http_request_duration_seconds_count", {{"route", "/api/chat"}}) == 3 &&
+        seen.value("flatline_http_request_duration_seconds_count", {{"route", "/v1/chat/completions"}}) == 1)
+      break;
     std::this_thread::sleep_for(std::chrono::milliseconds(10));
   }
   ASSERT_EQ(page.status, 200);
