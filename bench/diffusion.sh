@@ -64,7 +64,7 @@ for S in $STEPS; do
     LS=$(( S * (P + GEN) / GEN ))
     t0=$(now)
     "$LLAMA_DIFFUSION" -m "$LLADA" -t "$THREADS" -p "$PROMPT" --diffusion-steps "$LS" --diffusion-block-length 32 \
-      -ub $((P + GEN)) -b $((P + GEN)) -c $((P + GEN)) --top-k 1 -no-cnv >/dev/null 2>"$DIR/llama-diffusion.log" || true
+      -ub $((P + GEN)) -b $((P + GEN)) -c $((P + GEN)) --top-k 1 >/dev/null 2>"$DIR/llama-diffusion.log" || true
     t1=$(now)
     w=$(secs "$t0" "$t1")
     echo "| llama.cpp diffusion-cli | exact | $S per gen block | $LS | $w | $(echo "scale=3; $w / $LS" | bc) | $GEN |"

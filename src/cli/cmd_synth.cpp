@@ -16,9 +16,10 @@ void register_synth(CLI::App& app) {
   };
   auto opts = std::make_shared<Options>();
   auto* sub = app.add_subcommand("synth", "Write a random-weight GGUF with a real model's shape (for benchmarks)");
-  sub->add_option("--arch", opts->arch, "Architecture: rwkv7, llama, gemma3, mamba, mamba2")->capture_default_str();
+  sub->add_option("--arch", opts->arch, "Architecture: rwkv7, llama, gemma3, ouro, mamba, mamba2, granitehybrid, nemotron_h, jamba, llada, dream")->capture_default_str();
   sub->add_option("--preset", opts->preset,
-                  "Size (rwkv7: 0.1b 0.4b 1.5b 2.9b 7.2b; llama: 1b 3b; gemma3: 1b 4b; mamba: 2.8b; mamba2: 1.3b 2.7b)")
+                  "Size (rwkv7: 0.1b 0.4b 1.5b 2.9b 7.2b; llama: 1b 3b 8b; gemma3: 1b 4b; ouro: 1.4b 2.6b; mamba: 2.8b; "
+                  "mamba2: 1.3b 2.7b; granitehybrid: micro tiny; nemotron_h: 9b; jamba: 1.5b; llada: 8b; dream: 7b)")
       ->capture_default_str();
   sub->add_option("--type", opts->type, "Weight type (q8_0, q4_0, q4_k, f16, ...)")->capture_default_str();
   sub->add_option("--seed", opts->seed, "Random seed")->capture_default_str();

@@ -66,6 +66,9 @@ class DecoderModel final : public Model {
     info_.n_embd = cfg_.n_embd;
     info_.n_layer = static_cast<int64_t>(cfg_.layers.size());
     info_.n_ctx_train = cfg_.n_ctx_train;
+    info_.n_loops = cfg_.n_loops;
+    info_.has_exit_gate = !cfg_.exit_gate_weight.empty();
+    info_.loop_exit = cfg_.exit;
     traits_.causal = cfg_.causal;
     traits_.generation = cfg_.causal ? GenerationKind::Autoregressive : GenerationKind::MaskedDiffusion;
     traits_.prefix_reusable = cfg_.causal;
@@ -511,7 +514,7 @@ void DecoderModel::run_chunk(const ForwardArgs& args, DecoderWorkspace& ws, std:
 void DecoderModel::run_loops(const ForwardArgs& args, DecoderWorkspace& ws, std::span<const Segment> segs, int64_t n,
                              float* x) const {
   const int64_t E = cfg_.n_embd, T = cfg_.n_loops;
-  const LoopExit& ex = cfg_.exit;
+  const LoopExit& ex = args.loop_exit ? *args.loop_exit : cfg_.exit;
   const int64_t loops = ex.fixed_loops > 0 ? std::min(ex.fixed_loops, T) : T;
   const bool gate = ex.fixed_loops == 0 && !cfg_.exit_gate_weight.empty() && ex.threshold < 1.0f;
   float* final_h = ws.scratch.floats(kSlotLoopFinal, static_cast<size_t>(n * E));

@@ -41,21 +41,6 @@ struct LayerSpec {
   int64_t moe_latent = 0;      // Moe: width the experts work in (0 = n_embd; latent_down / latent_up)
 };
 
-// How a looped model picks the loop whose state gives a token's output.
-// With the gate's lambda_t, p_t = lambda_t * prod_{s<t}(1 - lambda_s) (the
-// last loop takes the rest); a token exits at the first loop whose cumulative
-// p reaches `threshold`. Select computes every loop for every token and only
-// chooses (what the authors' code does); Skip stops computing a token after
-// its exit loop and fills its KV slots of the later loops with the last
-// computed loop's K/V, so later tokens still find them. fixed_loops > 0 runs
-// exactly that many loops for every token (the gate is not consulted).
-struct LoopExit {
-  enum class Mode { Select, Skip };
-  Mode mode = Mode::Select;
-  float threshold = 1.0f;
-  int64_t fixed_loops = 0;
-};
-
 struct DecoderConfig {
   std::string arch;
   int64_t n_vocab = 0;

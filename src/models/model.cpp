@@ -1,11 +1,51 @@
 #include "models/model.h"
 
 #include <algorithm>
+#include <cmath>
+#include <sstream>
 #include <string>
 
 #include "util/error.h"
 
 namespace flatline {
+
+LoopExit override_loop_exit(LoopExit base, int64_t n_loops, std::optional<double> loops,
+                            std::optional<double> threshold, const std::optional<std::string>& mode) {
+  if (loops) {
+    if (!(*loops >= 1 && *loops <= static_cast<double>(n_loops)) || *loops != std::floor(*loops)) {
+      std::ostringstream found;
+      found << *loops;
+      throw Error("loops must be a whole number from 1 to " + std::to_string(n_loops) +
+                  " (the checkpoint's ouro.num_loops), found " + found.str());
+    }
+    base.fixed_loops = static_cast<int64_t>(*loops);
+  }
+  if (threshold) {
+    if (!(*threshold >= 0 && *threshold <= 1)) {
+      std::ostringstream found;
+      found << *threshold;
+      throw Error("exit_threshold must be between 0 and 1, found " + found.str());
+    }
+    base.threshold = static_cast<float>(*threshold);
+    if (!loops) base.fixed_loops = 0;
+    if (!mode) base.mode = base.threshold < 1.0f ? LoopExit::Mode::Skip : LoopExit::Mode::Select;
+  }
+  if (mode) {
+    if (*mode != "select" && *mode != "skip")
+      throw Error("exit_mode must be select or skip, found '" + *mode + "'");
+    base.mode = *mode == "skip" ? LoopExit::Mode::Skip : LoopExit::Mode::Select;
+  }
+  return base;
+}
+
+std::string describe_loop_exit(const LoopExit& exit) {
+  std::ostringstream out;
+  if (exit.fixed_loops > 0)
+    out << exit.fixed_loops << " loops";
+  else
+    out << "exit at q=" << exit.threshold << ", " << (exit.mode == LoopExit::Mode::Skip ? "skip" : "select");
+  return out.str();
+}
 
 std::unique_ptr<ModelState> Model::new_state(int64_t n_ctx) const {
   if (!layout_.has_kv()) return std::make_unique<ModelState>(layout_, 0);

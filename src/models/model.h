@@ -11,6 +11,7 @@
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <optional>
 #include <span>
 #include <string>
 #include <vector>
@@ -44,6 +45,33 @@ struct ModelTraits {
   int64_t trained_context = 0;  // <arch>.context_length (0 = none given)
 };
 
+// How a looped model picks the loop whose state gives a token's output.
+// With the gate's lambda_t, p_t = lambda_t * prod_{s<t}(1 - lambda_s) (the
+// last loop takes the rest); a token exits at the first loop whose cumulative
+// p reaches `threshold`. Select computes every loop for every token and only
+// chooses (what the authors' code does); Skip stops computing a token after
+// its exit loop and fills its KV slots of the later loops with the last
+// computed loop's K/V, so later tokens still find them. fixed_loops > 0 runs
+// exactly that many loops for every token (the gate is not consulted).
+struct LoopExit {
+  enum class Mode { Select, Skip };
+  Mode mode = Mode::Select;
+  float threshold = 1.0f;
+  int64_t fixed_loops = 0;
+  bool operator==(const LoopExit&) const = default;
+};
+
+// A looped model's policy `base` with a request's or a command line's
+// overrides: `loops` (a whole number from 1 to n_loops) fixes the loop count;
+// `threshold` (0..1) sets the exit threshold and clears a fixed count;
+// `mode` is "select" or "skip" (unset: Skip when the threshold given is
+// below 1, Select when it is 1). Throws Error naming the bad value.
+LoopExit override_loop_exit(LoopExit base, int64_t n_loops, std::optional<double> loops,
+                            std::optional<double> threshold, const std::optional<std::string>& mode);
+// The policy in words, e.g. "exit at q=0.5, skip" or "2 loops", for logs and
+// the state cache's keys.
+std::string describe_loop_exit(const LoopExit& exit);
+
 struct ModelInfo {
   std::string architecture;   // general.architecture
   std::string name;           // general.name, else the file stem
@@ -55,6 +83,11 @@ struct ModelInfo {
   uint64_t weight_bytes = 0;  // bytes of all weight tensors
   uint64_t bytes_per_token = 0;  // weight bytes one decode step reads (unused embedding rows and experts excluded)
   std::string file_type;      // most common weight type by bytes, e.g. "Q8_0"
+  // Looped models (Ouro): loops in the checkpoint, whether it has an exit
+  // gate, and the policy it was loaded with (1, false, default elsewhere).
+  int64_t n_loops = 1;
+  bool has_exit_gate = false;
+  LoopExit loop_exit;
 };
 
 enum class LogitsMode { None, Last, All };
@@ -101,6 +134,9 @@ struct ForwardArgs {
   // Write the final normed hidden states (n_embd per row) instead of logits
   // (embeddings).
   bool hidden = false;
+  // Looped models: this call's exit policy (nullptr: the one the model was
+  // loaded with). Other models ignore it.
+  const LoopExit* loop_exit = nullptr;
 };
 
 // Buffers of one forward pass, grown to the largest batch seen. Made by the

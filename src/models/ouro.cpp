@@ -26,22 +26,17 @@ double parse_number(const std::string& key, const std::string& text) {
   return v;
 }
 
+// The load options (flatline run/serve --loops, --exit-threshold,
+// --exit-mode, --kv-share): the same rules as a request's overrides.
 void apply_options(DecoderConfig& c, const LoadOptions& options) {
-  std::string mode;
+  std::optional<double> loops, threshold;
+  std::optional<std::string> mode;
   for (const auto& [key, value] : options.family) {
     if (key == "loops") {
-      const double n = parse_number(key, value);
-      if (n < 1 || n > static_cast<double>(c.n_loops) || n != std::floor(n))
-        throw Error("ouro: loops must be a whole number from 1 to " + std::to_string(c.n_loops) +
-                    " (the checkpoint's ouro.num_loops), found " + value);
-      c.exit.fixed_loops = static_cast<int64_t>(n);
+      loops = parse_number(key, value);
     } else if (key == "exit_threshold") {
-      const double q = parse_number(key, value);
-      if (q < 0 || q > 1) throw Error("ouro: exit_threshold must be between 0 and 1, found " + value);
-      c.exit.threshold = static_cast<float>(q);
+      threshold = parse_number(key, value);
     } else if (key == "exit_mode") {
-      if (value != "select" && value != "skip")
-        throw Error("ouro: exit_mode must be select or skip, found '" + value + "'");
       mode = value;
     } else if (key == "kv_share") {
       if (value != "full" && value != "last") throw Error("ouro: kv_share must be full or last, found '" + value + "'");
@@ -50,10 +45,13 @@ void apply_options(DecoderConfig& c, const LoadOptions& options) {
       throw Error("ouro: unknown option '" + key + "' (loops, exit_threshold, exit_mode, kv_share)");
     }
   }
-  c.exit.mode = mode == "select" ? LoopExit::Mode::Select
-              : mode == "skip"   ? LoopExit::Mode::Skip
-              : c.exit.threshold < 1.0f ? LoopExit::Mode::Skip
-                                        : LoopExit::Mode::Select;
+  // The checkpoint's threshold picks the mode too (Skip below 1).
+  if (!threshold && !mode) mode = c.exit.threshold < 1.0f ? "skip" : "select";
+  try {
+    c.exit = override_loop_exit(c.exit, c.n_loops, loops, threshold, mode);
+  } catch (const Error& e) {
+    throw Error(std::string("ouro: ") + e.what());
+  }
 }
 
 }  // namespace

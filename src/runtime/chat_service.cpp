@@ -70,20 +70,22 @@ PreparedTurn ChatService::prepare_at(Engine& engine, int64_t n_ctx, const std::s
   // A model whose states cannot be continued (bidirectional diffusion) gets
   // no cache lookups and leaves no snapshots.
   const bool reusable = model.traits().prefix_reusable;
-  std::optional<Conversation> cached = reusable ? cache_.lookup(model, n_ctx, prompt) : std::nullopt;
+  std::optional<Conversation> cached = reusable ? cache_.lookup(model, n_ctx, prompt, engine.cache_variant()) : std::nullopt;
   turn.conv = cached ? std::move(*cached) : engine.new_conversation(n_ctx);
   turn.cached_tokens = static_cast<int64_t>(turn.conv.tokens.size());
   const std::vector<size_t> stops =
       reusable && boundaries ? boundaries(turn.conv.fed_text.size()) : std::vector<size_t>{};
+  engine.reset_stats();
   turn.prompt_eval_count = engine.feed_prompt(turn.conv, prompt, stops, [&](const Conversation& at_boundary) {
-    cache_.store(model, at_boundary.clone(), /*persist=*/false, SnapshotKind::Boundary);
+    cache_.store(model, at_boundary.clone(), /*persist=*/false, SnapshotKind::Boundary, engine.cache_variant());
   });
   turn.prompt = prompt;
   turn.prompt_eval_ns = now_ns() - t0;
+  turn.prompt_loops = engine.stats().loops_used;
   // Snapshot after the prompt: a regenerated reply or an edited last answer
   // starts here instead of from scratch.
   if (reusable && (turn.prompt_eval_count > 0 || !cached))
-    cache_.store(model, turn.conv.clone(), /*persist=*/true, SnapshotKind::PromptEnd);
+    cache_.store(model, turn.conv.clone(), /*persist=*/true, SnapshotKind::PromptEnd, engine.cache_variant());
   return turn;
 }
 
@@ -167,6 +169,9 @@ TurnResult ChatService::finish(Engine& engine, PreparedTurn turn, const TurnOpti
   if (model.traits().generation == GenerationKind::Autoregressive) {
     out.generation.prompt_eval_count = turn.prompt_eval_count;
     out.generation.prompt_eval_ns = turn.prompt_eval_ns;
+    // As GenerateResult says: the prompt's tokens first, then the reply's.
+    std::vector<int32_t>& loops = out.generation.loops_used;
+    loops.insert(loops.begin(), turn.prompt_loops.begin(), turn.prompt_loops.end());
   }
   out.cached_tokens = turn.cached_tokens;
   out.context = turn.conv.tokens;
@@ -180,7 +185,8 @@ TurnResult ChatService::finish(Engine& engine, PreparedTurn turn, const TurnOpti
   // Snapshot after the reply: the next turn (history + this reply + a new
   // message) extends exactly this text.
   if (model.traits().prefix_reusable)
-    cache_.store(model, std::move(turn.conv), /*persist=*/true, SnapshotKind::ReplyEnd);
+    cache_.store(model, std::move(turn.conv), /*persist=*/true, SnapshotKind::ReplyEnd,
+                 engine.cache_variant());
   return out;
 }
 

@@ -48,6 +48,7 @@ struct PreparedTurn {
   int64_t cached_tokens = 0;      // tokens the starting snapshot held
   int64_t prompt_eval_count = 0;  // tokens evaluated now
   int64_t prompt_eval_ns = 0;     // cache lookup + evaluation
+  std::vector<int32_t> prompt_loops;  // looped models: loops run for each token evaluated now
 };
 
 struct TurnResult {

@@ -55,6 +55,10 @@ std::unique_ptr<LoadedModel> LoadedModel::load(const std::string& path, const Lo
                 " tokens but the model only " + std::to_string(lm->model_->info().n_vocab));
   lm->template_ = ChatTemplate::from_gguf(*file);
   lm->fingerprint_ = fingerprint_of(*file);
+  // Options that change what a state holds (a looped model's loops, exit
+  // policy and KV sharing) are part of the identity: a state computed under
+  // one is no state of the other.
+  for (const auto& [key, value] : options.family) lm->fingerprint_ += ";" + key + "=" + value;
   if (budget) lm->fit_context_to_budget(*budget, n_ctx);
   return lm;
 }
@@ -255,9 +259,16 @@ int64_t Engine::feed_prompt(Conversation& conv, std::string_view prompt, std::sp
   return static_cast<int64_t>(ids.size());
 }
 
+void Engine::set_loop_exit(std::optional<LoopExit> policy) { loop_exit_ = policy; }
+
+std::string Engine::cache_variant() const {
+  return loop_exit_ ? ";request loops: " + describe_loop_exit(*loop_exit_) : std::string();
+}
+
 void Engine::forward(ModelState& state, std::span<const int32_t> ids, float* logits) {
   SequenceInput in{&state, ids, LogitsMode::Last, logits, &stats_};
   ForwardArgs args;
+  if (loop_exit_) args.loop_exit = &*loop_exit_;
   args.sequences = std::span<const SequenceInput>(&in, 1);
   model_.model().forward(args, *workspace_);
 }

@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <optional>
 #include <memory>
 #include <string>
 #include <span>
@@ -178,6 +179,14 @@ class Engine {
   // Per-token facts of the forward passes since the last reset (loops used).
   const ForwardStats& stats() const { return stats_; }
   void reset_stats() { stats_.loops_used.clear(); }
+  // Looped models: the exit policy of the forward passes from now on
+  // (nullopt: the one the model was loaded with). A server request that
+  // overrides it sets it before its prompt and clears it after.
+  void set_loop_exit(std::optional<LoopExit> policy);
+  const std::optional<LoopExit>& loop_exit() const { return loop_exit_; }
+  // Appended to the model's fingerprint in state-cache keys: states computed
+  // under a request's own loop policy only serve requests with that policy.
+  std::string cache_variant() const;
 
  private:
   std::vector<int32_t> tokenize_continuation(const Conversation& conv, std::string_view suffix) const;
@@ -191,6 +200,7 @@ class Engine {
   LoadedModel& model_;
   std::unique_ptr<Workspace> workspace_;
   ForwardStats stats_;
+  std::optional<LoopExit> loop_exit_;
 };
 
 }  // namespace flatline

@@ -341,7 +341,8 @@ void check_file_context(const FixedHeader& h, const LoadedModel& model, const st
 }  // namespace
 
 Conversation decode_state_file(std::span<const uint8_t> bytes, const LoadedModel& model, const std::string& name,
-                               int64_t expected_ctx) {
+                               int64_t expected_ctx, const std::string& expected_fingerprint) {
+  const std::string& want = expected_fingerprint.empty() ? model.fingerprint() : expected_fingerprint;
   FixedHeader h = parse_fixed_header(bytes.data(), bytes.size(), name);
   const uint8_t* p = bytes.data() + kStateFileHeaderBytes;
   std::string_view fingerprint(reinterpret_cast<const char*>(p), h.fingerprint_len);
@@ -351,9 +352,9 @@ Conversation decode_state_file(std::span<const uint8_t> bytes, const LoadedModel
   const uint64_t stored = get<uint64_t>(bytes.data() + bytes.size() - 8);
   if (ContentHash::of(bytes.data(), bytes.size() - 8) != stored)
     throw Error(name + ": corrupt state file: checksum mismatch");
-  if (fingerprint != model.fingerprint())
+  if (fingerprint != want)
     throw Error(name + ": state file belongs to another model (fingerprint " + std::string(fingerprint) +
-                ", the loaded model " + model.info().name + " has " + model.fingerprint() + ")");
+                ", the loaded model " + model.info().name + " has " + want + ")");
   if (h.fed_text_len == 0 || h.token_count == 0)
     throw Error(name + ": state file holds no conversation (" + std::to_string(h.token_count) + " tokens, " +
                 std::to_string(h.fed_text_len) + " bytes of text); such a file would match every prompt");
@@ -467,8 +468,9 @@ StateCache::~StateCache() {
   if (syncer_.joinable()) syncer_.join();
 }
 
-std::optional<Conversation> StateCache::lookup(const LoadedModel& model, int64_t n_ctx, std::string_view prompt) {
-  const std::string& fp = model.fingerprint();
+std::optional<Conversation> StateCache::lookup(const LoadedModel& model, int64_t n_ctx, std::string_view prompt,
+                                               std::string_view variant) {
+  const std::string fp = model.fingerprint() + std::string(variant);
   const int64_t key_ctx = context_key(model, n_ctx);
   auto find_best = [&]() {
     auto best = entries_.end();
@@ -487,7 +489,7 @@ std::optional<Conversation> StateCache::lookup(const LoadedModel& model, int64_t
   // A longer snapshot on disk (after a restart, or written by another
   // server sharing the directory) beats a shorter one in memory.
   if (!options_.directory.empty()) {
-    if (std::optional<Conversation> from_disk = load_from_disk(model, key_ctx, prompt, memory_len)) return from_disk;
+    if (std::optional<Conversation> from_disk = load_from_disk(model, fp, key_ctx, prompt, memory_len)) return from_disk;
   }
   std::lock_guard<std::mutex> lock(mutex_);
   auto best = find_best();
@@ -500,18 +502,19 @@ std::optional<Conversation> StateCache::lookup(const LoadedModel& model, int64_t
   return entries_.front().conv->clone();
 }
 
-void StateCache::store(const LoadedModel& model, Conversation snapshot, bool persist, SnapshotKind kind) {
+void StateCache::store(const LoadedModel& model, Conversation snapshot, bool persist, SnapshotKind kind,
+                       std::string_view variant) {
   // A snapshot of nothing would be a prefix of every prompt.
   if (!snapshot.state || snapshot.fed_text.empty() || snapshot.tokens.empty()) return;
   const int64_t key_ctx = snapshot.state->n_ctx();
   auto shared = std::make_shared<const Conversation>(std::move(snapshot));
-  Entry e = make_entry(model.fingerprint(), key_ctx, shared, static_cast<uint8_t>(kind));
+  const std::string fp = model.fingerprint() + std::string(variant);
+  Entry e = make_entry(fp, key_ctx, shared, static_cast<uint8_t>(kind));
   {
     std::lock_guard<std::mutex> lock(mutex_);
     insert_memory(std::move(e));
   }
-  if (persist && !options_.directory.empty() && kind != SnapshotKind::Boundary)
-    write_to_disk(model.fingerprint(), key_ctx, *shared, kind);
+  if (persist && !options_.directory.empty() && kind != SnapshotKind::Boundary) write_to_disk(fp, key_ctx, *shared, kind);
 }
 
 void StateCache::flush() {
@@ -841,13 +844,13 @@ std::vector<std::string> StateCache::disk_candidates(const std::string& fingerpr
   return out;
 }
 
-std::optional<Conversation> StateCache::load_from_disk(const LoadedModel& model, int64_t n_ctx, std::string_view prompt,
-                                                       size_t longer_than) {
+std::optional<Conversation> StateCache::load_from_disk(const LoadedModel& model, const std::string& fingerprint,
+                                                       int64_t n_ctx, std::string_view prompt, size_t longer_than) {
   refresh_disk_index();
   std::vector<std::string> names;
   {
     std::lock_guard<std::mutex> lock(mutex_);
-    names = disk_candidates(model.fingerprint(), n_ctx, prompt, longer_than);
+    names = disk_candidates(fingerprint, n_ctx, prompt, longer_than);
   }
   for (const std::string& file : names) {
     const std::string path = path_of(file);
@@ -862,7 +865,7 @@ std::optional<Conversation> StateCache::load_from_disk(const LoadedModel& model,
         }
         continue;
       }
-      conv = decode_state_file(*bytes, model, path, n_ctx);
+      conv = decode_state_file(*bytes, model, path, n_ctx, fingerprint);
     } catch (const Error& err) {
       reject_file(file, err.what());
       continue;
@@ -878,7 +881,7 @@ std::optional<Conversation> StateCache::load_from_disk(const LoadedModel& model,
     if (!starts_with(prompt, conv->fed_text)) continue;  // a hash collision: another conversation's file
     ::utimensat(AT_FDCWD, path.c_str(), nullptr, 0);      // recently used, for every server's eviction
     auto shared = std::make_shared<const Conversation>(std::move(*conv));
-    Entry e = make_entry(model.fingerprint(), n_ctx, shared, static_cast<uint8_t>(name.kind));
+    Entry e = make_entry(fingerprint, n_ctx, shared, static_cast<uint8_t>(name.kind));
     LOG_INFO("state cache: resumed a conversation of " << shared->tokens.size() << " tokens from " << path);
     std::lock_guard<std::mutex> lock(mutex_);
     ++counters_.hits;

@@ -124,8 +124,10 @@ std::vector<uint8_t> encode_state_file(const Conversation& conv, const std::stri
 // state is no larger than one state of its context, then rebuilds the
 // conversation with a fresh state from `model`. Throws Error naming the
 // problem.
+// `fingerprint`: the one the file must carry (empty: the model's).
 Conversation decode_state_file(std::span<const uint8_t> bytes, const LoadedModel& model,
-                               const std::string& display_name = "<memory>", int64_t expected_ctx = -1);
+                               const std::string& display_name = "<memory>", int64_t expected_ctx = -1,
+                               const std::string& fingerprint = {});
 
 // Crash-safe write (temp file + fsync + rename).
 void save_state_file(const std::string& path, const Conversation& conv, const std::string& fingerprint);
@@ -180,7 +182,11 @@ class StateCache {
   // A copy of the longest snapshot of `model` with this context size whose
   // fed_text is a prefix of `prompt`, or nullopt. With a state directory it
   // also looks there (files written by any server) for a longer one.
-  std::optional<Conversation> lookup(const LoadedModel& model, int64_t n_ctx, std::string_view prompt);
+  // `variant` names how the states were computed when a request changes it
+  // (a looped model's exit policy, Engine::cache_variant): snapshots of one
+  // variant never serve another.
+  std::optional<Conversation> lookup(const LoadedModel& model, int64_t n_ctx, std::string_view prompt,
+                                     std::string_view variant = {});
 
   // Keeps `snapshot` (replacing one with the same text) and drops the
   // snapshots of its conversation it makes redundant. With `persist`, a
@@ -188,7 +194,7 @@ class StateCache {
   // before this returns (so the next turn can go to another server); the
   // fsync follows in the background.
   void store(const LoadedModel& model, Conversation snapshot, bool persist,
-             SnapshotKind kind = SnapshotKind::ReplyEnd);
+             SnapshotKind kind = SnapshotKind::ReplyEnd, std::string_view variant = {});
   // Waits until every written file is synced to disk.
   void flush();
 
@@ -241,8 +247,8 @@ class StateCache {
   void refresh_disk_index();
   std::vector<std::string> disk_candidates(const std::string& fingerprint, int64_t n_ctx, std::string_view prompt,
                                            size_t longer_than) const;
-  std::optional<Conversation> load_from_disk(const LoadedModel& model, int64_t n_ctx, std::string_view prompt,
-                                             size_t longer_than);
+  std::optional<Conversation> load_from_disk(const LoadedModel& model, const std::string& fingerprint, int64_t n_ctx,
+                                             std::string_view prompt, size_t longer_than);
   void reject_file(const std::string& name, const std::string& why);
   void write_to_disk(const std::string& fingerprint, int64_t n_ctx, const Conversation& conv, SnapshotKind kind);
   void delete_superseded_files(const std::string& fingerprint, int64_t n_ctx, const std::string& text,

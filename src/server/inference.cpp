@@ -76,7 +76,47 @@ void attach_grammar(ActiveTurn& turn, const OutputFormat& format) {
   LOG_INFO(turn.model_name << ": output constrained by " << format.what << ", budget " << options.budget << " tokens");
 }
 
+// A looped model's loop policy for this request (options loops /
+// exit_threshold / exit_mode); other models refuse those options. Set on the
+// engine before the prompt is evaluated, cleared when the turn ends.
+void apply_loop_policy(ActiveTurn& turn, const ParsedOptions& o) {
+  Engine& engine = turn.lease->engine();
+  engine.set_loop_exit(std::nullopt);
+  if (!o.overrides_loops()) return;
+  const ModelInfo& info = turn.lease->loaded().info();
+  if (info.n_loops <= 1)
+    throw HttpError(400, "options loops, exit_threshold and exit_mode are for looped models (Ouro); \"" +
+                             turn.model_name + "\" is a " + info.architecture + " model");
+  LoopExit policy;
+  try {
+    policy = override_loop_exit(info.loop_exit, info.n_loops, o.loops, o.exit_threshold, o.exit_mode);
+  } catch (const Error& e) {
+    throw HttpError(400, std::string("option ") + e.what());
+  }
+  if (policy.fixed_loops == 0 && policy.threshold < 1.0f && !info.has_exit_gate)
+    throw HttpError(400, "option exit_threshold below 1 needs an exit gate, and \"" + turn.model_name +
+                             "\" has none (ouro.exit_gate.weight); give loops instead");
+  if (policy == info.loop_exit) return;  // the model's own: its cached states apply
+  engine.set_loop_exit(policy);
+  turn.loop_policy_set = true;
+  LOG_INFO(turn.model_name << ": this request runs " << describe_loop_exit(policy) << " (the model: "
+                           << describe_loop_exit(info.loop_exit) << ")");
+}
+
 }  // namespace
+
+ActiveTurn::~ActiveTurn() {
+  if (lease && loop_policy_set) lease->engine().set_loop_exit(std::nullopt);
+}
+
+void add_loop_stats(json& out, const TurnResult& r) {
+  const std::vector<int32_t>& loops = r.generation.loops_used;
+  if (loops.empty()) return;
+  double sum = 0;
+  for (int32_t n : loops) sum += n;
+  out["loops_used"] = loops;
+  out["loops_mean"] = sum / static_cast<double>(loops.size());
+}
 
 std::unique_ptr<ModelManager::Lease> acquire_model(ServerContext& ctx, const InferenceRequest& request) {
   try {
@@ -101,6 +141,7 @@ std::shared_ptr<ActiveTurn> start_turn(ServerContext& ctx, const InferenceReques
   turn->model_name = request.model_name;
   turn->load_ns = turn->lease->load_ns();
   turn->turn_options.recurrent_reply_cap = turn->lease->n_ctx();
+  apply_loop_policy(*turn, request.options);
   const std::string prompt = build_prompt(turn->lease->loaded(), request);
   if (prompt.empty()) throw HttpError(400, "the prompt is empty");
   try {

@@ -30,6 +30,7 @@ void add_metrics(json& out, const ActiveTurn& turn, const TurnResult& r) {
     out["diffusion_steps"] = g.diffusion_steps;
     out["diffusion_full_passes"] = g.diffusion_full_passes;
   }
+  add_loop_stats(out, r);
 }
 
 json chat_message(std::string_view content) {

@@ -114,6 +114,7 @@ void write_sse(httplib::DataSink& sink, const std::string& data) {
 void write_usage_sse(httplib::DataSink& sink, json chunk, const TurnResult& r) {
   chunk["choices"] = json::array();
   chunk["usage"] = usage_json(r);
+  add_loop_stats(chunk, r);
   write_sse(sink, dump(chunk));
 }
 
@@ -138,6 +139,7 @@ void handle_chat_completions(ServerContext& ctx, const std::string& request_body
   const bool usage = include_usage(f);
   read_sampling(f, ir.options);
   apply_diffusion_fields(body, ir.options.turn);
+  apply_loop_fields(body, ir.options);
   auto model = f.string("model");
   ir.entry = resolve_model(ctx, model);
   ir.model_name = *model;
@@ -159,6 +161,7 @@ void handle_chat_completions(ServerContext& ctx, const std::string& request_body
                                        {"message", {{"role", "assistant"}, {"content", r.generation.text}}},
                                        {"finish_reason", finish_reason_of(r)}}});
     out["usage"] = usage_json(r);
+    add_loop_stats(out, r);
     write_json(res, out);
     return;
   }
@@ -210,6 +213,7 @@ void handle_completions(ServerContext& ctx, const std::string& request_body, htt
   const bool usage = include_usage(f);
   read_sampling(f, ir.options);
   apply_diffusion_fields(body, ir.options.turn);
+  apply_loop_fields(body, ir.options);
   auto model = f.string("model");
   ir.entry = resolve_model(ctx, model);
   ir.model_name = *model;
@@ -232,6 +236,7 @@ void handle_completions(ServerContext& ctx, const std::string& request_body, htt
     json out = base();
     out["choices"] = choice(r.generation.text, finish_reason_of(r));
     out["usage"] = usage_json(r);
+    add_loop_stats(out, r);
     write_json(res, out);
     return;
   }

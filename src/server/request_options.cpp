@@ -43,6 +43,9 @@ const KnownOption kKnownOptions[] = {
     {"diffusion_steps", OptionType::Int},   {"diffusion_block_length", OptionType::Int},
     {"diffusion_eps", OptionType::Float},   {"diffusion_algorithm", OptionType::String},
     {"diffusion_cache", OptionType::Int},   {"diffusion_canvas", OptionType::Bool},
+    // For looped models (Ouro): the request's own loop count / exit policy.
+    {"loops", OptionType::Float},           {"exit_threshold", OptionType::Float},
+    {"exit_mode", OptionType::String},
 };
 
 const KnownOption* find_option(const std::string& key) {
@@ -108,7 +111,27 @@ void apply_diffusion_key(const std::string& key, const json& value, const std::s
   }
 }
 
+bool is_loop_key(const std::string& key) { return key == "loops" || key == "exit_threshold" || key == "exit_mode"; }
+
+// The looped-model keys; checked against the model in start_turn (only the
+// model knows its loop count).
+void apply_loop_key(const std::string& key, const json& value, const std::string& name, ParsedOptions& out) {
+  if (key == "exit_mode") {
+    if (!value.is_string()) throw HttpError(400, name + " must be of type string");
+    out.exit_mode = value.get<std::string>();
+    return;
+  }
+  if (!value.is_number()) throw HttpError(400, name + " must be of type float32");
+  (key == "loops" ? out.loops : out.exit_threshold) = value.get<double>();
+}
+
 }  // namespace
+
+void apply_loop_fields(const json& body, ParsedOptions& out) {
+  if (!body.is_object()) return;
+  for (const auto& [key, value] : body.items())
+    if (is_loop_key(key) && !value.is_null()) apply_loop_key(key, value, key, out);
+}
 
 void apply_diffusion_fields(const json& body, TurnOptions& turn) {
   if (!body.is_object()) return;
@@ -177,6 +200,10 @@ void apply_options(const json& options, ParsedOptions& out) {
     if (value.is_null()) continue;
     if (key.rfind("diffusion_", 0) == 0) {
       apply_diffusion_key(key, value, option_name(key), out.turn);
+      continue;
+    }
+    if (is_loop_key(key)) {
+      apply_loop_key(key, value, option_name(key), out);
       continue;
     }
     switch (known->type) {

@@ -22,6 +22,12 @@ TurnOptions ollama_default_options();
 struct ParsedOptions {
   TurnOptions turn;
   int64_t num_ctx = 0;  // 0: not given
+  // Looped models (Ouro): the request's overrides of the loop policy
+  // (options loops / exit_threshold / exit_mode), checked against the model
+  // when it is known.
+  std::optional<double> loops, exit_threshold;
+  std::optional<std::string> exit_mode;
+  bool overrides_loops() const { return loops || exit_threshold || exit_mode; }
 };
 
 // Applies an `options` object. Type errors give HttpError(400) with Ollama's
@@ -29,6 +35,9 @@ struct ParsedOptions {
 // has no use for (num_thread, num_gpu, numa, typical_p, ...) are accepted
 // and ignored; unknown keys are ignored with a debug log, as Ollama does.
 void apply_options(const json& options, ParsedOptions& out);
+
+// OpenAI requests: loops / exit_threshold / exit_mode as top-level fields.
+void apply_loop_fields(const json& body, ParsedOptions& out);
 
 // OpenAI requests: the diffusion_* keys of the Ollama options, given as
 // top-level fields (the openai SDKs' extra_body puts them there).

@@ -121,6 +121,7 @@ struct InferenceRequest {
 // A request whose prompt is evaluated and whose model turn is held (until
 // this is destroyed).
 struct ActiveTurn {
+  ~ActiveTurn();  // gives the engine back its own loop policy
   std::unique_ptr<ModelManager::Lease> lease;
   std::string model_name;
   PreparedTurn prepared;
@@ -129,7 +130,14 @@ struct ActiveTurn {
   int64_t load_ns = 0;   // queue wait + model load
   // The token mask of a constrained request (after `lease`: destroyed first).
   std::unique_ptr<GrammarConstraint> grammar;
+  bool loop_policy_set = false;  // the request overrode a looped model's loop policy
 };
+
+// Looped models: flatline's own fields of a final response, `loops_used`
+// (loops run for each token the request evaluated: the prompt_eval_count
+// prompt tokens, then each generated token fed back, which is every one but
+// a reply's last) and `loops_mean`. Nothing for other models.
+void add_loop_stats(json& out, const TurnResult& r);
 
 // Diffusion requests that asked for `diffusion_canvas` while streaming: after
 // every refinement step `emit` gets {"canvas": text with ░ for masks,
