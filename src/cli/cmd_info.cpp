@@ -70,6 +70,7 @@ void register_info(CLI::App& app) {
     lo.pool = std::make_shared<ThreadPool>(1);
     lo.max_batch = o.model.batch;
     lo.kv_type = parse_kv_type(o.model.kv_type);
+    lo.family = o.model.family_options();  // --kv-share and --loops change the state's size
     auto model = load_model(file, lo);
     const ModelInfo& mi = model->info();
     MemoryBudget budget = o.model.budget();
