@@ -71,7 +71,7 @@ TEST_F(ServerApiTest, RootVersionAndUnknownRoutes) {
   EXPECT_TRUE(r.js()["version"].is_string());
   EXPECT_EQ(r.js()["flatline_version"], FLATLINE_VERSION);
   EXPECT_EQ(test::get(srv(), "/api/nothing").status, 404);
-  EXPECT_EQ(test::post(srv(), "/api/pull", json{{"model", "x"}}).status, 501);
+  EXPECT_EQ(test::post(srv(), "/api/push", json{{"model", "x"}}).status, 501);
 }
 
 TEST_F(ServerApiTest, TagsListEveryModelWithOllamaFields) {
@@ -106,7 +106,7 @@ TEST_F(ServerApiTest, ShowReportsModelInfo) {
   EXPECT_EQ(j["model_info"]["tokenizer.ggml.tokens"], json::array());  // arrays only when verbose
   EXPECT_GT(j["model_info"]["general.parameter_count"].get<int64_t>(), 0);
   EXPECT_EQ(j["details"]["family"], "rwkv7");
-  EXPECT_EQ(j["capabilities"], json::array({"completion"}));
+  EXPECT_EQ(j["capabilities"], json::array({"completion", "embedding"}));
   EXPECT_NE(j["parameters"].get<std::string>().find("stop"), std::string::npos);
   r = test::post(srv(), "/api/show", json{{"model", "random"}, {"verbose", true}});
   EXPECT_EQ(r.js()["model_info"]["tokenizer.ggml.tokens"].size(), test::random_model_vocab().size());

@@ -343,7 +343,7 @@ void handle_show(ServerContext& ctx, const std::string& request_body, httplib::R
            {"template", chat_template},
            {"details", details_json(entry->summary)},
            {"model_info", info},
-           {"capabilities", json::array({"completion"})},
+           {"capabilities", model_capabilities(file)},
            {"modified_at", rfc3339_from_unix_ns(entry->modified_unix_ns)}};
   if (verbose) {
     json tensors = json::array();
@@ -420,17 +420,9 @@ void register_ollama_routes(Router& router, ServerContext& ctx) {
   router.get("/api/ps", [&ctx](const httplib::Request&, httplib::Response& res) {
     guarded(res, write_ollama_error, [&] { handle_ps(ctx, res); });
   });
-  // Model management and embeddings are not part of flatline: models are
-  // files in the models directory.
-  for (const char* path : {"/api/pull", "/api/push", "/api/create", "/api/copy", "/api/embed", "/api/embeddings"}) {
-    router.post(path, [path](const httplib::Request&, const std::string&, httplib::Response& res) {
-      write_ollama_error(res, 501,
-                         std::string("flatline does not implement ") + path +
-                             " (models are the .gguf files in the models directory; embeddings are not supported)");
-    });
-  }
-  router.del("/api/delete", [](const httplib::Request&, httplib::Response& res) {
-    write_ollama_error(res, 501, "flatline does not implement /api/delete (remove the .gguf file instead)");
+  // Embeddings: embed_routes.cpp; create, copy, delete, pull: model_admin_routes.cpp.
+  router.post("/api/push", [](const httplib::Request&, const std::string&, httplib::Response& res) {
+    write_ollama_error(res, 501, "flatline does not implement /api/push (models are the .gguf files in the models directory)");
   });
 }
 

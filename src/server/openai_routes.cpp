@@ -307,9 +307,6 @@ void register_openai_routes(Router& router, ServerContext& ctx) {
         });
       },
       "/v1/models/{model}");
-  router.post("/v1/embeddings", [](const httplib::Request&, const std::string&, httplib::Response& res) {
-    write_openai_error(res, 501, "flatline does not support embeddings");
-  });
 }
 
 }  // namespace flatline::server

@@ -174,6 +174,14 @@ void stream_response(httplib::Response& res, const char* content_type, std::shar
 
 void register_ollama_routes(Router& router, ServerContext& ctx);
 void register_openai_routes(Router& router, ServerContext& ctx);
+// /api/embed, /api/embeddings, /v1/embeddings (embed_routes.cpp).
+void register_embed_routes(Router& router, ServerContext& ctx);
+// /api/show's "capabilities": Ollama's ["embedding"] for a file that
+// declares <arch>.pooling_type, else ["completion", "embedding"] (flatline
+// embeds with every generative model it runs).
+json model_capabilities(const gguf::File& file);
+// /api/create, /api/copy, /api/delete, /api/pull (model_admin_routes.cpp).
+void register_model_admin_routes(Router& router, ServerContext& ctx);
 // GET /health and GET /metrics.
 void register_ops_routes(Router& router, ServerContext& ctx);
 // GET /flatline/stats (stats_routes.cpp), and record_turn, which

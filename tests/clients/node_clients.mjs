@@ -69,6 +69,15 @@ await assert.rejects(ollama.chat({ model: 'no-such-model', messages }), (e) => {
 });
 ok('ollama error for an unknown model');
 
+const norm = (v) => Math.sqrt(v.reduce((s, x) => s + x * x, 0));
+const embed = await ollama.embed({ model, input: ['What is beekeeping?', 'Layens hives'] });
+assert.equal(embed.embeddings.length, 2);
+assert.ok(Math.abs(norm(embed.embeddings[0]) - 1) < 1e-5);
+assert.ok(embed.prompt_eval_count > 0);
+const single = await ollama.embed({ model, input: 'Layens hives' });
+assert.deepEqual(single.embeddings[0], embed.embeddings[1]);
+ok('ollama.embed');
+
 // --- openai ---------------------------------------------------------------
 const completion = await openai.chat.completions.create({ model, messages, max_tokens: 12, temperature: 0 });
 assert.equal(completion.object, 'chat.completion');
@@ -98,6 +107,20 @@ ok('openai chat.completions stream');
 const legacy = await openai.completions.create({ model, prompt: 'Once upon a time', max_tokens: 8, temperature: 0 });
 assert.equal(typeof legacy.choices[0].text, 'string');
 ok('openai completions');
+
+// The SDK asks for base64 by default and decodes it: the same floats as the Ollama API's.
+const oaiEmbed = await openai.embeddings.create({ model, input: ['What is beekeeping?', 'Layens hives'] });
+assert.equal(oaiEmbed.data.length, 2);
+assert.equal(oaiEmbed.data[1].index, 1);
+for (let i = 0; i < 2; i++) {
+  const a = oaiEmbed.data[i].embedding, b = embed.embeddings[i];
+  assert.equal(a.length, b.length);
+  assert.ok(a.every((x, k) => Math.abs(x - b[k]) < 1e-6), `embedding ${i} differs`);
+}
+assert.ok(oaiEmbed.usage.prompt_tokens > 0);
+const floats = await openai.embeddings.create({ model, input: 'Layens hives', encoding_format: 'float', dimensions: 8 });
+assert.equal(floats.data[0].embedding.length, 8);
+ok('openai embeddings');
 
 const ids = [];
 for await (const m of openai.models.list()) ids.push(m.id);
