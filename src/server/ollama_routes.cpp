@@ -420,7 +420,7 @@ void register_ollama_routes(Router& router, ServerContext& ctx) {
   router.get("/api/ps", [&ctx](const httplib::Request&, httplib::Response& res) {
     guarded(res, write_ollama_error, [&] { handle_ps(ctx, res); });
   });
-  // Embeddings: embed_routes.cpp; create, copy, delete, pull: model_admin_routes.cpp.
+  // Embeddings: embed_routes.cpp.
   router.post("/api/push", [](const httplib::Request&, const std::string&, httplib::Response& res) {
     write_ollama_error(res, 501, "flatline does not implement /api/push (models are the .gguf files in the models directory)");
   });

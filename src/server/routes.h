@@ -180,8 +180,6 @@ void register_embed_routes(Router& router, ServerContext& ctx);
 // declares <arch>.pooling_type, else ["completion", "embedding"] (flatline
 // embeds with every generative model it runs).
 json model_capabilities(const gguf::File& file);
-// /api/create, /api/copy, /api/delete, /api/pull (model_admin_routes.cpp).
-void register_model_admin_routes(Router& router, ServerContext& ctx);
 // GET /health and GET /metrics.
 void register_ops_routes(Router& router, ServerContext& ctx);
 // GET /flatline/stats (stats_routes.cpp), and record_turn, which
