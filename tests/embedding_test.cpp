@@ -34,19 +34,7 @@ std::string error_of(Fn&& fn) {
   EXPECT_NE(error_of([&] { stmt; }).find(text), std::string::npos) << "message: " << error_of([&] { stmt; })
 
 SyntheticModel tiny(const std::string& arch) {
-  SyntheticModel m;
-  m.arch = arch;
-  m.n_embd = 64;
-  m.n_layer = 2;
-  m.n_ff = 96;
-  m.n_head = 4;
-  m.n_head_kv = 2;
-  m.head_dim = 32;
-  m.rank_decay = m.rank_iclr = m.rank_value = m.rank_gate = 16;
-  m.d_inner = 128;
-  m.ssm_head_dim = 32;
-  m.n_group = 2;
-  m.dt_rank = 8;
+  SyntheticModel m = test::tiny_synthetic(arch);
   m.n_vocab = 256;
   m.seed = 7;
   if (arch == "granitehybrid" || arch == "jamba") m.layer_pattern = "MA";

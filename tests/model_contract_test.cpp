@@ -47,23 +47,7 @@ std::string synthetic(const std::string& name, SyntheticModel m) {
   return path;
 }
 
-SyntheticModel tiny(const std::string& arch) {
-  SyntheticModel m;
-  m.arch = arch;
-  m.n_embd = 64;
-  m.n_layer = 2;
-  m.n_ff = 96;
-  m.n_head = 4;
-  m.n_head_kv = 2;
-  m.head_dim = 32;
-  m.rank_decay = m.rank_iclr = m.rank_value = m.rank_gate = 16;
-  m.d_inner = 128;
-  m.d_state = 16;
-  m.ssm_head_dim = 32;
-  m.n_group = 2;
-  m.dt_rank = 8;
-  return m;
-}
+SyntheticModel tiny(const std::string& arch) { return test::tiny_synthetic(arch); }
 
 const Arch kArchs[] = {
     {"rwkv7_tiny_trained", [] { return shared("tiny-rwkv7-834K-f32.gguf"); }},

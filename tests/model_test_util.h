@@ -13,6 +13,7 @@
 
 #include "gguf/gguf.h"
 #include "models/model.h"
+#include "models/synthetic.h"
 #include "tensor/thread_pool.h"
 
 namespace flatline::test {
@@ -83,5 +84,25 @@ inline std::vector<float> all_logits(TestModel& m, const std::vector<int32_t>& i
 }
 
 inline int argmax(const float* x, int64_t n) { return static_cast<int>(std::max_element(x, x + n) - x); }
+
+// The smallest model of `arch` that still has every part (two layers, GQA,
+// LoRA ranks, SSM widths): the contract and embedding tests' synthetic files.
+inline SyntheticModel tiny_synthetic(const std::string& arch) {
+  SyntheticModel m;
+  m.arch = arch;
+  m.n_embd = 64;
+  m.n_layer = 2;
+  m.n_ff = 96;
+  m.n_head = 4;
+  m.n_head_kv = 2;
+  m.head_dim = 32;
+  m.rank_decay = m.rank_iclr = m.rank_value = m.rank_gate = 16;
+  m.d_inner = 128;
+  m.d_state = 16;
+  m.ssm_head_dim = 32;
+  m.n_group = 2;
+  m.dt_rank = 8;
+  return m;
+}
 
 }  // namespace flatline::test
