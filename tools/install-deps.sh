@@ -6,8 +6,10 @@ SUDO=""
 if [ "$(id -u)" != "0" ]; then SUDO="sudo"; fi
 PACKAGES="build-essential cmake ninja-build pkg-config git \
   libcpp-httplib-dev nlohmann-json3-dev libcli11-dev libgtest-dev libbenchmark-dev python3 \
-  python3-jinja2 chromium chromium-driver python3-selenium haproxy"
+  python3-jinja2 python3-jsonschema chromium chromium-driver python3-selenium haproxy"
 # python3-jinja2: the outside truth of the Jinja chat-template tests (tests/jinja/).
+# python3-jsonschema: the outside truth of the structured-output tests (every constrained
+# output is validated by it against its schema).
 # chromium, chromium-driver, python3-selenium: the chat page's browser test
 # (tests/browser/), headless; it skips when they are missing.
 # haproxy: the load balancer of the replicas test (tests/replicas_haproxy_test.cpp, deploy/).
