@@ -47,7 +47,7 @@ class DictObject {
   // For keys known to be new (building from JSON): no duplicate check.
   void append(Value key, Value value);
   const std::vector<std::pair<Value, Value>>& entries() const { return entries_; }
-  size_t size() const { return entries_.size(); }
+  size_t size() const;  // defined after Value (clang needs it complete)
 
  private:
   std::vector<std::pair<Value, Value>> entries_;
@@ -85,7 +85,7 @@ class Object {
   virtual bool callable() const { return false; }
   virtual Value call(Interpreter& interp, CallArgs& args);
   // Items when iterated; nullopt if not iterable.
-  virtual std::optional<std::vector<Value>> items() const { return std::nullopt; }
+  virtual std::optional<std::vector<Value>> items() const;  // default nullopt (defined after Value)
 };
 
 struct UndefinedState {
@@ -172,6 +172,9 @@ class Value {
       data_;
   bool markup_ = false;
 };
+
+inline size_t DictObject::size() const { return entries_.size(); }
+inline std::optional<std::vector<Value>> Object::items() const { return std::nullopt; }
 
 // ---- Python semantics ------------------------------------------------------------
 
