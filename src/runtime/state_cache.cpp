@@ -403,7 +403,11 @@ Conversation decode_state_file(std::span<const uint8_t> bytes, const LoadedModel
   if (conv.state->n_ctx() != h.n_ctx)
     throw Error(name + ": state file was made for a " + std::to_string(h.n_ctx) + "-token context, this model gives " +
                 std::to_string(conv.state->n_ctx()));
-  conv.state->load(std::span<const uint8_t>(p, static_cast<size_t>(h.state_len)));
+  try {
+    conv.state->load(std::span<const uint8_t>(p, static_cast<size_t>(h.state_len)));
+  } catch (const Error& e) {
+    throw Error(name + ": " + e.what());  // say which file it was
+  }
   if (conv.state->n_past() != static_cast<int64_t>(conv.tokens.size()))
     throw Error(name + ": state file is inconsistent: the state holds " + std::to_string(conv.state->n_past()) +
                 " tokens, the token list " + std::to_string(conv.tokens.size()));
