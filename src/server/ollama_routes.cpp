@@ -75,10 +75,12 @@ InferenceRequest common_request(ServerContext& ctx, const FieldReader& f) {
   InferenceRequest ir;
   auto model = f.string("model");
   ir.keep_alive = parse_keep_alive(f.raw("keep_alive"));
-  ir.options.turn = ollama_default_options();
-  if (const json* o = f.raw("options")) apply_options(*o, ir.options);
   ir.entry = resolve_model(ctx, model);
   ir.model_name = *model;
+  // An alias's PARAMETERs are the defaults; the request's options win.
+  ir.options.turn = ollama_default_options();
+  apply_options(ir.entry.defaults.parameters, ir.options);
+  if (const json* o = f.raw("options")) apply_options(*o, ir.options);
   check_unsupported(f, ir.model_name);
   ir.format = pick_output_format(ollama_format(f.raw("format")), raw_grammar(f.raw("grammar")));
   return ir;
@@ -124,6 +126,7 @@ void handle_chat(ServerContext& ctx, const std::string& request_body, httplib::R
   InferenceRequest ir = common_request(ctx, f);
   ir.chat = true;
   ir.messages = std::move(messages);
+  if (!ir.messages.empty()) apply_alias_prompt_defaults(ir);
   ir.truncate = f.boolean("truncate");
   const std::string model = ir.model_name;
 
@@ -208,6 +211,7 @@ void handle_generate(ServerContext& ctx, const std::string& request_body, httpli
   ir.raw = raw;
   ir.prompt = std::move(prompt);
   ir.system = std::move(system);
+  apply_alias_prompt_defaults(ir);
   ir.context = std::move(context);
   auto turn = start_turn(ctx, ir, start);
   auto last = [model, raw](const ActiveTurn& t, const TurnResult& r) {
