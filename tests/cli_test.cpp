@@ -6,7 +6,9 @@
 
 #include <array>
 #include <cstdio>
+#include <filesystem>
 #include <fstream>
+#include <iterator>
 
 #include "gguf/gguf_writer.h"
 #include "models/synthetic.h"
@@ -143,6 +145,41 @@ TEST(Cli, BenchJsonHasTheDocumentedFields) {
   ASSERT_EQ(r.status, 0) << r.output;
   for (const char* field : {"pp_tok_s", "tg_tok_s", "peak_rss_bytes", "bandwidth_gb_s", "roofline_fraction"})
     EXPECT_NE(r.output.find(std::string("\"") + field + "\""), std::string::npos) << field << "\n" << r.output;
+}
+
+// `flatline create NAME -f Modelfile`: FROM paths are relative to the
+// Modelfile's folder (as Ollama's CLI reads them) and must name a file in
+// the models directory; the manifest lands there and `run`-free checks read it.
+TEST(Cli, CreateWritesAnAliasManifestFromAModelfile) {
+  namespace fs = std::filesystem;
+  const fs::path root = test::temp_path("cli-create");
+  fs::create_directories(root / "models");
+  fs::create_directories(root / "project");
+  fs::copy_file(tiny_synthetic_model(), root / "models" / "tiny.gguf", fs::copy_options::overwrite_existing);
+  std::ofstream(root / "project" / "Modelfile") << "FROM ../models/tiny.gguf\nPARAMETER temperature 0.2\nSYSTEM Hi.\n";
+  CommandResult ok = run("create tiny:chat -f " + (root / "project" / "Modelfile").string() + " --models " +
+                         (root / "models").string());
+  EXPECT_EQ(ok.status, 0) << ok.output;
+  EXPECT_NE(ok.output.find("success"), std::string::npos) << ok.output;
+  std::ifstream manifest(root / "models" / "tiny:chat.alias.json");
+  ASSERT_TRUE(manifest.good());
+  const std::string text((std::istreambuf_iterator<char>(manifest)), std::istreambuf_iterator<char>());
+  EXPECT_NE(text.find("\"from\": \"tiny.gguf\""), std::string::npos) << text;
+  EXPECT_NE(text.find("\"temperature\": 0.2"), std::string::npos) << text;
+
+  std::ofstream(root / "project" / "Bad") << "FROM ../models/tiny.gguf\nPARAMETR temperature 1\n";
+  CommandResult bad = run("create broken -f " + (root / "project" / "Bad").string() + " --models " + (root / "models").string());
+  EXPECT_EQ(bad.status, 1) << bad.output;
+  EXPECT_NE(bad.output.find("Modelfile line 2: unknown instruction"), std::string::npos) << bad.output;
+
+  fs::copy_file(tiny_synthetic_model(), root / "project" / "stray.gguf", fs::copy_options::overwrite_existing);
+  std::ofstream(root / "project" / "Outside") << "FROM ./stray.gguf\n";
+  CommandResult outside =
+      run("create stray -f " + (root / "project" / "Outside").string() + " --models " + (root / "models").string());
+  EXPECT_EQ(outside.status, 1) << outside.output;
+  EXPECT_NE(outside.output.find("outside the models directory"), std::string::npos) << outside.output;
+  EXPECT_FALSE(fs::exists(root / "models" / "stray.alias.json"));
+  fs::remove_all(root);
 }
 
 }  // namespace

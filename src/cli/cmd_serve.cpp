@@ -45,6 +45,7 @@ struct ServeOptions {
   int idle_timeout = 30;
   std::string api_key;
   bool insecure_public = false;
+  bool allow_delete_files = false;
   std::string allowed_hosts;
   std::string allowed_origins;
 };
@@ -63,15 +64,6 @@ int64_t parse_keep_alive_flag(const std::string& text) {
   if (is_number && !(std::fabs(seconds) * 1e9 < 9.2e18)) return KeepAlive::kForever;  // also NaN
   int64_t ns = is_number ? static_cast<int64_t>(seconds * 1e9) : server::parse_go_duration_ns(text);
   return ns < 0 ? KeepAlive::kForever : ns;
-}
-
-// $FLATLINE_MODELS, else the folder of the bundled demo model (so a fresh
-// checkout serves it with no setup), else ./models.
-std::string default_models_dir() {
-  if (const char* env = std::getenv("FLATLINE_MODELS"); env && *env) return env;
-  std::string bundled = default_model_path();
-  if (!bundled.empty()) return std::filesystem::path(bundled).parent_path().string();
-  return "models";
 }
 
 // A share of the budget for cached conversation states: a fifth, at least
@@ -110,6 +102,7 @@ void serve(const ServeOptions& o) {
   so.transport.idle_timeout_s = o.idle_timeout;
   so.access.api_key = flag_or_env(o.api_key, "FLATLINE_API_KEY");
   so.access.insecure_public = o.insecure_public;
+  so.allow_delete_files = o.allow_delete_files;
   so.access.allowed_hosts = server::split_list(flag_or_env(o.allowed_hosts, "FLATLINE_ALLOWED_HOSTS"));
   so.access.allowed_origins = server::split_list(flag_or_env(o.allowed_origins, "FLATLINE_ORIGINS"));
   if (o.host == "0.0.0.0" || o.host == "::")
@@ -197,6 +190,8 @@ void register_serve(CLI::App& app) {
   sub->add_option("--api-key", o->api_key,
                   "Require \"Authorization: Bearer KEY\" on every route but /health and / (default: $FLATLINE_API_KEY)");
   sub->add_flag("--insecure-public", o->insecure_public, "Allow a --host beyond loopback without an API key");
+  sub->add_flag("--allow-delete-files", o->allow_delete_files,
+                "Let /api/delete delete a .gguf file of the models directory (by default it deletes only aliases)");
   sub->add_option("--allowed-hosts", o->allowed_hosts,
                   "Extra Host names accepted on a loopback bind, comma-separated, * = any (default: $FLATLINE_ALLOWED_HOSTS)");
   sub->add_option("--allowed-origins", o->allowed_origins,

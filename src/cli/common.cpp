@@ -130,6 +130,13 @@ void SamplingOptions::add_to(CLI::App& app, int64_t default_predict) {
           "at most 1024 bytes"));
 }
 
+std::string default_models_dir() {
+  if (const char* env = std::getenv("FLATLINE_MODELS"); env && *env) return env;
+  std::string bundled = default_model_path();
+  if (!bundled.empty()) return std::filesystem::path(bundled).parent_path().string();
+  return "models";
+}
+
 std::string default_model_path() {
   if (const char* env = std::getenv("FLATLINE_MODEL"); env && *env) return env;
   const std::string name = "models/flatline-demo-kjv.gguf";

@@ -52,6 +52,10 @@ CLI::Option* count_or_unlimited(CLI::Option* option, int64_t hi);
 // The bundled demo model: $FLATLINE_MODEL, else models/flatline-demo-kjv.gguf
 // next to the binary's source tree or install prefix. "" if none exists.
 std::string default_model_path();
+// The models directory `serve` and `create` use without --models:
+// $FLATLINE_MODELS, else the bundled demo model's folder (so a fresh
+// checkout serves it with no setup), else ./models.
+std::string default_models_dir();
 
 // "f16" | "q8_0" | "f32" -> the KV cache type. Throws Error.
 DType parse_kv_type(const std::string& text);
@@ -74,5 +78,6 @@ void register_perplexity(CLI::App& app);
 void register_quantize(CLI::App& app);
 void register_synth(CLI::App& app);
 void register_convert(CLI::App& app);
+void register_create(CLI::App& app);
 
 }  // namespace flatline::cli

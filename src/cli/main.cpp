@@ -29,6 +29,7 @@ int main(int argc, char** argv) {
   flatline::cli::register_quantize(app);
   flatline::cli::register_synth(app);
   flatline::cli::register_convert(app);
+  flatline::cli::register_create(app);
   app.parse_complete_callback([&] {
     if (verbose) flatline::set_log_level(flatline::LogLevel::Debug);
   });

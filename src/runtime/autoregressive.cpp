@@ -52,7 +52,7 @@ void AutoregressiveGenerator::decode(Conversation& conv, const GenerateOptions& 
   const Tokenizer& tok = model.tokenizer();
   std::vector<std::string> stops = options.stop;
   if (options.use_template_stops)
-    for (auto& s : model.chat_template().stop_strings()) stops.push_back(s);
+    for (auto& s : engine_.chat_template().stop_strings()) stops.push_back(s);
   TextStream stream(stops);
   // Sampling stays within the tokenizer's ids: a padded embedding table may
   // have rows no token stands for.

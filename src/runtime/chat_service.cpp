@@ -21,18 +21,22 @@ std::string ChatService::render(const LoadedModel& model, const std::vector<Chat
   return model.chat_template().render(messages, /*add_generation_prompt=*/true);
 }
 
+std::string ChatService::render(const Engine& engine, const std::vector<ChatMessage>& messages) {
+  return engine.chat_template().render(messages, /*add_generation_prompt=*/true);
+}
+
 PreparedTurn ChatService::prepare(Engine& engine, int64_t n_ctx, const std::string& prompt) {
   return prepare_at(engine, n_ctx, prompt, {});
 }
 
 PreparedTurn ChatService::prepare_messages(Engine& engine, int64_t n_ctx, const std::vector<ChatMessage>& messages) {
-  const LoadedModel& model = engine.loaded();
-  const std::string prompt = render(model, messages);
+  const ChatTemplate& tmpl = engine.chat_template();
+  const std::string prompt = render(engine, messages);
   return prepare_at(engine, n_ctx, prompt,
-                    [&](size_t after) { return message_boundaries(model, messages, prompt, after); });
+                    [&](size_t after) { return message_boundaries(tmpl, messages, prompt, after); });
 }
 
-std::vector<size_t> ChatService::message_boundaries(const LoadedModel& model, const std::vector<ChatMessage>& messages,
+std::vector<size_t> ChatService::message_boundaries(const ChatTemplate& tmpl, const std::vector<ChatMessage>& messages,
                                                     const std::string& prompt, size_t after) {
   std::vector<size_t> out;
   const size_t n = messages.size();
@@ -40,7 +44,7 @@ std::vector<size_t> ChatService::message_boundaries(const LoadedModel& model, co
     const size_t last = n - 1 - step;  // the boundary after messages[last]
     std::string head;
     try {
-      head = model.chat_template().render(std::vector<ChatMessage>(messages.begin(), messages.begin() + last + 1),
+      head = tmpl.render(std::vector<ChatMessage>(messages.begin(), messages.begin() + last + 1),
                                           /*add_generation_prompt=*/false);
     } catch (const std::exception&) {
       continue;  // a template may refuse a history that ends there
@@ -118,7 +122,7 @@ PreparedTurn ChatService::prepare_chat(Engine& engine, int64_t n_ctx, std::vecto
   const bool bounded = engine.loaded().traits().has_context_limit;
   if (policy == ContextPolicy::DropOldest && bounded) {
     const int64_t limit = n_ctx - reply_reserve(n_ctx, num_predict);
-    while (engine.count_prompt_tokens(render(engine.loaded(), messages)) > limit) {
+    while (engine.count_prompt_tokens(render(engine, messages)) > limit) {
       const int n = drop_oldest_exchange(messages);
       if (n == 0) break;
       removed += n;

@@ -63,6 +63,8 @@ class ChatService {
   explicit ChatService(StateCache& cache) : cache_(cache) {}
 
   static std::string render(const LoadedModel& model, const std::vector<ChatMessage>& messages);
+  // With the engine's chat template (an alias's TEMPLATE when one is set).
+  static std::string render(const Engine& engine, const std::vector<ChatMessage>& messages);
 
   // Starts from the longest cached snapshot `prompt` extends (or a fresh
   // state with room for `n_ctx` tokens) and evaluates the rest; snapshots
@@ -81,7 +83,7 @@ class ChatService {
   // the last one at doubling distances from it (the second-to-last, the
   // third-, fifth-, ninth-to-last, ...), leaving out ends within
   // kMinBoundaryGap bytes of `after` or of the prompt's end. Ascending.
-  static std::vector<size_t> message_boundaries(const LoadedModel& model, const std::vector<ChatMessage>& messages,
+  static std::vector<size_t> message_boundaries(const ChatTemplate& tmpl, const std::vector<ChatMessage>& messages,
                                                 const std::string& prompt, size_t after);
   static constexpr size_t kMinBoundaryGap = 16;
   // prepare() for a chat: renders `messages`; with DropOldest, when the

@@ -1,6 +1,7 @@
 #include "runtime/chat_template.h"
 
 #include <mutex>
+#include <regex>
 #include <optional>
 #include <set>
 
@@ -106,6 +107,52 @@ ChatTemplate ChatTemplate::from_gguf(const gguf::File& file) {
                         "' is not a format flatline knows (rwkv-world, llama3, gemma, chatml, llama2) nor Jinja; "
                         "chats use the plain fallback format");
   return ChatTemplate(format);
+}
+
+bool ChatTemplate::is_go_template(std::string_view t) {
+  static const std::regex go(R"(\{\{-?\s*(\.|(if|range|with|end|else|define|template|block)\b))");
+  return std::regex_search(t.begin(), t.end(), go);
+}
+
+std::optional<ChatFormat> ChatTemplate::format_named(std::string_view name) {
+  for (ChatFormat f : {ChatFormat::RwkvWorld, ChatFormat::Llama3, ChatFormat::Gemma, ChatFormat::ChatMl,
+                       ChatFormat::Llama2, ChatFormat::Plain})
+    if (ChatTemplate(f).name() == name) return f;
+  return std::nullopt;
+}
+
+std::string ChatTemplate::check_override(const std::string& text, std::string* described) {
+  auto describe = [&](std::string what) {
+    if (described) *described = std::move(what);
+    return std::string();
+  };
+  if (auto f = format_named(text)) return describe("the " + text + " format");
+  if (is_go_template(text)) {
+    const ChatFormat f = detect(text, "");
+    if (f == ChatFormat::Plain)
+      return "an Ollama Go template whose special tokens match none of flatline's formats (flatline does not run Go "
+             "templates; give a Jinja chat template, or one of rwkv-world, llama3, gemma, chatml, llama2, plain)";
+    return describe("the " + std::string(ChatTemplate(f).name()) + " format (recognised from the Go template's special tokens)");
+  }
+  if (!looks_like_jinja(text))
+    return "neither a Jinja chat template nor a format name (rwkv-world, llama3, gemma, chatml, llama2, plain)";
+  try {
+    jinja::Template::parse(text);
+  } catch (const jinja::Error& e) {
+    return std::string("not a valid Jinja template: ") + e.what();
+  }
+  return describe("a Jinja chat template");
+}
+
+ChatTemplate ChatTemplate::from_gguf(const gguf::File& file, const std::string& text) {
+  if (auto f = format_named(text)) return ChatTemplate(*f);
+  if (is_go_template(text)) {
+    if (std::string why = check_override(text); !why.empty()) throw Error("TEMPLATE is " + why);
+    return ChatTemplate(detect(text, ""));
+  }
+  const SpecialTokenTexts special = special_token_texts(file);
+  JinjaTemplateTokens tokens{special.bos, special.eos, special.add_bos, special.add_eos};
+  return from_jinja(text, tokens, {}, file.get_string("general.architecture", ""));
 }
 
 bool ChatTemplate::has_named_template(const std::string& name) const {

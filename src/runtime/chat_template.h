@@ -8,6 +8,7 @@
 
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -55,6 +56,19 @@ class ChatTemplate {
   // rendered as Jinja when it is one; else the format named by the template
   // or the architecture.
   static ChatTemplate from_gguf(const gguf::File& file);
+  // The same with `text` in place of tokenizer.chat_template (an alias's
+  // TEMPLATE): a Jinja template (throws jinja::Error when it does not
+  // parse), a format name (rwkv-world, llama3, gemma, chatml, llama2,
+  // plain), or an Ollama Go template whose special tokens name one of the
+  // formats (throws Error for one that names none).
+  static ChatTemplate from_gguf(const gguf::File& file, const std::string& text);
+  // Checks `text` as from_gguf(file, text) would, without a model: "" when it
+  // is usable, else why not. `described` gets what it is taken as.
+  static std::string check_override(const std::string& text, std::string* described = nullptr);
+  // Ollama's Go template syntax ({{ .Prompt }}, {{ if .System }}, {{ range .Messages }}).
+  static bool is_go_template(std::string_view text);
+  // A hand-written format by name ("chatml"), or nullopt.
+  static std::optional<ChatFormat> format_named(std::string_view name);
   // A Jinja template with named variants. Throws jinja::Error when `source`
   // does not parse (a named variant that does not parse is left out).
   static ChatTemplate from_jinja(const std::string& source, const JinjaTemplateTokens& tokens,

@@ -279,7 +279,7 @@ GenerateResult DiffusionGenerator::run(Conversation& conv, std::vector<int32_t> 
   bool cancelled = false, ended = false;
   std::vector<std::string> stops = options.stop;
   if (options.use_template_stops)
-    for (auto& s : lm.chat_template().stop_strings()) stops.push_back(s);
+    for (auto& s : engine_.chat_template().stop_strings()) stops.push_back(s);
   TextStream stream(stops);
   int64_t total_step = 0;
 

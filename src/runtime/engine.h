@@ -33,6 +33,7 @@ class LoadedModel {
   const Model& model() const { return *model_; }
   const Tokenizer& tokenizer() const { return *tokenizer_; }
   const ChatTemplate& chat_template() const { return template_; }
+  const gguf::File& file() const { return *file_; }
   const ModelInfo& info() const { return model_->info(); }
   // Identifies the exact weights: used to refuse states saved by another model.
   const std::string& fingerprint() const { return fingerprint_; }
@@ -188,6 +189,12 @@ class Engine {
   // under a request's own loop policy only serve requests with that policy.
   std::string cache_variant() const;
 
+  // The chat template prompts are rendered with and whose stop strings end
+  // a reply: the model's, unless a server request for an alias with its own
+  // TEMPLATE set one (nullptr: the model's again).
+  const ChatTemplate& chat_template() const { return template_override_ ? *template_override_ : model_.chat_template(); }
+  void set_chat_template(std::shared_ptr<const ChatTemplate> tmpl) { template_override_ = std::move(tmpl); }
+
  private:
   std::vector<int32_t> tokenize_continuation(const Conversation& conv, std::string_view suffix) const;
   // Offset in `suffix` after each of `ids` (the continuation of `conv`), or
@@ -201,6 +208,7 @@ class Engine {
   std::unique_ptr<Workspace> workspace_;
   ForwardStats stats_;
   std::optional<LoopExit> loop_exit_;
+  std::shared_ptr<const ChatTemplate> template_override_;
 };
 
 }  // namespace flatline

@@ -58,6 +58,20 @@ std::string dominant_tensor_type(const gguf::File& f) {
   return best;
 }
 
+// A broken manifest or file is reported once, not on every listing.
+void warn_once(const std::string& message) {
+  static std::mutex mutex;
+  static std::set<std::string> warned;
+  std::lock_guard<std::mutex> lock(mutex);
+  if (warned.insert(message).second) LOG_WARN(message);
+}
+
+bool is_manifest_file(const fs::path& p) {
+  const std::string name = p.filename().string();
+  return name.size() > kAliasManifestSuffix.size() &&
+         name.compare(name.size() - kAliasManifestSuffix.size(), kAliasManifestSuffix.size(), kAliasManifestSuffix) == 0;
+}
+
 }  // namespace
 
 std::string human_parameter_count(uint64_t n) {
@@ -203,14 +217,15 @@ void ModelCatalog::refresh() {
     try {
       e.summary = summarize(e.path, e.size, e.modified_unix_ns);
     } catch (const Error& err) {
-      static std::set<std::string> warned;
-      if (warned.insert(e.path + std::to_string(e.modified_unix_ns)).second)
-        LOG_WARN("models: skipping " << e.path << ": " << err.what());
+      warn_once("models: skipping " + e.path + " (" + std::to_string(e.modified_unix_ns) + "): " + err.what());
       continue;
     }
     files.push_back(std::move(e));
   }
   std::vector<CatalogEntry> all = files;
+  auto taken = [&all](const std::string& name) {
+    return std::any_of(all.begin(), all.end(), [&](const CatalogEntry& e) { return e.name == name; });
+  };
   last_good_aliases_ = read_aliases(/*strict=*/false);
   for (const auto& [alias, target] : last_good_aliases_) {
     auto match = std::find_if(files.begin(), files.end(), [&](const CatalogEntry& f) {
@@ -220,14 +235,102 @@ void ModelCatalog::refresh() {
       LOG_DEBUG("models.json: alias " << alias << " points to " << target << ", which is not in " << directory_);
       continue;
     }
-    if (std::any_of(files.begin(), files.end(), [&](const CatalogEntry& f) { return f.name == alias; })) continue;
+    if (taken(alias)) continue;
     CatalogEntry e = *match;
     e.name = alias;
     e.alias = true;
     all.push_back(std::move(e));
   }
+  for (CatalogEntry& e : created_aliases(files)) {
+    if (taken(e.name)) {
+      warn_once("models: " + e.manifest_path + " is not used: \"" + e.name + "\" is already a model file's or a models.json alias's name");
+      continue;
+    }
+    all.push_back(std::move(e));
+  }
   std::sort(all.begin(), all.end(), [](const CatalogEntry& a, const CatalogEntry& b) { return a.name < b.name; });
   entries_ = std::move(all);
+}
+
+// The manifests of the directory whose "from" is one of `files`.
+std::vector<CatalogEntry> ModelCatalog::created_aliases(const std::vector<CatalogEntry>& files) {
+  std::vector<CatalogEntry> out;
+  std::error_code ec;
+  for (const auto& item : fs::directory_iterator(directory_, ec)) {
+    if (!item.is_regular_file(ec) || !is_manifest_file(item.path())) continue;
+    AliasManifest m;
+    try {
+      m = read_alias_manifest(item.path().string());
+    } catch (const Error& err) {
+      warn_once(std::string("models: skipping ") + err.what());
+      continue;
+    }
+    auto target = std::find_if(files.begin(), files.end(),
+                               [&](const CatalogEntry& f) { return fs::path(f.path).filename() == m.from; });
+    if (target == files.end()) {
+      LOG_DEBUG("models: " << item.path().string() << " names " << m.from << ", which is not in " << directory_);
+      continue;
+    }
+    CatalogEntry e = *target;
+    e.name = m.name;
+    e.alias = true;
+    e.manifest_path = item.path().string();
+    e.defaults = std::move(m.defaults);
+    e.modified_unix_ns = std::max(e.modified_unix_ns, mtime_ns(item.path()));
+    out.push_back(std::move(e));
+  }
+  return out;
+}
+
+const CatalogEntry* ModelCatalog::find_locked(std::string_view name) const {
+  const std::string wanted = strip_latest(name);
+  for (const auto& e : entries_)
+    if (e.name == wanted) return &e;
+  const std::string wanted_lower = lower(wanted);
+  for (const auto& e : entries_)
+    if (lower(e.name) == wanted_lower) return &e;
+  return nullptr;
+}
+
+// Why `existing` may not be replaced or removed as a created alias, or "".
+static std::string not_a_created_alias(const CatalogEntry& existing) {
+  if (!existing.alias)
+    return "\"" + existing.name + "\" is the model file " + fs::path(existing.path).filename().string() +
+           " in the models directory";
+  if (existing.manifest_path.empty()) return "\"" + existing.name + "\" is an alias defined in models.json; edit that file";
+  return "";
+}
+
+void ModelCatalog::save_alias(const AliasManifest& manifest) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  refresh();
+  const bool from_is_file = std::any_of(entries_.begin(), entries_.end(), [&](const CatalogEntry& e) {
+    return !e.alias && fs::path(e.path).filename() == manifest.from;
+  });
+  if (!from_is_file) throw Error("\"" + manifest.from + "\" is not a model file in the models directory");
+  std::string replaced;
+  if (const CatalogEntry* existing = find_locked(manifest.name)) {
+    if (std::string why = not_a_created_alias(*existing); !why.empty()) throw Error(why + "; choose another name");
+    replaced = existing->manifest_path;
+  }
+  write_alias_manifest(directory_, manifest);
+  const std::string written = (fs::path(directory_) / alias_manifest_file_name(manifest.name)).string();
+  std::error_code ec;
+  if (!replaced.empty() && replaced != written) fs::remove(replaced, ec);  // the same name in other letter case
+  refresh();
+}
+
+bool ModelCatalog::remove_alias(std::string_view name) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  refresh();
+  const CatalogEntry* existing = find_locked(name);
+  if (!existing) return false;
+  if (std::string why = not_a_created_alias(*existing); !why.empty()) throw Error(why);
+  std::error_code ec;
+  if (!fs::remove(existing->manifest_path, ec) && ec)
+    throw Error("cannot remove " + existing->manifest_path + ": " + ec.message());
+  refresh();
+  return true;
 }
 
 std::vector<CatalogEntry> ModelCatalog::list() {
@@ -239,12 +342,7 @@ std::vector<CatalogEntry> ModelCatalog::list() {
 std::optional<CatalogEntry> ModelCatalog::find(std::string_view name) {
   std::lock_guard<std::mutex> lock(mutex_);
   refresh();
-  const std::string wanted = strip_latest(name);
-  for (const auto& e : entries_)
-    if (e.name == wanted) return e;
-  const std::string wanted_lower = lower(wanted);
-  for (const auto& e : entries_)
-    if (lower(e.name) == wanted_lower) return e;
+  if (const CatalogEntry* e = find_locked(name)) return *e;
   return std::nullopt;
 }
 

@@ -1,6 +1,7 @@
 // The models a server offers: every *.gguf file in one directory, named by
-// its file stem, plus aliases from an optional models.json in that
-// directory:
+// its file stem, the aliases created with /api/create (one NAME.alias.json
+// manifest each, runtime/model_alias.h), plus aliases from an optional
+// models.json in that directory:
 //
 //   { "aliases": { "llama3.2": "Llama-3.2-1B-Instruct-Q4_K_M",
 //                  "rwkv:1.5b": "rwkv7-g1a-1.5b-q8_0.gguf" } }
@@ -19,6 +20,8 @@
 #include <string_view>
 #include <vector>
 
+#include "runtime/model_alias.h"
+
 namespace flatline {
 
 // What a GGUF header says about a model, for listings (no weights read).
@@ -34,8 +37,10 @@ struct ModelSummary {
 
 struct CatalogEntry {
   std::string name;      // as clients use it, without ":latest"
-  std::string path;
-  bool alias = false;
+  std::string path;      // the GGUF file
+  bool alias = false;    // from models.json or a manifest
+  std::string manifest_path;  // a created alias: its NAME.alias.json ("" otherwise)
+  ModelDefaults defaults;     // a created alias's parameters, system, template, messages
   uint64_t size = 0;     // file bytes
   int64_t modified_unix_ns = 0;
   ModelSummary summary;
@@ -56,9 +61,20 @@ class ModelCatalog {
   // "x" -> "x:latest"; names with a tag are kept.
   static std::string display_name(const std::string& name);
 
+  // Writes (or replaces) a created alias's manifest. Throws Error when the
+  // name is a GGUF file's or a models.json alias's, or "from" is not a
+  // model file of the directory.
+  void save_alias(const AliasManifest& manifest);
+  // Removes the created alias `name` (exact or case-insensitive match).
+  // Throws Error for a name that is a file or a models.json alias; returns
+  // false when there is no such model.
+  bool remove_alias(std::string_view name);
+
  private:
   void refresh();  // caller holds mutex_
   std::map<std::string, std::string> read_aliases(bool strict) const;
+  std::vector<CatalogEntry> created_aliases(const std::vector<CatalogEntry>& files);
+  const CatalogEntry* find_locked(std::string_view name) const;
   ModelSummary summarize(const std::string& path, uint64_t size, int64_t mtime);
 
   std::string directory_;

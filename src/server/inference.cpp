@@ -40,13 +40,27 @@ std::string context_text(const LoadedModel& model, const std::vector<int32_t>& i
   return text;
 }
 
-std::string build_prompt(const LoadedModel& model, const InferenceRequest& request) {
-  if (request.chat) return ChatService::render(model, request.messages);
+std::string build_prompt(Engine& engine, const InferenceRequest& request) {
+  if (request.chat) return ChatService::render(engine, request.messages);
   if (request.raw) return request.prompt;
   std::vector<ChatMessage> messages;
   if (!request.system.empty()) messages.push_back({"system", request.system});
   messages.push_back({"user", request.prompt});
-  return context_text(model, request.context) + ChatService::render(model, messages);
+  return context_text(engine.loaded(), request.context) + ChatService::render(engine, messages);
+}
+
+// An alias's TEMPLATE for this turn (cleared when the turn ends).
+void apply_alias_template(ActiveTurn& turn, const CatalogEntry& entry) {
+  Engine& engine = turn.lease->engine();
+  engine.set_chat_template(nullptr);
+  if (!entry.defaults.template_text) return;
+  try {
+    engine.set_chat_template(std::make_shared<const ChatTemplate>(
+        ChatTemplate::from_gguf(turn.lease->loaded().file(), *entry.defaults.template_text)));
+  } catch (const std::exception& e) {
+    throw HttpError(500, "the TEMPLATE of " + turn.model_name + " cannot be used: " + e.what());
+  }
+  turn.template_set = true;
 }
 
 // The token mask for a constrained request. Its budget is the number of
@@ -107,6 +121,23 @@ void apply_loop_policy(ActiveTurn& turn, const ParsedOptions& o) {
 
 ActiveTurn::~ActiveTurn() {
   if (lease && loop_policy_set) lease->engine().set_loop_exit(std::nullopt);
+  if (lease && template_set) lease->engine().set_chat_template(nullptr);
+}
+
+void apply_alias_prompt_defaults(InferenceRequest& request) {
+  const ModelDefaults& d = request.entry.defaults;
+  if (!request.chat) {
+    if (!request.raw && request.system.empty() && d.system) request.system = *d.system;
+    return;
+  }
+  std::vector<ChatMessage> head;
+  const bool has_system = !request.messages.empty() && request.messages.front().role == "system";
+  if (d.system && !has_system) head.push_back({"system", *d.system});
+  head.insert(head.end(), d.messages.begin(), d.messages.end());
+  if (head.empty()) return;
+  // The request's own system message stays first.
+  const auto at = has_system ? request.messages.begin() + 1 : request.messages.begin();
+  request.messages.insert(at, head.begin(), head.end());
 }
 
 void add_loop_stats(json& out, const TurnResult& r) {
@@ -142,7 +173,8 @@ std::shared_ptr<ActiveTurn> start_turn(ServerContext& ctx, const InferenceReques
   turn->load_ns = turn->lease->load_ns();
   turn->turn_options.recurrent_reply_cap = turn->lease->n_ctx();
   apply_loop_policy(*turn, request.options);
-  const std::string prompt = build_prompt(turn->lease->loaded(), request);
+  apply_alias_template(*turn, request.entry);
+  const std::string prompt = build_prompt(turn->lease->engine(), request);
   if (prompt.empty()) throw HttpError(400, "the prompt is empty");
   try {
     if (request.chat) {

@@ -33,11 +33,16 @@ json usage_json(const TurnResult& r) {
 }
 
 // Fields shared by both endpoints: sampling, stop, max_tokens, seed.
-void read_sampling(const FieldReader& f, ParsedOptions& o) {
+// `alias_parameters`: an alias's PARAMETERs, the defaults of fields the
+// request leaves out (OpenAI's own defaults otherwise).
+void read_sampling(const FieldReader& f, ParsedOptions& o, const json& alias_parameters) {
   o.turn = ollama_default_options();
   SamplerParams& s = o.turn.sampling;
-  s.temperature = static_cast<float>(f.number("temperature").value_or(1.0));
-  double top_p = f.number("top_p").value_or(1.0);
+  s.temperature = 1.0f;
+  s.top_p = 1.0f;
+  apply_options(alias_parameters, o);
+  s.temperature = static_cast<float>(f.number("temperature").value_or(s.temperature));
+  double top_p = f.number("top_p").value_or(s.top_p);
   s.top_p = static_cast<float>(top_p == 0.0 ? 1.0 : top_p);
   if (auto v = f.number("frequency_penalty")) s.frequency_penalty = static_cast<float>(*v);
   if (auto v = f.number("presence_penalty")) s.presence_penalty = static_cast<float>(*v);
@@ -137,12 +142,13 @@ void handle_chat_completions(ServerContext& ctx, const std::string& request_body
   ir.messages = parse_openai_messages(*messages);
   const bool stream = f.boolean("stream").value_or(false);
   const bool usage = include_usage(f);
-  read_sampling(f, ir.options);
-  apply_diffusion_fields(body, ir.options.turn);
-  apply_loop_fields(body, ir.options);
   auto model = f.string("model");
   ir.entry = resolve_model(ctx, model);
   ir.model_name = *model;
+  read_sampling(f, ir.options, ir.entry.defaults.parameters);
+  apply_diffusion_fields(body, ir.options.turn);
+  apply_loop_fields(body, ir.options);
+  apply_alias_prompt_defaults(ir);
   if (const json* tools = f.array("tools"); tools && !tools->empty())
     throw HttpError(400, "\"" + ir.model_name + "\" does not support tools");
   ir.format = pick_output_format(openai_response_format(f.raw("response_format")), raw_grammar(f.raw("grammar")));
@@ -211,12 +217,12 @@ void handle_completions(ServerContext& ctx, const std::string& request_body, htt
   ir.prompt = f.string("prompt").value_or("");
   const bool stream = f.boolean("stream").value_or(false);
   const bool usage = include_usage(f);
-  read_sampling(f, ir.options);
-  apply_diffusion_fields(body, ir.options.turn);
-  apply_loop_fields(body, ir.options);
   auto model = f.string("model");
   ir.entry = resolve_model(ctx, model);
   ir.model_name = *model;
+  read_sampling(f, ir.options, ir.entry.defaults.parameters);
+  apply_diffusion_fields(body, ir.options.turn);
+  apply_loop_fields(body, ir.options);
   if (!f.string("suffix").value_or("").empty()) throw HttpError(400, "\"" + ir.model_name + "\" does not support insert");
   if (ir.prompt.empty()) throw HttpError(400, "prompt is required");
   ir.format = pick_output_format(openai_response_format(f.raw("response_format")), raw_grammar(f.raw("grammar")));

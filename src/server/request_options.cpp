@@ -127,6 +127,47 @@ void apply_loop_key(const std::string& key, const json& value, const std::string
 
 }  // namespace
 
+bool is_known_option(const std::string& key) { return find_option(key) != nullptr; }
+
+bool is_list_option(const std::string& key) {
+  const KnownOption* o = find_option(key);
+  return o && o->type == OptionType::StringArray;
+}
+
+json parameter_value(const std::string& key, const std::string& text) {
+  const KnownOption* o = find_option(key);
+  if (!o) throw Error("unknown parameter \"" + key + "\"");
+  const std::string what = "PARAMETER " + key + ": \"" + text + "\" is not ";
+  switch (o->type) {
+    case OptionType::StringArray:
+    case OptionType::String: return text;
+    case OptionType::Bool:
+      if (text == "true" || text == "false") return text == "true";
+      throw Error(what + "true or false");
+    case OptionType::Int: {
+      size_t used = 0;
+      int64_t v = 0;
+      try {
+        v = std::stoll(text, &used);
+      } catch (const std::exception&) {
+      }
+      if (used == 0 || used != text.size()) throw Error(what + "an integer");
+      return v;
+    }
+    case OptionType::Float: {
+      size_t used = 0;
+      double v = 0;
+      try {
+        v = std::stod(text, &used);
+      } catch (const std::exception&) {
+      }
+      if (used == 0 || used != text.size() || !std::isfinite(v)) throw Error(what + "a number");
+      return v;
+    }
+  }
+  throw Error(what + "valid");
+}
+
 void apply_loop_fields(const json& body, ParsedOptions& out) {
   if (!body.is_object()) return;
   for (const auto& [key, value] : body.items())

@@ -36,6 +36,16 @@ struct ParsedOptions {
 // and ignored; unknown keys are ignored with a debug log, as Ollama does.
 void apply_options(const json& options, ParsedOptions& out);
 
+// A Modelfile PARAMETER's text as the JSON value its option takes (number,
+// boolean, string; for stop the string itself, which the caller collects
+// into an array). Throws Error naming the parameter for an unknown one or a
+// value of the wrong type ("PARAMETER top_k: \"x\" is not an integer").
+json parameter_value(const std::string& key, const std::string& text);
+// Whether `key` is an option of Ollama's (or flatline's own); list options
+// (stop) take an array.
+bool is_known_option(const std::string& key);
+bool is_list_option(const std::string& key);
+
 // OpenAI requests: loops / exit_threshold / exit_mode as top-level fields.
 void apply_loop_fields(const json& body, ParsedOptions& out);
 

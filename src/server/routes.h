@@ -131,6 +131,7 @@ struct ActiveTurn {
   // The token mask of a constrained request (after `lease`: destroyed first).
   std::unique_ptr<GrammarConstraint> grammar;
   bool loop_policy_set = false;  // the request overrode a looped model's loop policy
+  bool template_set = false;     // the alias's TEMPLATE is set on the engine
 };
 
 // Looped models: flatline's own fields of a final response, `loops_used`
@@ -174,6 +175,13 @@ void stream_response(httplib::Response& res, const char* content_type, std::shar
 
 void register_ollama_routes(Router& router, ServerContext& ctx);
 void register_openai_routes(Router& router, ServerContext& ctx);
+// /api/create, /api/copy, /api/delete, /api/pull (model_routes.cpp).
+void register_model_routes(Router& router, ServerContext& ctx);
+// An alias's defaults for this request (runtime/model_alias.h): its system
+// prompt when the request has none, its MESSAGEs before the request's own.
+// (Its parameters are applied where options are read; its template in
+// start_turn.)
+void apply_alias_prompt_defaults(InferenceRequest& request);
 // /api/embed, /api/embeddings, /v1/embeddings (embed_routes.cpp).
 void register_embed_routes(Router& router, ServerContext& ctx);
 // /api/show's "capabilities": Ollama's ["embedding"] for a file that

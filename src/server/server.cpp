@@ -234,6 +234,7 @@ Server::Server(ServerOptions options) : impl_(std::make_unique<Impl>()) {
   register_ollama_routes(router, ctx);
   register_openai_routes(router, ctx);
   register_embed_routes(router, ctx);
+  register_model_routes(router, ctx);
   register_ops_routes(router, ctx);
   register_stats_routes(router, ctx);
   register_web_routes(router);

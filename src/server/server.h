@@ -25,6 +25,7 @@ struct ServerOptions {
   ContextPolicy context_policy = ContextPolicy::Refuse;  // chats that outgrow num_ctx (request "truncate" overrides)
   AccessOptions access;                 // API key, Host / Origin allowances
   TransportLimits transport;            // timeouts, connection cap (workers and max_body come from above)
+  bool allow_delete_files = false;      // /api/delete may delete a .gguf file itself (not only an alias)
 };
 
 class Server {

@@ -135,4 +135,48 @@ await assert.rejects(openai.chat.completions.create({ model: 'no-such-model', me
 });
 ok('openai error for an unknown model');
 
+// --- the seed's Option B: a Modelfile naming the GGUF file, create, list, chat, delete
+const modelfile = `FROM ./${model}.gguf\nPARAMETER temperature 0\nPARAMETER num_predict 6\nSYSTEM You answer briefly.\n`;
+const progress = [];
+for await (const p of await ollama.create({ model: 'rwkv7:optionb', modelfile, stream: true })) progress.push(p.status);
+assert.equal(progress.at(-1), 'success', progress.join(' | '));
+ok('ollama.create from a Modelfile (streamed status)');
+
+const listed = await ollama.list();
+assert.ok(listed.models.some((m) => m.name === 'rwkv7:optionb'), JSON.stringify(listed.models.map((m) => m.name)));
+ok('ollama.list shows the created model');
+
+const viaAlias = await ollama.chat({ model: 'rwkv7:optionb', messages });
+const viaFile = await ollama.chat({
+  model, messages: [{ role: 'system', content: 'You answer briefly.' }, ...messages],
+  options: { temperature: 0, num_predict: 6 },
+});
+assert.equal(viaAlias.eval_count, 6);
+assert.equal(viaAlias.message.content, viaFile.message.content);
+ok('ollama.chat with the created model uses its PARAMETER and SYSTEM');
+
+const created = await ollama.create({ model: 'rwkv7:jsonform', from: model, parameters: { num_predict: 3 }, stream: false });
+assert.equal(created.status, 'success');
+await ollama.copy({ source: 'rwkv7:jsonform', destination: 'rwkv7:copied' });
+assert.equal((await ollama.chat({ model: 'rwkv7:copied', messages })).eval_count, 3);
+ok('ollama.create (JSON form) and ollama.copy');
+
+const pulled = await ollama.pull({ model: 'rwkv7:optionb' });
+assert.equal(pulled.status, 'success');
+await assert.rejects(ollama.pull({ model: 'llama3.2' }), (e) => {
+  assert.match(e.error, /does not download/);
+  return true;
+});
+ok('ollama.pull: success for a present model, a clear error otherwise');
+
+for (const name of ['rwkv7:optionb', 'rwkv7:jsonform', 'rwkv7:copied']) await ollama.delete({ model: name });
+const after = await ollama.list();
+assert.ok(!after.models.some((m) => m.name.startsWith('rwkv7:')));
+assert.ok(after.models.some((m) => m.name === `${model}:latest`));
+await assert.rejects(ollama.delete({ model }), (e) => {
+  assert.equal(e.status_code, 403);
+  return true;
+});
+ok('ollama.delete removes the aliases, never the GGUF file');
+
 console.log(`${checks} passed, 0 failed`);
