@@ -2,6 +2,7 @@
 
 #include <cmath>
 #include <limits>
+#include <unordered_set>
 
 #include "jinja/error.h"
 #include "jinja/pystr.h"
@@ -120,6 +121,28 @@ struct DepthGuard {
   ~DepthGuard() { --depth; }
 };
 
+// Whether `v` holds `target` anywhere inside it. Values are shared, so a
+// namespace stored into itself (directly or through a list, dict or other
+// namespace) would be a reference cycle that is never freed.
+bool holds(const Value& v, const NamespaceObject* target, std::unordered_set<const void*>& seen) {
+  if (v.is_namespace()) {
+    const NamespaceObject* ns = &v.namespace_object();
+    if (ns == target) return true;
+    if (!seen.insert(ns).second) return false;
+    for (const auto& [k, x] : ns->attributes.entries())
+      if (holds(x, target, seen)) return true;
+  } else if (v.is_list()) {
+    if (!seen.insert(&v.list_object()).second) return false;
+    for (const Value& x : v.items())
+      if (holds(x, target, seen)) return true;
+  } else if (v.is_dict()) {
+    if (!seen.insert(&v.dict_object()).second) return false;
+    for (const auto& [k, x] : v.dict_object().entries())
+      if (holds(x, target, seen)) return true;
+  }
+  return false;
+}
+
 }  // namespace
 
 std::string Interpreter::render(const ast::Body& body, const ScopePtr& globals) {
@@ -189,6 +212,10 @@ void Interpreter::assign(const ast::Target& target, const Value& value, const Sc
     if (!ns || !ns->is_namespace())
       throw Error("cannot assign attribute '" + target.attribute + "' on '" + target.name +
                   "': it is not a namespace() object");
+    std::unordered_set<const void*> seen;
+    if (holds(value, &ns->namespace_object(), seen))
+      throw Error("cannot assign '" + target.name + "." + target.attribute + "': the value contains '" + target.name +
+                  "' itself");
     ns->namespace_object().attributes.set(Value(target.attribute), value);
     return;
   }

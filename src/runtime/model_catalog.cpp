@@ -227,7 +227,10 @@ void ModelCatalog::refresh() {
     return std::any_of(all.begin(), all.end(), [&](const CatalogEntry& e) { return e.name == name; });
   };
   last_good_aliases_ = read_aliases(/*strict=*/false);
-  for (const auto& [alias, target] : last_good_aliases_) {
+  for (const auto& alias_entry : last_good_aliases_) {
+    // Plain references, not a structured binding: clang 14 cannot capture those in a lambda.
+    const auto& alias = alias_entry.first;
+    const auto& target = alias_entry.second;
     auto match = std::find_if(files.begin(), files.end(), [&](const CatalogEntry& f) {
       return f.name == target || fs::path(f.path).filename() == target;
     });
