@@ -151,6 +151,18 @@ TEST(TextStream, StopStringSplitAcrossManyPieces) {
   shown += s.flush();
   EXPECT_EQ(shown, "ok");
   EXPECT_TRUE(s.stopped());
+  EXPECT_EQ(s.matched_stop(), "<|im_end|>");
+}
+
+TEST(TextStream, MatchedStopIsTheOneThatCutTheText) {
+  TextStream s({"END", "stop"});
+  EXPECT_EQ(s.matched_stop(), "");
+  EXPECT_FALSE(s.push("nothing yet, st"));
+  EXPECT_EQ(s.matched_stop(), "");
+  // Both appear; the earlier one ends the text.
+  EXPECT_TRUE(s.push("op and END"));
+  EXPECT_EQ(s.text(), "nothing yet, ");
+  EXPECT_EQ(s.matched_stop(), "stop");
 }
 
 TEST(ChatTemplate, RwkvWorldFormatMatchesBlinkDLTemplate) {

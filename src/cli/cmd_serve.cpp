@@ -40,6 +40,7 @@ struct ServeOptions {
   int max_queue = 32;
   int http_threads = 48;
   int max_connections = 256;
+  int max_responses = 1000;
   int header_timeout = 10;
   int body_timeout = 60;
   int idle_timeout = 30;
@@ -97,6 +98,7 @@ void serve(const ServeOptions& o) {
   // Each queued request holds an HTTP thread: keep some free for listings.
   so.http_threads = std::max(o.http_threads, o.max_queue + 8);
   so.transport.max_connections = static_cast<size_t>(o.max_connections);
+  so.max_responses = static_cast<size_t>(o.max_responses);
   so.transport.header_timeout_s = o.header_timeout;
   so.transport.body_timeout_s = o.body_timeout;
   so.transport.idle_timeout_s = o.idle_timeout;
@@ -174,6 +176,11 @@ void register_serve(CLI::App& app) {
   bounded(sub->add_option("--http-threads", o->http_threads, "HTTP worker threads (requests served at once)")
               ->capture_default_str(),
           limits::kMinHttpThreads, limits::kMaxHttpThreads);
+  bounded(sub->add_option("--max-responses", o->max_responses,
+                          "Stored /v1/responses kept for previous_response_id (in --state-dir/responses/ when "
+                          "given, else in memory); the oldest go first")
+              ->capture_default_str(),
+          1, limits::kMaxStoredResponses);
   bounded(sub->add_option("--max-connections", o->max_connections,
                           "Open connections; at the cap the least recently active idle one is closed")
               ->capture_default_str(),

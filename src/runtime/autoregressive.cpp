@@ -109,6 +109,7 @@ void AutoregressiveGenerator::decode(Conversation& conv, const GenerateOptions& 
   }
   emit(stream.flush());
   r.text = stream.text();
+  r.stop_string = stream.matched_stop();
   r.eval_ns = now_ns() - t1;
   r.loops_used = engine_.stats().loops_used;
 }

@@ -122,6 +122,7 @@ struct GenerateResult {
   int64_t eval_count = 0;           // generated tokens
   int64_t eval_ns = 0;
   DoneReason done_reason = DoneReason::Stop;
+  std::string stop_string;          // the stop string that ended the reply (a request's or the template's), else ""
   // Looped models: loops used by each token evaluated for this request, the
   // prompt's first (prompt_eval_count of them), then each generated token's.
   std::vector<int32_t> loops_used;

@@ -30,6 +30,7 @@ bool TextStream::push(std::string_view bytes) {
     if (at != std::string::npos && at >= released_) {
       text_.resize(at);
       stopped_ = true;
+      matched_ = stop;
     }
   }
   return stopped_;

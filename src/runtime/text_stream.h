@@ -28,12 +28,15 @@ class TextStream {
   // All text shown so far plus what flush() would return.
   const std::string& text() const { return text_; }
   bool stopped() const { return stopped_; }
+  // The stop string that ended the text (empty until one did).
+  const std::string& matched_stop() const { return matched_; }
 
  private:
   std::vector<std::string> stops_;
   std::string text_;       // full visible text (up to a stop string)
   size_t released_ = 0;    // bytes of text_ already handed out
   bool stopped_ = false;
+  std::string matched_;
 };
 
 }  // namespace flatline

@@ -122,7 +122,11 @@ bool same_origin(std::string_view origin, std::string_view host_header) {
 bool bearer_matches(std::string_view authorization, const std::string& key) {
   if (key.empty()) return true;
   if (authorization.size() < 7 || lower(authorization.substr(0, 7)) != "bearer ") return false;
-  std::string_view given = authorization.substr(7);
+  return api_key_matches(authorization.substr(7), key);
+}
+
+bool api_key_matches(std::string_view given, const std::string& key) {
+  if (key.empty()) return true;
   while (!given.empty() && given.front() == ' ') given.remove_prefix(1);
   while (!given.empty() && given.back() == ' ') given.remove_suffix(1);
   // Compare every byte whatever the first mismatch, so the time taken does
@@ -144,7 +148,9 @@ void add_cors_headers(httplib::Response& res, const std::string& origin, bool pr
                  "Authorization,Content-Type,User-Agent,Accept,X-Requested-With,Openai-Beta,X-Stainless-Arch,"
                  "X-Stainless-Async,X-Stainless-Custom-Poll-Interval,X-Stainless-Helper-Method,X-Stainless-Lang,"
                  "X-Stainless-Os,X-Stainless-Package-Version,X-Stainless-Poll-Helper,X-Stainless-Retry-Count,"
-                 "X-Stainless-Runtime,X-Stainless-Runtime-Version,X-Stainless-Timeout");
+                 "X-Stainless-Runtime,X-Stainless-Runtime-Version,X-Stainless-Timeout,"
+                 // Anthropic's clients.
+                 "X-Api-Key,Anthropic-Version,Anthropic-Beta,Anthropic-Dangerous-Direct-Browser-Access");
   res.set_header("Access-Control-Max-Age", "43200");
 }
 

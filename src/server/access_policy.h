@@ -48,6 +48,9 @@ bool same_origin(std::string_view origin, std::string_view host_header);
 
 // Constant-time check of "Bearer <key>" (scheme case-insensitive).
 bool bearer_matches(std::string_view authorization, const std::string& key);
+// `given` (surrounding spaces ignored) is `key`, compared in constant time;
+// true when no key is set. Anthropic's x-api-key header.
+bool api_key_matches(std::string_view given, const std::string& key);
 
 // CORS response headers for an allowed cross-origin request; `preflight`
 // adds the Allow-Methods / Allow-Headers / Max-Age ones.

@@ -23,6 +23,7 @@
 #include "server/json_io.h"
 #include "server/metrics.h"
 #include "server/request_options.h"
+#include "server/response_store.h"
 #include "server/structured_output.h"
 #include "server/server.h"
 
@@ -59,6 +60,7 @@ struct ServerContext {
   std::unique_ptr<StateCache> cache;
   std::unique_ptr<ModelManager> models;
   std::unique_ptr<ChatService> chat;
+  std::unique_ptr<ResponseStore> responses;  // stored /v1/responses
   Metrics metrics;
   TurnLog turns;
   HttpTransport* transport = nullptr;
@@ -182,6 +184,13 @@ void register_model_routes(Router& router, ServerContext& ctx);
 // (Its parameters are applied where options are read; its template in
 // start_turn.)
 void apply_alias_prompt_defaults(InferenceRequest& request);
+// POST /v1/responses, GET and DELETE /v1/responses/{id} (responses_routes.cpp).
+void register_responses_routes(Router& router, ServerContext& ctx);
+// POST /v1/messages, Anthropic's Messages API (anthropic_routes.cpp), whose
+// errors are {"type": "error", "error": {"type", "message"}}.
+void register_anthropic_routes(Router& router, ServerContext& ctx);
+bool is_anthropic_path(const std::string& path);
+void write_anthropic_error(httplib::Response& res, int status, const std::string& message);
 // /api/embed, /api/embeddings, /v1/embeddings (embed_routes.cpp).
 void register_embed_routes(Router& router, ServerContext& ctx);
 // /api/show's "capabilities": Ollama's ["embedding"] for a file that

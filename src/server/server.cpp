@@ -23,7 +23,8 @@ namespace {
 bool is_openai_path(const std::string& path) { return path.rfind("/v1/", 0) == 0; }
 
 void write_error_for(const std::string& path, httplib::Response& res, int status, const std::string& message) {
-  if (is_openai_path(path)) write_openai_error(res, status, message);
+  if (is_anthropic_path(path)) write_anthropic_error(res, status, message);
+  else if (is_openai_path(path)) write_openai_error(res, status, message);
   else write_ollama_error(res, status, message);
 }
 
@@ -95,9 +96,15 @@ httplib::Server::HandlerResponse check_access(ServerContext& ctx, const Router& 
     return R::Handled;
   }
   const bool open_route = req.path == "/health" || is_public_web_path(req.path);
-  if (!access.api_key.empty() && !open_route && !bearer_matches(req.get_header_value("Authorization"), access.api_key)) {
+  // Anthropic's clients send the key as x-api-key.
+  const bool key_ok = bearer_matches(req.get_header_value("Authorization"), access.api_key) ||
+                      (req.has_header("x-api-key") && api_key_matches(req.get_header_value("x-api-key"), access.api_key));
+  if (!access.api_key.empty() && !open_route && !key_ok) {
     res.set_header("WWW-Authenticate", "Bearer");
-    if (is_openai_path(req.path)) {
+    if (is_anthropic_path(req.path)) {
+      write_anthropic_error(res, 401, "invalid x-api-key: send the API key as \"x-api-key: <key>\" or "
+                                      "\"Authorization: Bearer <key>\"");
+    } else if (is_openai_path(req.path)) {
       write_json(res,
                  json{{"error",
                        {{"message", "Incorrect API key provided: send it as \"Authorization: Bearer <key>\""},
@@ -210,6 +217,10 @@ Server::Server(ServerOptions options) : impl_(std::make_unique<Impl>()) {
   ctx.cache = std::make_unique<StateCache>(ctx.options.cache);
   ctx.models = std::make_unique<ModelManager>(ctx.options.models);
   ctx.chat = std::make_unique<ChatService>(*ctx.cache);
+  ResponseStoreOptions stored;
+  if (!ctx.options.cache.directory.empty()) stored.directory = ctx.options.cache.directory + "/responses";
+  stored.max_responses = ctx.options.max_responses;
+  ctx.responses = std::make_unique<ResponseStore>(stored);
   add_private_paths({ctx.options.models.models_dir, ctx.options.cache.directory});
 
   TransportLimits limits = ctx.options.transport;
@@ -233,6 +244,8 @@ Server::Server(ServerOptions options) : impl_(std::make_unique<Impl>()) {
   Router& router = *impl_->router;
   register_ollama_routes(router, ctx);
   register_openai_routes(router, ctx);
+  register_responses_routes(router, ctx);
+  register_anthropic_routes(router, ctx);
   register_embed_routes(router, ctx);
   register_model_routes(router, ctx);
   register_ops_routes(router, ctx);

@@ -24,6 +24,9 @@ struct ServerOptions {
   int http_threads = 48;                // requests served at once (queued requests hold one each)
   ContextPolicy context_policy = ContextPolicy::Refuse;  // chats that outgrow num_ctx (request "truncate" overrides)
   AccessOptions access;                 // API key, Host / Origin allowances
+  // Stored /v1/responses kept (in --state-dir/responses/ when there is a
+  // state directory, else in memory); the oldest go first.
+  size_t max_responses = 1000;
   TransportLimits transport;            // timeouts, connection cap (workers and max_body come from above)
   bool allow_delete_files = false;      // /api/delete may delete a .gguf file itself (not only an alias)
 };

@@ -15,6 +15,7 @@ constexpr int kMaxHttpThreads = 1024;          // --http-threads
 constexpr int kMinHttpThreads = 4;
 constexpr int kMaxQueue = 1024;                // --max-queue
 constexpr int kMaxLoaded = 16;                 // --max-loaded
+constexpr int kMaxStoredResponses = 1000000;   // --max-responses
 constexpr int kMaxConnections = 512;           // --max-connections (httplib uses select(): fds stay < 1024)
 constexpr int64_t kMaxBatch = 4096;            // -b/--batch
 constexpr int64_t kMaxContext = int64_t{1} << 24;  // -c/--ctx, num_ctx (16,777,216 tokens)

@@ -1,17 +1,58 @@
-// Drives `flatline serve` with the official npm clients `ollama` and
-// `openai` (installed by run_client_tests.sh): if their parsers accept our
-// responses, real applications built on them will too.
-// usage: node node_clients.mjs BASE_URL MODEL
+// Drives `flatline serve` with the official npm clients `ollama`, `openai`
+// and `@anthropic-ai/sdk` (installed by run_client_tests.sh): if their
+// parsers accept our responses, real applications built on them will too.
+// usage: node node_clients.mjs BASE_URL MODEL RESPONSE_ID_FILE
+//        node node_clients.mjs BASE_URL MODEL RESPONSE_ID_FILE --after-restart
+// The first run writes the id of a stored /v1/responses response to
+// RESPONSE_ID_FILE; the second (after the server restarted on the same
+// --state-dir) continues it by previous_response_id.
 import assert from 'node:assert/strict';
+import { readFileSync, writeFileSync } from 'node:fs';
+import Anthropic from '@anthropic-ai/sdk';
 import { Ollama } from 'ollama';
 import OpenAI from 'openai';
 
-const [base, model] = process.argv.slice(2);
+const [base, model, responseIdFile, phase] = process.argv.slice(2);
 const ollama = new Ollama({ host: base });
 const openai = new OpenAI({ baseURL: `${base}/v1`, apiKey: 'not-needed' });
 const options = { temperature: 0, num_predict: 12 };
 let checks = 0;
 const ok = (name) => { checks++; console.log(`ok - ${name}`); };
+
+// --- openai responses, after a restart --------------------------------------
+const textOf = (r) => r.output.flatMap((item) => item.content.map((part) => part.text)).join('');
+if (phase === '--after-restart') {
+  const { first, second } = JSON.parse(readFileSync(responseIdFile, 'utf8'));
+  const r1 = await openai.responses.retrieve(first);
+  const r2 = await openai.responses.retrieve(second);
+  assert.equal(r2.previous_response_id, first);
+  const followUp = await openai.responses.create({
+    model, previous_response_id: second, input: 'How do you harvest honey?', temperature: 0, max_output_tokens: 12,
+  });
+  assert.equal(followUp.previous_response_id, second);
+  const u = followUp.usage;
+  const evaluated = u.input_tokens - u.input_tokens_details.cached_tokens;
+  // Resumed at least where the stored response's reply began (its reply's
+  // end, when the reply starts with the space the template puts after
+  // "Assistant:", which this random model's need not).
+  assert.ok(u.input_tokens_details.cached_tokens >= r2.usage.input_tokens, JSON.stringify(u));
+  // The same conversation in full, through chat completions: the same greedy reply.
+  const full = await openai.chat.completions.create({
+    model, temperature: 0, max_tokens: 12,
+    messages: [{ role: 'user', content: 'What is beekeeping?' }, { role: 'assistant', content: textOf(r1) },
+      { role: 'user', content: 'And Layens hives?' }, { role: 'assistant', content: textOf(r2) },
+      { role: 'user', content: 'How do you harvest honey?' }],
+  });
+  assert.equal(followUp.output_text, full.choices[0].message.content);
+  assert.equal(u.input_tokens, full.usage.prompt_tokens);
+  ok(`openai responses.create with previous_response_id after a restart (evaluated ${evaluated} of ${u.input_tokens} tokens)`);
+  const gone = await openai.responses.delete(second);
+  assert.equal(gone?.deleted ?? true, true);
+  await assert.rejects(openai.responses.retrieve(second), (e) => e.status === 404);
+  ok('openai responses.delete');
+  console.log(`${checks} passed, 0 failed`);
+  process.exit(0);
+}
 
 // --- ollama ---------------------------------------------------------------
 const list = await ollama.list();
@@ -178,5 +219,51 @@ await assert.rejects(ollama.delete({ model }), (e) => {
   return true;
 });
 ok('ollama.delete removes the aliases, never the GGUF file');
+// --- openai responses --------------------------------------------------------
+const r1 = await openai.responses.create({ model, input: 'What is beekeeping?', temperature: 0, max_output_tokens: 12 });
+assert.equal(r1.object, 'response');
+assert.equal(r1.output_text, chat.message.content);
+assert.equal(r1.usage.input_tokens_details.cached_tokens > 0, true, 'the same prompt as ollama.chat: cached');
+const r2 = await openai.responses.create({
+  model, previous_response_id: r1.id, input: [{ role: 'user', content: [{ type: 'input_text', text: 'And Layens hives?' }] }],
+  temperature: 0, max_output_tokens: 12,
+});
+assert.ok(r2.usage.input_tokens_details.cached_tokens >= r1.usage.input_tokens, JSON.stringify(r2.usage));
+ok('openai responses.create with previous_response_id');
+
+const events = [];
+let streamedText = '';
+for await (const event of await openai.responses.create({
+  model, input: 'What is beekeeping?', temperature: 0, max_output_tokens: 12, stream: true,
+})) {
+  events.push(event.type);
+  if (event.type === 'response.output_text.delta') streamedText += event.delta;
+}
+assert.equal(events[0], 'response.created');
+assert.ok(['response.completed', 'response.incomplete'].includes(events.at(-1)), events.join(','));
+assert.equal(streamedText, r1.output_text);
+ok('openai responses.create stream');
+await assert.rejects(openai.responses.create({ model, previous_response_id: 'resp_nope', input: 'x' }), (e) => e.status === 400);
+ok('openai responses error for a malformed id');
+writeFileSync(responseIdFile, JSON.stringify({ first: r1.id, second: r2.id }));
+
+// --- anthropic ---------------------------------------------------------------
+const anthropic = new Anthropic({ baseURL: base, apiKey: 'not-needed' });
+const msg = await anthropic.messages.create({
+  model, max_tokens: 12, temperature: 0, messages: [{ role: 'user', content: 'What is beekeeping?' }],
+});
+assert.equal(msg.type, 'message');
+assert.equal(msg.content[0].text, chat.message.content);
+assert.ok(['end_turn', 'max_tokens'].includes(msg.stop_reason));
+ok('anthropic messages.create');
+let anthropicText = '';
+const anthropicStream = anthropic.messages.stream({
+  model, max_tokens: 12, temperature: 0, messages: [{ role: 'user', content: 'What is beekeeping?' }],
+});
+anthropicStream.on('text', (t) => { anthropicText += t; });
+const final = await anthropicStream.finalMessage();
+assert.equal(anthropicText, chat.message.content);
+assert.equal(final.content[0].text, chat.message.content);
+ok('anthropic messages.stream');
 
 console.log(`${checks} passed, 0 failed`);

@@ -26,8 +26,8 @@ if [ "$mode" = node ]; then
     echo "SKIP: node/npm not installed; the ollama/openai npm client tests did not run"
     exit 77
   fi
-  if ! (cd "$work" && timeout 300 npm install --no-audit --no-fund --loglevel=error ollama openai >"$work/npm.log" 2>&1); then
-    echo "SKIP: could not install the npm packages ollama and openai (no access to the npm registry?)"
+  if ! (cd "$work" && timeout 300 npm install --no-audit --no-fund --loglevel=error ollama openai @anthropic-ai/sdk >"$work/npm.log" 2>&1); then
+    echo "SKIP: could not install the npm packages ollama, openai and @anthropic-ai/sdk (no access to the npm registry?)"
     tail -5 "$work/npm.log"
     exit 77
   fi
@@ -36,21 +36,33 @@ fi
 mkdir -p "$work/models"
 python3 "$here/make_random_rwkv7.py" "$work/models/random.gguf" 7 || exit 1
 
-"$bin" serve --models "$work/models" --port 0 -t 1 --max-memory 1G --cache-memory 64M \
-  >"$work/serve.out" 2>"$work/serve.err" &
-server_pid=$!
-url=""
-for _ in $(seq 1 200); do
-  url=$(sed -n 's/^listening on //p' "$work/serve.out")
-  [ -n "$url" ] && break
-  kill -0 "$server_pid" 2>/dev/null || break
-  sleep 0.05
-done
-if [ -z "$url" ]; then
-  echo "flatline serve did not start:"
-  cat "$work/serve.err"
-  exit 1
-fi
+# Starts the server (on the same state directory each time); sets $url.
+start_server() {
+  : >"$work/serve.out"
+  "$bin" serve --models "$work/models" --port 0 -t 1 --max-memory 1G --cache-memory 64M --state-dir "$work/states" \
+    >"$work/serve.out" 2>>"$work/serve.err" &
+  server_pid=$!
+  url=""
+  for _ in $(seq 1 200); do
+    url=$(sed -n 's/^listening on //p' "$work/serve.out")
+    [ -n "$url" ] && break
+    kill -0 "$server_pid" 2>/dev/null || break
+    sleep 0.05
+  done
+  if [ -z "$url" ]; then
+    echo "flatline serve did not start:"
+    cat "$work/serve.err"
+    exit 1
+  fi
+}
+
+stop_server() {
+  kill "$server_pid" 2>/dev/null
+  wait "$server_pid" 2>/dev/null
+  server_pid=""
+}
+
+start_server
 echo "flatline serve at $url"
 
 status=0
@@ -58,7 +70,14 @@ case "$mode" in
   python) python3 "$here/python_history_client.py" "$url" random || status=$? ;;
   node)
     # ESM resolves packages from the script's own directory: run it from $work.
-    cp "$here/node_clients.mjs" "$work/" && node "$work/node_clients.mjs" "$url" random || status=$?
+    cp "$here/node_clients.mjs" "$work/" && node "$work/node_clients.mjs" "$url" random "$work/response_id" || status=$?
+    if [ "$status" -eq 0 ]; then
+      # A restart on the same --state-dir: the stored response and its state survive.
+      stop_server
+      start_server
+      echo "flatline serve restarted at $url"
+      node "$work/node_clients.mjs" "$url" random "$work/response_id" --after-restart || status=$?
+    fi
     ;;
   *) echo "unknown mode $mode (python|node)"; exit 2 ;;
 esac
