@@ -322,6 +322,78 @@ TEST_F(ServerStateTest, RequestsBeyondTheQueueLimitGet503) {
   EXPECT_EQ(waiting_status, 200);
 }
 
+// Fairness (#15): a refused request is told when to come back, a request
+// that waits beyond --queue-timeout is refused without stalling the ones
+// behind it, and --request-timeout cuts a reply short as "length".
+TEST_F(ServerStateTest, ABusyServerSaysWhenToRetry) {
+  auto o = options();
+  o.models.max_queue = 1;
+  TestServer s(o);
+  auto entry = s.get().models().catalog().find("random");
+  ASSERT_TRUE(entry);
+  auto lease = s.get().models().acquire(*entry, 0, std::nullopt);
+  const json small = {{"model", "random"}, {"prompt", "hi"}, {"stream", false}, {"options", {{"num_predict", 2}}}};
+  int waiting_status = 0;
+  std::thread waiter([&] { waiting_status = test::post(s, "/api/generate", small).status; });
+  for (int i = 0; i < 20000 && s.get().models().queued() < 2; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  ASSERT_EQ(s.get().models().queued(), 2u);
+  auto busy = s.client()->Post("/api/generate", small.dump(), "application/json");
+  ASSERT_TRUE(busy);
+  EXPECT_EQ(busy->status, 503);
+  const std::string retry_after = busy->get_header_value("Retry-After");
+  ASSERT_FALSE(retry_after.empty()) << busy->body;
+  EXPECT_GE(std::stoi(retry_after), 1);
+  EXPECT_LE(std::stoi(retry_after), 3600);
+  lease.reset();
+  waiter.join();
+  EXPECT_EQ(waiting_status, 200);
+}
+
+TEST_F(ServerStateTest, ARequestWaitingBeyondTheQueueTimeoutGets503AndTheQueueMovesOn) {
+  auto o = options();
+  o.models.queue_timeout_ms = 200;
+  TestServer s(o);
+  auto entry = s.get().models().catalog().find("random");
+  ASSERT_TRUE(entry);
+  auto lease = s.get().models().acquire(*entry, 0, std::nullopt);
+  const json small = {{"model", "random"}, {"prompt", "hi"}, {"stream", false}, {"options", {{"num_predict", 2}}}};
+  auto gave_up = s.client()->Post("/api/generate", small.dump(), "application/json");
+  ASSERT_TRUE(gave_up);
+  EXPECT_EQ(gave_up->status, 503);
+  EXPECT_EQ(json::parse(gave_up->body)["error"],
+            "server busy, please try again.  waited 0.2 s for the model with 1 request(s) still ahead (--queue-timeout)");
+  EXPECT_FALSE(gave_up->get_header_value("Retry-After").empty());
+  EXPECT_EQ(s.get().models().queued(), 1u);  // the one that gave up no longer counts
+  // The ticket it left behind is skipped: the next waiter is served as soon as the turn is free.
+  int next_status = 0;
+  std::thread next([&] { next_status = test::post(s, "/api/generate", small).status; });
+  for (int i = 0; i < 20000 && s.get().models().queued() < 2; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  lease.reset();
+  next.join();
+  EXPECT_EQ(next_status, 200);
+  EXPECT_EQ(s.get().models().queued(), 0u);
+  EXPECT_EQ(test::post(s, "/api/generate", small).status, 200);
+}
+
+TEST_F(ServerStateTest, ARequestTimeoutEndsTheReplyAsLength) {
+  auto o = options();
+  o.request_timeout_ms = 1;  // already over when the first token could be sampled
+  TestServer s(o);
+  auto r = test::post(s, "/api/generate",
+                      json{{"model", "random"}, {"prompt", "Tell me a long story"}, {"stream", false},
+                           {"options", {{"num_predict", 4000}, {"temperature", 0}}}});
+  ASSERT_EQ(r.status, 200) << r.body;
+  EXPECT_EQ(r.js()["done_reason"], "length");
+  EXPECT_LT(r.js()["eval_count"].get<int>(), 4000);
+  // Without the timeout the same request is not cut short by the clock.
+  TestServer unlimited(options());
+  auto full = test::post(unlimited, "/api/generate",
+                         json{{"model", "random"}, {"prompt", "Tell me a long story"}, {"stream", false},
+                              {"options", {{"num_predict", 40}, {"temperature", 0}}}});
+  ASSERT_EQ(full.status, 200) << full.body;
+  EXPECT_GT(full.js()["eval_count"].get<int>(), r.js()["eval_count"].get<int>());
+}
+
 TEST_F(ServerStateTest, AliasesFromModelsJsonAndOllamaNames) {
   std::ofstream(models_.file("models.json")) << R"({"aliases": {"bees:small": "random", "other": "random2.gguf", "ghost": "missing"}})";
   TestServer s(options());

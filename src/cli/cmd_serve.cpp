@@ -38,6 +38,8 @@ struct ServeOptions {
   std::string context_overflow = "refuse";
   int max_loaded = 1;
   int max_queue = 32;
+  int queue_timeout = 300;
+  int request_timeout = 0;
   int http_threads = 48;
   int max_connections = 256;
   int max_responses = 1000;
@@ -86,6 +88,8 @@ void serve(const ServeOptions& o) {
   so.context_policy = parse_context_policy(o.context_overflow);
   so.models.max_loaded = o.max_loaded;
   so.models.max_queue = static_cast<size_t>(std::max(1, o.max_queue));
+  so.models.queue_timeout_ms = int64_t{o.queue_timeout} * 1000;
+  so.request_timeout_ms = int64_t{o.request_timeout} * 1000;
   so.models.default_keep_alive.ns = parse_keep_alive_flag(o.keep_alive);
   const uint64_t budget = MemoryBudget(so.models.max_memory).limit();
   so.cache.memory_limit =
@@ -172,6 +176,14 @@ void register_serve(CLI::App& app) {
           limits::kMaxLoaded);
   bounded(sub->add_option("--max-queue", o->max_queue, "Requests that may wait for the model before 503")->capture_default_str(),
           1, limits::kMaxQueue);
+  bounded(sub->add_option("--queue-timeout", o->queue_timeout,
+                          "Seconds a request may wait for the model before 503 with Retry-After (0: no limit)")
+              ->capture_default_str(),
+          0, limits::kMaxTimeoutSeconds);
+  bounded(sub->add_option("--request-timeout", o->request_timeout,
+                          "Seconds after which a request's reply stops with done_reason \"length\" (0: no limit)")
+              ->capture_default_str(),
+          0, limits::kMaxTimeoutSeconds);
   sub->add_option("--max-body", o->max_body, "Largest request body (413 beyond), 1K..1G")->capture_default_str();
   bounded(sub->add_option("--http-threads", o->http_threads, "HTTP worker threads (requests served at once)")
               ->capture_default_str(),

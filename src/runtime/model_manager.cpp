@@ -1,6 +1,8 @@
 #include "runtime/model_manager.h"
 
 #include <algorithm>
+#include <cmath>
+#include <cstdio>
 #include <system_error>
 
 #include "util/log.h"
@@ -64,32 +66,58 @@ uint64_t ModelManager::budget_reserved() const {
 
 size_t ModelManager::queued() const {
   std::lock_guard<std::mutex> lock(turn_mutex_);
-  return static_cast<size_t>(next_ticket_ - now_serving_);
+  return static_cast<size_t>(next_ticket_ - now_serving_ - abandoned_.size());
+}
+
+int ModelManager::retry_after_seconds() const {
+  std::lock_guard<std::mutex> lock(turn_mutex_);
+  const double ahead = static_cast<double>(next_ticket_ - now_serving_ - abandoned_.size());
+  return static_cast<int>(std::clamp(std::ceil(ahead * mean_turn_seconds_), 1.0, 3600.0));
 }
 
 // ---------------------------------------------------------------------------
-// FIFO turns
+// FIFO turns: ticket numbers, served in order. A request that stops waiting
+// leaves its ticket in abandoned_, and end_turn() skips it.
 
 void ModelManager::take_turn() {
   std::unique_lock<std::mutex> lock(turn_mutex_);
-  const uint64_t waiting = next_ticket_ - now_serving_;  // includes the one being served
-  if (waiting > options_.max_queue)
-    throw ServerBusyError("server busy, please try again.  maximum pending requests exceeded");
+  const uint64_t waiting = next_ticket_ - now_serving_ - abandoned_.size();  // includes the one being served
+  if (waiting > options_.max_queue) {
+    lock.unlock();
+    throw ServerBusyError("server busy, please try again.  maximum pending requests exceeded", retry_after_seconds());
+  }
   const uint64_t ticket = next_ticket_++;
-  turn_cv_.wait(lock, [&] { return now_serving_ == ticket; });
+  const auto my_turn = [&] { return now_serving_ == ticket; };
+  if (options_.queue_timeout_ms <= 0) {
+    turn_cv_.wait(lock, my_turn);
+  } else if (!turn_cv_.wait_for(lock, std::chrono::milliseconds(options_.queue_timeout_ms), my_turn)) {
+    abandoned_.insert(ticket);
+    const uint64_t ahead = ticket - now_serving_;
+    lock.unlock();
+    char waited[32];
+    std::snprintf(waited, sizeof waited, "%.1f", static_cast<double>(options_.queue_timeout_ms) / 1000.0);
+    throw ServerBusyError(std::string("server busy, please try again.  waited ") + waited + " s for the model with " +
+                              std::to_string(ahead) + " request(s) still ahead (--queue-timeout)",
+                          retry_after_seconds());
+  }
+  turn_began_ = std::chrono::steady_clock::now();
 }
 
 bool ModelManager::try_take_turn() {
   std::lock_guard<std::mutex> lock(turn_mutex_);
   if (next_ticket_ != now_serving_) return false;
   ++next_ticket_;
+  turn_began_ = std::chrono::steady_clock::now();
   return true;
 }
 
 void ModelManager::end_turn() {
   {
     std::lock_guard<std::mutex> lock(turn_mutex_);
+    const double took = std::chrono::duration<double>(std::chrono::steady_clock::now() - turn_began_).count();
+    mean_turn_seconds_ = mean_turn_seconds_ == 0 ? took : 0.75 * mean_turn_seconds_ + 0.25 * took;
     ++now_serving_;
+    while (abandoned_.erase(now_serving_) > 0) ++now_serving_;
   }
   turn_cv_.notify_all();
 }

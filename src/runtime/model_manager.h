@@ -32,6 +32,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <set>
 #include <string>
 #include <thread>
 #include <vector>
@@ -45,9 +46,17 @@
 namespace flatline {
 
 // More requests are queued than the server accepts.
+// More requests are queued than the server accepts, or one waited longer
+// than the queue timeout. retry_after_seconds: when a retry may succeed (the
+// HTTP Retry-After header).
 class ServerBusyError : public Error {
  public:
-  explicit ServerBusyError(const std::string& message) : Error(message) {}
+  ServerBusyError(const std::string& message, int retry_after_seconds)
+      : Error(message), retry_after_seconds_(retry_after_seconds) {}
+  int retry_after_seconds() const { return retry_after_seconds_; }
+
+ private:
+  int retry_after_seconds_;
 };
 
 // How long a model stays loaded after a request, in nanoseconds.
@@ -67,6 +76,8 @@ struct ModelManagerOptions {
   DType kv_type = DType::F16;   // KV cache type (transformers)
   int max_loaded = 1;
   size_t max_queue = 32;
+  // How long a request may wait for its turn before 503 (0: as long as it takes).
+  int64_t queue_timeout_ms = 0;
   KeepAlive default_keep_alive;
 };
 
@@ -151,6 +162,9 @@ class ModelManager {
   const std::string& budget_source() const { return budget_.source(); }
   // Requests holding or waiting for the model turn.
   size_t queued() const;
+  // The Retry-After a refused request is told: the requests ahead times the
+  // mean time a turn has taken lately, at least 1 s, at most an hour.
+  int retry_after_seconds() const;
 
  private:
   friend class Lease;
@@ -177,6 +191,11 @@ class ModelManager {
   std::condition_variable turn_cv_;
   uint64_t next_ticket_ = 0;
   uint64_t now_serving_ = 0;
+  // Tickets whose holders gave up waiting (queue timeout): skipped when
+  // their number comes up, so the ones behind them are not stuck.
+  std::set<uint64_t> abandoned_;
+  std::chrono::steady_clock::time_point turn_began_;
+  double mean_turn_seconds_ = 0;  // moving average over recent turns
 
   // Resident models and the budget: only touched with a turn held (reads
   // for /api/ps take state_mutex_ too).

@@ -153,7 +153,7 @@ std::unique_ptr<ModelManager::Lease> acquire_model(ServerContext& ctx, const Inf
   try {
     return ctx.models->acquire(request.entry, request.options.num_ctx, request.keep_alive);
   } catch (const ServerBusyError& e) {
-    throw HttpError(503, e.what());
+    throw HttpError(503, e.what(), e.retry_after_seconds());
   } catch (const MemoryBudgetError& e) {
     throw HttpError(500, std::string("model requires more system memory than is available: ") + e.what());
   } catch (const HttpError&) {
@@ -199,8 +199,21 @@ std::shared_ptr<ActiveTurn> start_turn(ServerContext& ctx, const InferenceReques
 
 TurnResult finish_turn(ServerContext& ctx, ActiveTurn& turn, const TextCallback& on_text) {
   const ModelManager::Lease& lease = *turn.lease;
-  auto stop = [&ctx, &lease] { return ctx.cancelled() || lease.file_faulted(); };
+  const int64_t timeout_ms = ctx.options.request_timeout_ms;
+  const int64_t deadline_ns = timeout_ms > 0 ? turn.start_ns + timeout_ms * 1000000 : INT64_MAX;
+  bool timed_out = false;
+  auto stop = [&ctx, &lease, deadline_ns, &timed_out] {
+    if (ctx.cancelled() || lease.file_faulted()) return true;
+    timed_out = steady_now_ns() >= deadline_ns;
+    return timed_out;
+  };
   TurnResult r = ctx.chat->finish(turn.lease->engine(), std::move(turn.prepared), turn.turn_options, on_text, stop);
+  // Stopped by the clock, not by the client: an ordinary reply cut short.
+  if (timed_out && r.generation.done_reason == DoneReason::Cancelled) {
+    r.generation.done_reason = DoneReason::Length;
+    LOG_INFO(turn.model_name << ": reply stopped at --request-timeout (" << timeout_ms / 1000 << " s) after "
+                             << r.generation.eval_count << " tokens");
+  }
   const GenerateResult& g = r.generation;
   if (turn.grammar) {
     const GrammarMaskStats& s = turn.grammar->stats();
@@ -233,6 +246,7 @@ void guarded(httplib::Response& res, const ErrorWriter& write_error, const std::
   } catch (const HttpError& e) {
     if (e.status() >= 500) LOG_WARN("request failed: " << e.what());
     write_error(res, e.status(), e.what());
+    if (e.retry_after_seconds() > 0) res.set_header("Retry-After", std::to_string(e.retry_after_seconds()));
   } catch (const ContextOverflowError& e) {
     write_error(res, 400, e.what());
   } catch (const MemoryBudgetError& e) {

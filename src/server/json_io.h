@@ -19,11 +19,14 @@ using json = nlohmann::ordered_json;
 // An error with the HTTP status it should produce.
 class HttpError : public Error {
  public:
-  HttpError(int status, const std::string& message) : Error(message), status_(status) {}
+  HttpError(int status, const std::string& message, int retry_after_seconds = 0)
+      : Error(message), status_(status), retry_after_seconds_(retry_after_seconds) {}
   int status() const { return status_; }
+  int retry_after_seconds() const { return retry_after_seconds_; }  // > 0: sent as Retry-After
 
  private:
   int status_;
+  int retry_after_seconds_;
 };
 
 // Parses a request body that must be a JSON object. Empty body: 400

@@ -19,6 +19,9 @@ struct ServerOptions {
   std::string host = "127.0.0.1";
   int port = 11434;                     // 0: any free port (see bind())
   ModelManagerOptions models;
+  // A request's reply stops (done_reason "length") this long after the
+  // request arrived, prompt processing included (0: no limit).
+  int64_t request_timeout_ms = 0;
   StateCacheOptions cache;
   size_t max_body_bytes = 32u << 20;    // larger request bodies get 413
   int http_threads = 48;                // requests served at once (queued requests hold one each)
