@@ -13,6 +13,7 @@
 #include <thread>
 
 #include "runtime/memory_budget.h"
+#include "util/system_info.h"
 #include "server_raw_support.h"
 #include "server_test_support.h"
 #include "util/log.h"
@@ -109,6 +110,77 @@ TEST(MemoryGuard, WithoutCgroupLimitsMemAvailableDecides) {
   EXPECT_FALSE(available_memory().source.empty());
   EXPECT_NE(MemoryBudget().source().find("available ("), std::string::npos) << MemoryBudget().source();
   EXPECT_EQ(MemoryBudget(1 << 30).source(), "set with --max-memory");
+}
+
+// The default -t (#19): physical cores the process may use, performance
+// cores only on a hybrid CPU, bounded by a cgroup CPU quota.
+void write_topology(FakeSystem& sys, int cpu, int package, int core) {
+  const std::string dir = "sys/devices/system/cpu/cpu" + std::to_string(cpu) + "/topology/";
+  sys.write(dir + "physical_package_id", std::to_string(package) + "\n");
+  sys.write(dir + "core_id", std::to_string(core) + "\n");
+}
+
+TEST(ThreadDefault, SmtSiblingsCountOnce) {
+  FakeSystem sys;
+  sys.write("proc/self/status", "Name:\tflatline\nCpus_allowed_list:\t0-7\n");
+  for (int c = 0; c < 8; ++c) write_topology(sys, c, 0, c % 4);  // 4 cores x 2 threads
+  const ThreadDefault d = default_thread_count(sys.root());
+  EXPECT_EQ(d.threads, 4);
+  EXPECT_EQ(d.reason, "4 physical cores of 8 allowed CPUs");
+}
+
+TEST(ThreadDefault, OnlyTheCpusTheAffinityAllowsCount) {
+  // docker run --cpuset-cpus=2,3 on an 8-core host.
+  FakeSystem sys;
+  sys.write("proc/self/status", "Cpus_allowed_list:\t2-3\n");
+  for (int c = 0; c < 8; ++c) write_topology(sys, c, 0, c);
+  EXPECT_EQ(default_thread_count(sys.root()).threads, 2);
+}
+
+TEST(ThreadDefault, AHybridCpuUsesItsPerformanceCores) {
+  // An i5-12400-like part: 4 P-cores with SMT (CPUs 0-7) and 4 E-cores (8-11).
+  FakeSystem sys;
+  sys.write("proc/self/status", "Cpus_allowed_list:\t0-11\n");
+  for (int c = 0; c < 8; ++c) write_topology(sys, c, 0, c / 2);
+  for (int c = 8; c < 12; ++c) write_topology(sys, c, 0, 8 + c);
+  sys.write("sys/devices/cpu_core/cpus", "0-7\n");
+  sys.write("sys/devices/cpu_atom/cpus", "8-11\n");
+  const ThreadDefault d = default_thread_count(sys.root());
+  EXPECT_EQ(d.threads, 4);
+  EXPECT_EQ(d.reason, "4 performance cores of 12 allowed CPUs");
+}
+
+TEST(ThreadDefault, ACgroupCpuQuotaCapsIt) {
+  FakeSystem sys;
+  sys.write("proc/self/status", "Cpus_allowed_list:\t0-15\n");
+  for (int c = 0; c < 16; ++c) write_topology(sys, c, c / 8, c % 8);
+  sys.write("proc/self/cgroup", "0::/app\n");
+  sys.write("sys/fs/cgroup/app/cpu.max", "250000 100000\n");  // docker --cpus=2.5
+  sys.write("sys/fs/cgroup/cpu.max", "max 100000\n");
+  const ThreadDefault d = default_thread_count(sys.root());
+  EXPECT_EQ(d.threads, 3);
+  EXPECT_EQ(d.reason, "3 CPUs of quota (cgroup v2 /sys/fs/cgroup/app cpu.max 250000 100000)");
+  // cgroup v1, as older docker sets it.
+  FakeSystem v1;
+  v1.write("proc/self/status", "Cpus_allowed_list:\t0-15\n");
+  for (int c = 0; c < 16; ++c) write_topology(v1, c, 0, c);
+  v1.write("proc/self/cgroup", "5:cpu,cpuacct:/docker/abc\n0::/\n");
+  v1.write("sys/fs/cgroup/cpu,cpuacct/docker/abc/cpu.cfs_quota_us", "100000\n");
+  v1.write("sys/fs/cgroup/cpu,cpuacct/docker/abc/cpu.cfs_period_us", "100000\n");
+  v1.write("sys/fs/cgroup/cpu,cpuacct/cpu.cfs_quota_us", "-1\n");
+  v1.write("sys/fs/cgroup/cpu,cpuacct/cpu.cfs_period_us", "100000\n");
+  EXPECT_EQ(default_thread_count(v1.root()).threads, 1);
+}
+
+TEST(ThreadDefault, MissingOrGarbledFilesStillGiveAtLeastOne) {
+  FakeSystem sys;
+  sys.write("proc/self/status", "Cpus_allowed_list:\tgarbage,-5,7-3\n");
+  EXPECT_GE(default_thread_count(sys.root()).threads, 1);
+  FakeSystem bare;  // no status, no topology: /proc/cpuinfo of this machine
+  EXPECT_GE(default_thread_count(bare.root()).threads, 1);
+  FakeSystem no_topology;
+  no_topology.write("proc/self/status", "Cpus_allowed_list:\t0-2\n");
+  EXPECT_EQ(default_thread_count(no_topology.root()).threads, 3);  // each CPU its own core
 }
 
 TEST(MemoryGuard, AbsurdMemorySizesAreRefused) {

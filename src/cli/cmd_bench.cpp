@@ -166,7 +166,7 @@ void run_bench(const BenchOptions& o) {
   if (!o.json) std::fprintf(stderr, "measuring memory read bandwidth with %d threads...\n", pool->size());
   const double bandwidth = measure_read_bandwidth_gbs(*pool, static_cast<size_t>(o.bandwidth_mib) << 20);
   const double max_tg = bandwidth * 1e9 / static_cast<double>(mi.bytes_per_token);
-  const int threads = o.model.threads > 0 ? o.model.threads : physical_core_count();
+  const int threads = o.model.threads > 0 ? o.model.threads : default_thread_count().threads;
 
   // A looped model reads its weights once per loop run.
   auto roofline = [&](const DepthResult& r) { return r.tg.mean * std::max(r.tg_loops, 1.0) / max_tg; };

@@ -286,7 +286,7 @@ void register_bench_turns(CLI::App& bench) {
   bounded(sub->add_option("--turns", o->turns, "Number of turns (the 10 questions repeat beyond 10)")->capture_default_str(),
           1, 10000);
   sub->add_flag("--json", o->json, "Machine-readable output");
-  bounded(sub->add_option("-t,--threads", o->threads, "Threads (default: physical cores)"), 0, limits::kMaxThreads);
+  bounded(sub->add_option("-t,--threads", o->threads, "Threads (default: the physical performance cores this process may use, see info)"), 0, limits::kMaxThreads);
   bounded(sub->add_option("-b,--batch", o->batch, "Tokens per prompt-processing chunk")->capture_default_str(), 1,
           limits::kMaxBatch);
   bounded(sub->add_option("-c,--ctx", o->ctx, "Context for transformer models; cap on one reply for recurrent ones")

@@ -7,6 +7,7 @@
 #include "runtime/model_catalog.h"
 #include "tokenizer/tokenizer.h"
 #include "util/error.h"
+#include "util/system_info.h"
 
 namespace flatline::cli {
 
@@ -124,6 +125,8 @@ void register_info(CLI::App& app) {
     std::printf("  total          %s for one conversation (budget %s)\n", format_bytes(total).c_str(),
                 format_bytes(budget.limit()).c_str());
     std::printf("  budget         %s: %s\n", format_bytes(budget.limit()).c_str(), budget.source().c_str());
+    const ThreadDefault td = default_thread_count();
+    std::printf("threads:         %d by default (%s); -t overrides\n", td.threads, td.reason.c_str());
     print_tokenizer(*file);
   });
 }

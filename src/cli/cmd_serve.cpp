@@ -160,7 +160,7 @@ void register_serve(CLI::App& app) {
   sub->add_option("--max-memory", o->max_memory,
                   "Memory budget, e.g. 6G (default: available memory, the tightest of MemAvailable and cgroup limits, minus 10%)");
   sub->add_option("--cache-memory", o->cache_memory, "Part of the budget for cached states (default: a fifth, 64 MiB..4 GiB)");
-  bounded(sub->add_option("-t,--threads", o->threads, "Compute threads (default: physical cores)"), 0, limits::kMaxThreads);
+  bounded(sub->add_option("-t,--threads", o->threads, "Compute threads (default: the physical performance cores this process may use, see info)"), 0, limits::kMaxThreads);
   bounded(sub->add_option("-b,--batch", o->batch, "Tokens per prompt-processing chunk")->capture_default_str(), 1,
           limits::kMaxBatch);
   bounded(sub->add_option("-c,--ctx", o->ctx, "Default num_ctx (context tokens) for transformer models")->capture_default_str(),

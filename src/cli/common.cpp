@@ -56,7 +56,7 @@ CLI::Option* count_or_unlimited(CLI::Option* option, int64_t hi) {
 void ModelOptions::add_to(CLI::App& app, bool model_required) {
   auto* opt = app.add_option("model", model_path, "GGUF model file");
   if (model_required) opt->required();
-  bounded(app.add_option("-t,--threads", threads, "Threads (default: physical cores)"), 0, limits::kMaxThreads);
+  bounded(app.add_option("-t,--threads", threads, "Threads (default: the physical performance cores this process may use, see info)"), 0, limits::kMaxThreads);
   bounded(app.add_option("-b,--batch", batch, "Tokens per prompt-processing chunk")->capture_default_str(), 1,
           limits::kMaxBatch);
   bounded(app.add_option("-c,--ctx", ctx, "Context size in tokens for transformer models")->capture_default_str(), 1,

@@ -23,7 +23,7 @@ constexpr int kPausesPerYield = 64;
 }  // namespace
 
 ThreadPool::ThreadPool(int n_threads) {
-  n_threads_ = n_threads > 0 ? n_threads : physical_core_count();
+  n_threads_ = n_threads > 0 ? n_threads : default_thread_count().threads;
   for (int i = 1; i < n_threads_; ++i) workers_.emplace_back([this, i] { worker_loop(i); });
 }
 

@@ -3,6 +3,8 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cmath>
+#include <iterator>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -67,7 +69,7 @@ std::string mib(uint64_t bytes) {
 // This process's cgroup paths from /proc/self/cgroup: the v2 one ("0::/a/b")
 // and the v1 memory controller's ("7:memory:/a/b").
 struct CgroupPaths {
-  std::optional<std::string> v2, v1_memory;
+  std::optional<std::string> v2, v1_memory, v1_cpu;
 };
 
 CgroupPaths read_cgroup_paths(const std::string& root) {
@@ -86,8 +88,10 @@ CgroupPaths read_cgroup_paths(const std::string& root) {
     }
     std::stringstream list(controllers);
     std::string c;
-    while (std::getline(list, c, ','))
+    while (std::getline(list, c, ',')) {
       if (c == "memory") out.v1_memory = path;
+      if (c == "cpu") out.v1_cpu = path;
+    }
   }
   return out;
 }
@@ -100,7 +104,8 @@ struct CgroupMount {
 };
 
 // From /proc/self/mountinfo: "36 25 0:31 / /sys/fs/cgroup/memory rw - cgroup cgroup rw,memory".
-void read_cgroup_mounts(const std::string& root, CgroupMount& v2, CgroupMount& v1_memory) {
+void read_cgroup_mounts(const std::string& root, CgroupMount& v2, CgroupMount& v1_memory,
+                        CgroupMount* v1_cpu = nullptr) {
   std::ifstream in(root + "proc/self/mountinfo");
   std::string line;
   while (std::getline(in, line)) {
@@ -110,11 +115,15 @@ void read_cgroup_mounts(const std::string& root, CgroupMount& v2, CgroupMount& v
     std::string id, parent, dev, mount_root, point, fstype, source, options;
     head >> id >> parent >> dev >> mount_root >> point;
     tail >> fstype >> source >> options;
-    bool memory = false;
+    bool memory = false, cpu = false;
     std::stringstream opts(options);
-    for (std::string o; std::getline(opts, o, ',');) memory = memory || o == "memory";
+    for (std::string o; std::getline(opts, o, ',');) {
+      memory = memory || o == "memory";
+      cpu = cpu || o == "cpu";
+    }
     if (fstype == "cgroup2" && v2.point.empty()) v2 = {point, mount_root};
     if (fstype == "cgroup" && memory && v1_memory.point.empty()) v1_memory = {point, mount_root};
+    if (fstype == "cgroup" && cpu && v1_cpu && v1_cpu->point.empty()) *v1_cpu = {point, mount_root};
   }
 }
 
@@ -220,6 +229,128 @@ int physical_core_count() {
   if (!cores.empty()) return static_cast<int>(cores.size());
   unsigned hw = std::thread::hardware_concurrency();
   return hw > 0 ? static_cast<int>(hw) : 1;
+}
+
+
+namespace {
+
+// A kernel CPU list ("0-3,8,10-11") as CPU numbers; bad parts are skipped.
+std::set<int> parse_cpu_list(const std::string& text) {
+  std::set<int> cpus;
+  std::stringstream parts(text);
+  for (std::string part; std::getline(parts, part, ',');) {
+    int first = 0;
+    std::istringstream in(part);
+    if (!(in >> first)) continue;
+    int last = first;  // "N" alone, or "N-M"
+    char dash = 0;
+    if (in >> dash && (dash != '-' || !(in >> last))) continue;
+    if (first < 0 || last < first || last - first > 65536) continue;
+    for (int c = first; c <= last; ++c) cpus.insert(c);
+  }
+  return cpus;
+}
+
+std::string read_first_line(const std::string& path) {
+  std::ifstream in(path);
+  std::string line;
+  std::getline(in, line);
+  return line;
+}
+
+std::set<int> allowed_cpus(const std::string& root) {
+  std::ifstream in(root + "proc/self/status");
+  const std::string key = "Cpus_allowed_list:";
+  for (std::string line; std::getline(in, line);)
+    if (line.rfind(key, 0) == 0) return parse_cpu_list(line.substr(key.size()));
+  return {};
+}
+
+// Physical cores among `cpus`: SMT siblings share (package, core id).
+int count_physical_cores(const std::string& root, const std::set<int>& cpus) {
+  std::set<std::pair<std::string, std::string>> cores;
+  for (int c : cpus) {
+    const std::string topo = root + "sys/devices/system/cpu/cpu" + std::to_string(c) + "/topology/";
+    const std::string core = read_first_line(topo + "core_id");
+    if (core.empty()) return static_cast<int>(cpus.size());  // no topology: count CPUs
+    cores.insert({read_first_line(topo + "physical_package_id"), core});
+  }
+  return static_cast<int>(cores.size());
+}
+
+// The CPU quota of this process's cgroups in whole CPUs (rounded up), if any.
+std::optional<std::pair<int, std::string>> cpu_quota(const std::string& root) {
+  const CgroupPaths paths = read_cgroup_paths(root);
+  CgroupMount v2{"/sys/fs/cgroup", "/"}, v1_cpu{"/sys/fs/cgroup/cpu,cpuacct", "/"};
+  CgroupMount found_v2, found_v1_memory, found_v1_cpu;
+  read_cgroup_mounts(root, found_v2, found_v1_memory, &found_v1_cpu);
+  if (!found_v2.point.empty()) v2 = found_v2;
+  if (!found_v1_cpu.point.empty()) v1_cpu = found_v1_cpu;
+  std::optional<std::pair<int, std::string>> best;
+  auto consider = [&](double quota, double period, const std::string& what) {
+    if (quota <= 0 || period <= 0) return;
+    const int cpus = std::max(1, static_cast<int>(std::ceil(quota / period)));
+    if (!best || cpus < best->first) best = {{cpus, what}};
+  };
+  if (paths.v2) {
+    for (const std::string& dir : group_dirs(root, v2, *paths.v2)) {
+      std::istringstream in(read_first_line(dir + "/cpu.max"));
+      std::string quota;
+      double period = 0;
+      if (!(in >> quota >> period) || quota == "max") continue;
+      try {
+        consider(std::stod(quota), period, "cgroup v2 " + dir.substr(root.size() - 1) + " cpu.max " + quota + " " +
+                                               std::to_string(static_cast<int64_t>(period)));
+      } catch (...) {
+      }
+    }
+  }
+  if (paths.v1_cpu) {
+    for (const std::string& dir : group_dirs(root, v1_cpu, *paths.v1_cpu)) {
+      const std::string quota = read_first_line(dir + "/cpu.cfs_quota_us");
+      const auto period = read_number_file(dir + "/cpu.cfs_period_us");
+      if (quota.empty() || quota[0] == '-' || !period) continue;  // -1: no quota
+      try {
+        consider(std::stod(quota), static_cast<double>(*period),
+                 "cgroup v1 " + dir.substr(root.size() - 1) + " cpu.cfs_quota_us " + quota);
+      } catch (...) {
+      }
+    }
+  }
+  return best;
+}
+
+}  // namespace
+
+ThreadDefault default_thread_count(const std::string& root_in) {
+  const std::string root = root_in.empty() || root_in.back() != '/' ? root_in + "/" : root_in;
+  std::set<int> cpus = allowed_cpus(root);
+  if (cpus.empty()) {
+    ThreadDefault d;
+    d.threads = std::max(1, physical_core_count());
+    d.reason = std::to_string(d.threads) + " physical cores (/proc/cpuinfo)";
+    return d;
+  }
+  const size_t allowed = cpus.size();
+  std::string kind = "physical cores";
+  // Intel hybrid CPUs list their performance cores here; efficiency cores
+  // would hold every barrier of a parallel matmul back.
+  const std::set<int> performance = parse_cpu_list(read_first_line(root + "sys/devices/cpu_core/cpus"));
+  std::set<int> both;
+  std::set_intersection(cpus.begin(), cpus.end(), performance.begin(), performance.end(),
+                        std::inserter(both, both.begin()));
+  if (!both.empty() && both.size() < cpus.size()) {
+    cpus = both;
+    kind = "performance cores";
+  }
+  ThreadDefault d;
+  d.threads = std::max(1, count_physical_cores(root, cpus));
+  d.reason = std::to_string(d.threads) + " " + kind + " of " + std::to_string(allowed) + " allowed CPUs";
+  if (auto quota = cpu_quota(root); quota && quota->first < d.threads) {
+    d.threads = quota->first;
+    d.reason = std::to_string(d.threads) + " CPUs of quota (" + quota->second + ")";
+  }
+  return d;
 }
 
 }  // namespace flatline
