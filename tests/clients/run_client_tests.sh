@@ -35,6 +35,10 @@ fi
 
 mkdir -p "$work/models"
 python3 "$here/make_random_rwkv7.py" "$work/models/random.gguf" 7 || exit 1
+# The random-weight LLaDA of ../shared (FLATLINE_SHARED_DIR) for the diffusion check.
+shared=${FLATLINE_SHARED_DIR:-$here/../../../shared}
+llada="$shared/models/random/llada.gguf"
+if [ "$mode" = node ] && [ -f "$llada" ]; then cp "$llada" "$work/models/llada.gguf"; fi
 
 # Starts the server (on the same state directory each time); sets $url.
 start_server() {
@@ -77,6 +81,13 @@ case "$mode" in
       start_server
       echo "flatline serve restarted at $url"
       node "$work/node_clients.mjs" "$url" random "$work/response_id" --after-restart || status=$?
+    fi
+    if [ "$status" -eq 0 ]; then
+      if [ -f "$work/models/llada.gguf" ]; then
+        cp "$here/node_diffusion.mjs" "$work/" && node "$work/node_diffusion.mjs" "$url" llada || status=$?
+      else
+        echo "note: $llada not found (set FLATLINE_SHARED_DIR); the diffusion streaming check did not run"
+      fi
     fi
     ;;
   *) echo "unknown mode $mode (python|node)"; exit 2 ;;
