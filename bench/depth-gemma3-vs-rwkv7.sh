@@ -19,7 +19,9 @@ RWKV="$DIR/rwkv7-2.9b-q8_0.gguf"
 mkdir -p "$DIR"
 if [ ! -f "$GEMMA" ]; then
   echo "writing $GEMMA (random weights, 4.1 GB, a few minutes)..." >&2
-  /usr/bin/python3 bench/transformer/transformer_synth.py --shape gemma3-4b "$GEMMA"
+  # flatline's own writer (bench/transformer/transformer_synth.py writes the
+  # same shape but needs NumPy, which the install script does not install).
+  "$BIN" synth --arch gemma3 --preset 4b --type q8_0 -o "$GEMMA"
 fi
 if [ ! -f "$RWKV" ]; then
   echo "writing $RWKV (random weights, 3.2 GB)..." >&2
