@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Client compatibility tests against a real `flatline serve` process:
 #   python  a stdlib-only client posting the growing history (python_history_client.py)
-#   node    the npm packages `ollama` and `openai` (node_clients.mjs), installed
+#   node    the npm packages `ollama`, `openai`, `@anthropic-ai/sdk` (node_clients.mjs),
+#           structured output through them and LangChain / the AI SDK (node_structured.mjs),
+#           a diffusion model through `ollama` (node_diffusion.mjs), installed
 #           into a temp dir; skipped (exit 77) when npm or the registry is unavailable
 # usage: run_client_tests.sh FLATLINE_BINARY python|node
 set -uo pipefail
@@ -26,8 +28,10 @@ if [ "$mode" = node ]; then
     echo "SKIP: node/npm not installed; the ollama/openai npm client tests did not run"
     exit 77
   fi
-  if ! (cd "$work" && timeout 300 npm install --no-audit --no-fund --loglevel=error ollama openai @anthropic-ai/sdk >"$work/npm.log" 2>&1); then
-    echo "SKIP: could not install the npm packages ollama, openai and @anthropic-ai/sdk (no access to the npm registry?)"
+  if ! (cd "$work" && timeout 300 npm install --no-audit --no-fund --loglevel=error ollama openai @anthropic-ai/sdk \
+      @langchain/ollama @langchain/openai @langchain/core ai ollama-ai-provider-v2 @ai-sdk/openai-compatible zod \
+      >"$work/npm.log" 2>&1); then
+    echo "SKIP: could not install the npm client packages (ollama, openai, @anthropic-ai/sdk, LangChain, AI SDK; no access to the npm registry?)"
     tail -5 "$work/npm.log"
     exit 77
   fi
@@ -39,6 +43,9 @@ python3 "$here/make_random_rwkv7.py" "$work/models/random.gguf" 7 || exit 1
 shared=${FLATLINE_SHARED_DIR:-$here/../../../shared}
 llada="$shared/models/random/llada.gguf"
 if [ "$mode" = node ] && [ -f "$llada" ]; then cp "$llada" "$work/models/llada.gguf"; fi
+# ... and its random-weight Gemma 3 (SentencePiece, a transformer) for structured output.
+gemma="$shared/models/random/gemma3.gguf"
+if [ "$mode" = node ] && [ -f "$gemma" ]; then cp "$gemma" "$work/models/gemma3.gguf"; fi
 
 # Starts the server (on the same state directory each time); sets $url.
 start_server() {
@@ -81,6 +88,12 @@ case "$mode" in
       start_server
       echo "flatline serve restarted at $url"
       node "$work/node_clients.mjs" "$url" random "$work/response_id" --after-restart || status=$?
+    fi
+    if [ "$status" -eq 0 ]; then
+      cp "$here/node_structured.mjs" "$work/" && node "$work/node_structured.mjs" "$url" random || status=$?
+      if [ "$status" -eq 0 ] && [ -f "$work/models/gemma3.gguf" ]; then
+        node "$work/node_structured.mjs" "$url" gemma3 || status=$?
+      fi
     fi
     if [ "$status" -eq 0 ]; then
       if [ -f "$work/models/llada.gguf" ]; then
