@@ -6,6 +6,7 @@
 // tokens/s and resident memory per turn, one line per model.
 #include <chrono>
 #include <algorithm>
+#include <cmath>
 #include <cstdio>
 #include <memory>
 #include <nlohmann/json.hpp>
@@ -129,7 +130,9 @@ ModelRun run_model(const std::string& path, const BenchTurnsOptions& o, std::sha
       TurnResult r = service.finish(engine, std::move(prepared), topts);
       const GenerateResult& g = r.generation;
       row.eval_count = g.eval_count;
-      row.eval_tps = g.eval_ns > 0 ? g.eval_count * 1e9 / g.eval_ns : 0;
+      // A reply of one token ran no decode step (it was sampled from the
+      // prompt's logits), so it has no generation speed to show.
+      row.eval_tps = g.eval_count >= 2 && g.eval_ns > 0 ? g.eval_count * 1e9 / g.eval_ns : NAN;
       row.prompt_tokens = g.prompt_tokens;
       row.prompt_eval_count = g.prompt_eval_count;
       row.cached_tokens = r.cached_tokens;
@@ -178,7 +181,9 @@ void print_table(const std::vector<ModelRun>& runs, int turns) {
         std::printf(" | %-47.47s", ("stopped: " + r.rows[t].error).c_str());
       } else {
         const TurnRow& row = r.rows[t];
-        std::printf(" | %6lld %8.2f %8lld %10.1f %10s", static_cast<long long>(row.eval_count), row.eval_tps,
+        char tps[16] = "       -";
+        if (!std::isnan(row.eval_tps)) std::snprintf(tps, sizeof tps, "%8.2f", row.eval_tps);
+        std::printf(" | %6lld %s %8lld %10.1f %10s", static_cast<long long>(row.eval_count), tps,
                     static_cast<long long>(row.prompt_eval_count), row.prompt_ms, format_bytes(row.rss).c_str());
       }
     }
@@ -214,7 +219,7 @@ void print_json(const std::vector<ModelRun>& runs, int turns) {
         t["error"] = row.error;
       } else {
         t["eval_count"] = row.eval_count;
-        t["eval_tokens_per_second"] = row.eval_tps;
+        t["eval_tokens_per_second"] = std::isnan(row.eval_tps) ? nlohmann::ordered_json(nullptr) : nlohmann::ordered_json(row.eval_tps);
         t["prompt_tokens"] = row.prompt_tokens;
         t["prompt_eval_count"] = row.prompt_eval_count;
         t["cached_tokens"] = row.cached_tokens;
@@ -258,7 +263,7 @@ ChartFigure turns_figure(const std::vector<ModelRun>& runs, const BenchTurnsOpti
     for (const TurnRow& row : r.rows) {
       const double mib = static_cast<double>(row.rss) / (1 << 20);
       if (row.error.empty()) {
-        sp.points.push_back({static_cast<double>(row.turn), row.eval_tps});
+        if (!std::isnan(row.eval_tps)) sp.points.push_back({static_cast<double>(row.turn), row.eval_tps});
         mem.points.push_back({static_cast<double>(row.turn), mib});
       } else {
         sp.marks.push_back({static_cast<double>(row.turn), NAN, row.stop});

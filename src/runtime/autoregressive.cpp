@@ -4,8 +4,11 @@
 // context runs out, or the caller cancels. The last sampled token stays
 // pending (shown but not fed) so that a following request which continues
 // with it pays no extra decode step (see Conversation).
+#include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <cstring>
+#include <limits>
 
 #include "runtime/diffusion.h"
 #include "runtime/generator.h"
@@ -20,6 +23,31 @@ int64_t now_ns() {
       .count();
 }
 }  // namespace
+
+// log p(chosen) = logit - log(sum exp(logits)), in double, over the ids the
+// sampler may pick; masked (-inf) ids take no part.
+TokenLogprob token_logprob(std::span<const float> logits, int32_t chosen, int32_t n_top,
+                           std::vector<std::pair<float, int32_t>>& scratch) {
+  float max_logit = -std::numeric_limits<float>::infinity();
+  for (float l : logits) max_logit = std::max(max_logit, l);
+  double sum = 0;
+  for (float l : logits)
+    if (l != -std::numeric_limits<float>::infinity()) sum += std::exp(static_cast<double>(l) - max_logit);
+  const double log_z = static_cast<double>(max_logit) + std::log(sum);
+  TokenLogprob out;
+  out.id = chosen;
+  out.logprob = static_cast<float>(logits[static_cast<size_t>(chosen)] - log_z);
+  if (n_top <= 0) return out;
+  scratch.clear();
+  for (size_t i = 0; i < logits.size(); ++i)
+    if (logits[i] != -std::numeric_limits<float>::infinity()) scratch.push_back({logits[i], static_cast<int32_t>(i)});
+  const size_t k = std::min(scratch.size(), static_cast<size_t>(n_top));
+  // Ties go to the lower id, so the list does not depend on the sort.
+  std::partial_sort(scratch.begin(), scratch.begin() + static_cast<std::ptrdiff_t>(k), scratch.end(),
+                    [](const auto& a, const auto& b) { return a.first > b.first || (a.first == b.first && a.second < b.second); });
+  for (size_t i = 0; i < k; ++i) out.top.push_back({scratch[i].second, static_cast<float>(scratch[i].first - log_z)});
+  return out;
+}
 
 GenerateResult AutoregressiveGenerator::generate(Conversation& conv, std::string_view prompt,
                                                  const GenerateOptions& options, const EventSink& sink) {
@@ -56,10 +84,15 @@ void AutoregressiveGenerator::decode(Conversation& conv, const GenerateOptions& 
   TextStream stream(stops);
   // Sampling stays within the tokenizer's ids: a padded embedding table may
   // have rows no token stands for.
-  Sampler sampler(options.sampling, static_cast<int32_t>(std::min<int64_t>(model.info().n_vocab, tok.n_vocab())));
+  const size_t n_choosable = static_cast<size_t>(std::min<int64_t>(model.info().n_vocab, tok.n_vocab()));
+  Sampler sampler(options.sampling, static_cast<int32_t>(n_choosable));
   std::vector<float> logits(conv.last_logits.size());
   ModelState& st = *conv.state;
   bool cancelled = false;
+  const bool record_logprobs = options.top_logprobs >= 0;
+  const int32_t n_top = std::min(options.top_logprobs, GenerateOptions::kMaxTopLogprobs);
+  std::vector<float> masked_logits(record_logprobs ? logits.size() : 0);
+  std::vector<std::pair<float, int32_t>> top_scratch;
 
   auto emit = [&](const std::string& text) {
     if (text.empty() || !sink || cancelled) return;
@@ -86,6 +119,8 @@ void AutoregressiveGenerator::decode(Conversation& conv, const GenerateOptions& 
       r.done_reason = DoneReason::Stop;  // the grammar allows no token at all
       break;
     }
+    // The distribution before the sampler's penalties change it in place.
+    if (record_logprobs) std::memcpy(masked_logits.data(), logits.data(), logits.size() * sizeof(float));
     const int32_t id = sampler.sample(logits.data(), conv.tokens);
     if (options.constraint) options.constraint->accept(id);
     if (tok.is_end_of_generation(id)) {
@@ -95,6 +130,10 @@ void AutoregressiveGenerator::decode(Conversation& conv, const GenerateOptions& 
     }
     ++r.eval_count;
     r.generated.push_back(id);
+    if (record_logprobs) {
+      r.logprobs.push_back(token_logprob({masked_logits.data(), n_choosable}, id, n_top, top_scratch));
+      if (options.logprob_log) options.logprob_log->push_back(r.logprobs.back());
+    }
     const std::string bytes = tok.token_bytes(id, /*render_special=*/true);
     const bool hit_stop = stream.push(tok.token_bytes(id));
     emit(stream.release());

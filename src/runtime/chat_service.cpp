@@ -157,6 +157,8 @@ TurnResult ChatService::finish(Engine& engine, PreparedTurn turn, const TurnOpti
   g.use_template_stops = options.use_template_stops;
   g.should_stop = should_stop;
   g.constraint = options.constraint;
+  g.top_logprobs = options.top_logprobs;
+  g.logprob_log = options.logprob_log;
 
   TurnResult out;
   // The prompt is already in the state: generate() evaluates nothing more.

@@ -39,6 +39,8 @@ struct TurnOptions {
   // (generated part, mask id where still masked); return false to cancel.
   std::function<bool(const GenerationEvent&)> on_canvas;
   TokenConstraint* constraint = nullptr;  // grammar mask / token observer (not owned)
+  int32_t top_logprobs = -1;                   // GenerateOptions::top_logprobs
+  std::vector<TokenLogprob>* logprob_log = nullptr;  // GenerateOptions::logprob_log (not owned)
 };
 
 // A prompt already evaluated into a conversation, waiting for generation.

@@ -95,8 +95,26 @@ struct DiffusionOptions {
   bool canvas_events = false;  // emit the canvas after every step
 };
 
+// The log-probability of one generated token under the model's
+// distribution at that step (log-softmax of the logits after any grammar
+// mask, before penalties and temperature, as OpenAI and Ollama report it),
+// with the most likely alternatives.
+struct TokenLogprob {
+  int32_t id = 0;
+  float logprob = 0;
+  std::vector<std::pair<int32_t, float>> top;  // most likely first, at most GenerateOptions::top_logprobs
+};
+
 struct GenerateOptions {
   SamplerParams sampling;
+  // >= 0: record every generated token's TokenLogprob with this many
+  // alternatives (at most kMaxTopLogprobs); < 0: none (no cost).
+  int32_t top_logprobs = -1;
+  static constexpr int32_t kMaxTopLogprobs = 20;
+  // Where the records go as they are made, so a streaming caller can read
+  // the ones made since its last text piece (optional; the result's
+  // `logprobs` holds them all in any case). Not owned.
+  std::vector<TokenLogprob>* logprob_log = nullptr;
   DiffusionOptions diffusion;
   int64_t num_predict = -1;         // < 0: until end of generation or context
   std::vector<std::string> stop;    // extra stop strings (the template's are added)
@@ -116,6 +134,7 @@ const char* done_reason_name(DoneReason reason);
 struct GenerateResult {
   std::string text;                 // the reply, stop string removed
   std::vector<int32_t> generated;   // sampled ids (without the end-of-generation token)
+  std::vector<TokenLogprob> logprobs;  // one per generated id when GenerateOptions::top_logprobs >= 0
   int64_t prompt_tokens = 0;        // tokens of the whole prompt (cached + evaluated)
   int64_t prompt_eval_count = 0;    // tokens actually evaluated for this prompt
   int64_t prompt_eval_ns = 0;

@@ -11,6 +11,8 @@
 #include <memory>
 #include <span>
 #include <string_view>
+#include <utility>
+#include <vector>
 
 #include "runtime/engine.h"
 
@@ -52,6 +54,11 @@ class AutoregressiveGenerator final : public Generator {
               int64_t t1);
   Engine& engine_;
 };
+
+// The log-probability of `chosen` and the `n_top` most likely ids under
+// log-softmax(logits) (-inf entries excluded); `scratch` is reused storage.
+TokenLogprob token_logprob(std::span<const float> logits, int32_t chosen, int32_t n_top,
+                           std::vector<std::pair<float, int32_t>>& scratch);
 
 // The generator the model's traits call for.
 std::unique_ptr<Generator> make_generator(Engine& engine);
