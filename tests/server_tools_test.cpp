@@ -72,10 +72,11 @@ class ServerToolsTest : public ::testing::Test {
                 {"messages", messages},
                 {"stream", false},
                 {"tools", weather_tools()},
+                {"parallel_tool_calls", false},
                 {"options", {{"temperature", 1.0}, {"seed", seed}, {"num_predict", 120}}}};
   }
   static json openai_body(const std::string& model, const json& messages, int seed) {
-    return json{{"model", model}, {"messages", messages}, {"tools", weather_tools()},
+    return json{{"model", model}, {"messages", messages}, {"tools", weather_tools()}, {"parallel_tool_calls", false},
                 {"temperature", 1.0}, {"seed", seed}, {"max_tokens", 120}};
   }
 
