@@ -13,6 +13,7 @@
 #include "runtime/reply_splitter.h"
 #include "runtime/tool_calls.h"
 #include "test_support.h"
+#include "util/error.h"
 
 namespace flatline {
 namespace {

@@ -120,7 +120,12 @@ bool ReplySplitter::step_content(bool at_end, ReplyParts& out) {
       // A reply that is a bare JSON object (Llama 3), or a list whose
       // marker is a control token the text does not show (Mistral, Granite).
       const bool bare_object = *options_.tools == ToolCallFormat::Llama3Json && rest[0] == '{';
-      const bool bare_list = s.list && rest[0] == '[';
+      // "[TOOL_CALLS]" itself starts with "[": wait until it is clear
+      // whether the marker is being written.
+      const std::string_view head = rest.substr(0, std::min(rest.size(), s.open.size()));
+      const bool may_be_marker = !s.open.empty() && s.open.compare(0, head.size(), head) == 0;
+      if (may_be_marker && !at_end && rest.size() < s.open.size()) return false;
+      const bool bare_list = s.list && rest[0] == '[' && !may_be_marker;
       if (bare_object || bare_list) {
         call_open_.clear();
         call_close_.clear();
@@ -143,10 +148,12 @@ bool ReplySplitter::step_content(bool at_end, ReplyParts& out) {
   const size_t at = pending_.find(s.open);
   if (at != std::string::npos) {
     emit_content(std::string_view(pending_).substr(0, at), out);
-    held_ws_.clear();  // whitespace just before a call is layout, not answer
+    // Whitespace just before a call is layout, not answer (kept in case
+    // the call turns out not to be one).
+    call_raw_ = held_ws_ + s.open;
+    held_ws_.clear();
     call_open_ = s.open;
     call_close_ = s.close;
-    call_raw_ = s.open;
     call_body_.clear();
     pending_.erase(0, at + s.open.size());
     mode_ = Mode::Call;
@@ -187,9 +194,11 @@ bool ReplySplitter::step_call(bool at_end, ReplyParts& out) {
       return true;
     }
   }
-  call_body_ += pending_;
-  call_raw_ += pending_;
-  pending_.clear();
+  // Hold back what may be the start of the closing marker.
+  const size_t hold = at_end || call_close_.empty() ? 0 : partial_marker_suffix(pending_, call_close_);
+  call_body_.append(pending_, 0, pending_.size() - hold);
+  call_raw_.append(pending_, 0, pending_.size() - hold);
+  pending_.erase(0, pending_.size() - hold);
   if (at_end) {
     end_call(call_body_, out);  // an unclosed call still counts when its body is one
     mode_ = Mode::Content;

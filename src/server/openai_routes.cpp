@@ -211,7 +211,10 @@ void handle_chat_completions(ServerContext& ctx, const std::string& request_body
       if (!parts.content.empty()) write_sse(sink, dump(chunk(content_delta(parts.content), nullptr)));
       if (!parts.calls.empty()) {
         json delta = {{"tool_calls", openai_tool_calls(parts.calls, calls_shown, /*with_index=*/true)}};
-        if (first) delta["role"] = "assistant", delta["content"] = nullptr;
+        if (first) {
+          delta["role"] = "assistant";
+          delta["content"] = nullptr;
+        }
         first = false;
         calls_shown += parts.calls.size();
         write_sse(sink, dump(chunk(std::move(delta), nullptr)));

@@ -166,8 +166,12 @@ json template_vars(const ToolRequest& tools, const ThinkRequest& think, const Ch
   if (tools.active()) vars["tools"] = tools.tools_json;
   if (think.think) vars["enable_thinking"] = *think.think;
   if (!think.effort.empty()) vars["reasoning_effort"] = think.effort;
-  // A reply that must be calls has no room for reasoning unless asked.
-  if (tools.constrained() && !think.think.value_or(false) && tmpl.supports_thinking()) vars["enable_thinking"] = false;
+  // A reply that must be calls leaves the template's thinking default
+  // alone: the grammar starts the reply with the call (or, when the prompt
+  // opened <think>, lets the reasoning close first). Telling the template
+  // enable_thinking=false instead would put an empty <think></think> in the
+  // prompt that the history renders without, and cost the cache hit.
+  (void)tmpl;
   return vars;
 }
 

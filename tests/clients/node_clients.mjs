@@ -195,7 +195,7 @@ const checkArgs = (a) => {
 const toolQuestion = [{ role: 'user', content: 'Weather in Oslo?' }];
 // tool_choice is OpenAI's; flatline's /api/chat takes it too (the client passes it through).
 const toolChat = await ollama.chat({ model, messages: toolQuestion, tools, tool_choice: 'required', parallel_tool_calls: false,
-  options: { temperature: 1, seed: 3, num_predict: 80 } });
+  options: { temperature: 1, seed: 3, num_predict: 200 } });
 assert.equal(toolChat.message.tool_calls.length, 1, JSON.stringify(toolChat.message));
 assert.equal(toolChat.message.tool_calls[0].function.name, 'get_weather');
 checkArgs(toolChat.message.tool_calls[0].function.arguments);
@@ -208,7 +208,7 @@ ok(`ollama.chat tools round trip (second turn evaluated ${toolTurn2.prompt_eval_
 
 const oaiTool = await openai.chat.completions.create({
   model, messages: toolQuestion, tools, tool_choice: { type: 'function', function: { name: 'get_weather' } },
-  temperature: 1, seed: 4, max_tokens: 80,
+  temperature: 1, seed: 4, max_tokens: 200,
 });
 assert.equal(oaiTool.choices[0].finish_reason, 'tool_calls');
 const oaiCall = oaiTool.choices[0].message.tool_calls[0];
@@ -225,7 +225,7 @@ ok('openai chat.completions tools round trip');
 let streamedArgs = '';
 let toolFinish = null;
 for await (const chunk of await openai.chat.completions.create({
-  model, messages: toolQuestion, tools, tool_choice: 'required', parallel_tool_calls: false, temperature: 1, seed: 5, max_tokens: 80, stream: true,
+  model, messages: toolQuestion, tools, tool_choice: 'required', parallel_tool_calls: false, temperature: 1, seed: 5, max_tokens: 200, stream: true,
 })) {
   for (const choice of chunk.choices) {
     for (const tc of choice.delta.tool_calls ?? []) streamedArgs += tc.function?.arguments ?? '';
