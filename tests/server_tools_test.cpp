@@ -385,6 +385,58 @@ TEST_F(ServerToolsTest, ReasoningOpenedByTheTemplate) {
   EXPECT_FALSE(r.js()["message"]["content"].get<std::string>().empty()) << r.body;
 }
 
+TEST_F(ServerToolsTest, ParallelCallsEachValidate) {
+  std::vector<std::string> arguments;
+  for (int seed : {11, 12, 13}) {
+    json body = openai_body("random", user("Weather in two cities?"), seed);
+    body.erase("parallel_tool_calls");  // default: true
+    body["tool_choice"] = {{"type", "function"}, {"function", {{"name", "get_weather"}}}};
+    body["max_tokens"] = 400;
+    auto r = test::post(srv(), "/v1/chat/completions", body);
+    ASSERT_EQ(r.status, 200) << r.body;
+    const json calls = r.js()["choices"][0]["message"]["tool_calls"];
+    ASSERT_GE(calls.size(), 1u) << r.body;
+    for (const json& c : calls) arguments.push_back(c["function"]["arguments"]);
+  }
+  expect_arguments_valid(arguments);
+}
+
+TEST_F(ServerToolsTest, GenerateReturnsThinking) {
+  json body = {{"model", "qwen"}, {"prompt", "Think."}, {"stream", false}, {"think", true}, {"grammar", kThinkGrammar},
+               {"options", {{"temperature", 1.0}, {"seed", 5}, {"num_predict", 60}}}};
+  auto r = test::post(srv(), "/api/generate", body);
+  ASSERT_EQ(r.status, 200) << r.body;
+  EXPECT_FALSE(r.js()["thinking"].get<std::string>().empty()) << r.body;
+  EXPECT_EQ(r.js()["response"].get<std::string>().find('<'), std::string::npos) << r.body;
+}
+
+// Qwen 3 renders an earlier turn without its reasoning, so the state after
+// the reply is no prefix of the next prompt; the state the reply started
+// from is, and the next turn resumes there: it evaluates the (stripped)
+// reply and the new message, not the whole history.
+TEST_F(ServerToolsTest, StrippedReasoningResumesWhereTheReplyStarted) {
+  const std::string system = "You are a careful assistant. " + std::string(300, 'x');
+  json messages = json::array({json{{"role", "system"}, {"content", system}}, json{{"role", "user"}, {"content", "Why?"}}});
+  json body = {{"model", "qwen"}, {"messages", messages}, {"stream", false}, {"think", true}, {"grammar", kThinkGrammar},
+               {"options", {{"temperature", 1.0}, {"seed", 6}, {"num_predict", 60}}}};
+  auto r1 = test::post(srv(), "/api/chat", body);
+  ASSERT_EQ(r1.status, 200) << r1.body;
+  const json reply = r1.js()["message"];
+  ASSERT_TRUE(reply.contains("thinking"));
+  messages.push_back(reply);  // with its "thinking", which the template leaves out
+  messages.push_back(json{{"role", "user"}, {"content", "And then?"}});
+  body["messages"] = messages;
+  body.erase("grammar");
+  body["options"]["num_predict"] = 2;
+  auto r2 = test::post(srv(), "/api/chat", body);
+  ASSERT_EQ(r2.status, 200) << r2.body;
+  const int64_t evaluated = r2.js()["prompt_eval_count"];
+  const std::string new_text = reply["content"].get<std::string>() +
+                               "<|im_end|>\n<|im_start|>user\nAnd then?<|im_end|>\n<|im_start|>assistant\n";
+  EXPECT_EQ(evaluated, static_cast<int64_t>(new_text.size())) << r2.body;
+  EXPECT_GT(r1.js()["prompt_eval_count"].get<int64_t>(), 300);
+}
+
 TEST_F(ServerToolsTest, OpenAIReasoningContent) {
   json body = {{"model", "qwen"}, {"messages", user("Think.")}, {"reasoning_effort", "high"},
                {"grammar", kThinkGrammar}, {"temperature", 1.0}, {"seed", 4}, {"max_tokens", 60}};

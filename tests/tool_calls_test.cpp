@@ -296,6 +296,21 @@ TEST(GenericToolFallback, ToolsBecomeASystemPromptAndCallsText) {
   EXPECT_NE(second.find("User: <tool_response>\n12:00\n</tool_response>\n\nAssistant:"), std::string::npos) << second;
 }
 
+// Gemma's template refuses two user messages in a row: parallel results
+// and a user message after a result join the user message before them.
+TEST(GenericToolFallback, ResultsKeepRolesAlternating) {
+  const ChatTemplate gemma = jinja_template("shared-gemma3.jinja");
+  ASSERT_EQ(gemma.tool_call_format(), ToolCallFormat::Generic);
+  ChatMessage call{"assistant", ""};
+  call.extra = ojson{{"tool_calls", ojson::parse(R"([{"function": {"name": "a", "arguments": {}}}, {"function": {"name": "b", "arguments": {}}}])")}};
+  const std::vector<ChatMessage> chat = {{"user", "x"}, call, {"tool", "ra"}, {"tool", "rb"}, {"user", "and?"}};
+  std::string out;
+  ASSERT_NO_THROW(out = gemma.render(chat, true, ojson{{"tools", nullptr}}));
+  EXPECT_NE(out.find("<tool_response>\nra\n</tool_response>\n<tool_response>\nrb\n</tool_response>\nand?"), std::string::npos)
+      << out;
+  EXPECT_NE(out.find("<tool_call>\n{\"name\": \"a\", \"arguments\": {}}\n</tool_call>\n<tool_call>"), std::string::npos) << out;
+}
+
 TEST(GenericToolFallback, ToolsAwareTemplatesGetTheToolsThemselves) {
   const ChatTemplate qwen = jinja_template("shared-qwen3.jinja");
   const ojson tools = ojson::parse(R"([{"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}])");

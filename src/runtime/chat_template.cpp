@@ -291,6 +291,7 @@ namespace {
 std::vector<ChatMessage> with_tools_as_text(const std::vector<ChatMessage>& messages, const nlohmann::ordered_json& tools) {
   std::vector<ChatMessage> out;
   out.reserve(messages.size() + 1);
+  bool previous_was_result = false;
   for (const ChatMessage& m : messages) {
     ChatMessage c = m;
     if (c.extra.is_object()) {
@@ -301,11 +302,20 @@ std::vector<ChatMessage> with_tools_as_text(const std::vector<ChatMessage>& mess
         c.extra.erase("tool_calls");
       }
     }
-    if (c.role == "tool") {
+    const bool tool_result = c.role == "tool";
+    if (tool_result) {
       c.role = "user";
       c.content = "<tool_response>\n" + c.content + "\n</tool_response>";
     }
-    out.push_back(std::move(c));
+    // Results of parallel calls, and a user message right after a result,
+    // join the user message before them: templates that insist on
+    // alternating roles (Gemma) would refuse two user messages in a row.
+    if (c.role == "user" && !out.empty() && out.back().role == "user" && (tool_result || previous_was_result)) {
+      out.back().content += "\n" + c.content;
+    } else {
+      out.push_back(std::move(c));
+    }
+    previous_was_result = tool_result;
   }
   if (tools.is_array() && !tools.empty()) {
     std::vector<ToolSpec> specs;
