@@ -149,7 +149,10 @@ void setup_reply(ActiveTurn& turn, const InferenceRequest& request, const ChatTe
   turn.reply.tools = format;
   const ToolCallSyntax& syntax = tool_call_syntax(format);
   const bool autoregressive = turn.lease->loaded().traits().generation == GenerationKind::Autoregressive;
-  const bool lazy = !tools.constrained() && !syntax.list && autoregressive;
+  // Not while the model may be reasoning: a marker it mentions inside
+  // <think> would start the grammar there.
+  const bool may_reason = tmpl.supports_thinking() && request.think.think.value_or(true);
+  const bool lazy = !tools.constrained() && !syntax.list && autoregressive && !may_reason;
   if (!tools.constrained() && !lazy) return;
   if (request.format) {
     if (tools.constrained())
