@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 
 #include <fstream>
+#include <random>
 #include <sstream>
 
 #include "runtime/chat_template.h"
@@ -198,6 +199,60 @@ TEST(ReplySplitter, ThinkingThenACall) {
 TEST(ReplySplitter, InactiveIsAPassThrough) {
   const ReplyParts p = split_bytewise({}, " <think>x</think><tool_call>{}</tool_call> ");
   EXPECT_EQ(p.content, " <think>x</think><tool_call>{}</tool_call> ");
+}
+
+bool grammar_accepts(const std::string& gbnf, const std::string& text);
+
+// Streaming must not change the result: any chunking of the text splits
+// as the whole text does (markers cut anywhere, invalid calls, stray tags).
+TEST(ReplySplitter, AnyChunkingSplitsLikeTheWholeText) {
+  const std::vector<std::string> texts = {
+      "<think>a</think>\n\nHi <tool_call>\n{\"name\": \"f\", \"arguments\": {\"x\": [1, 2]}}\n</tool_call>\n"
+      "<tool_call>{\"name\": \"g\"}</tool_call> tail",
+      "plain < text </tool_call> <tool_call>{broken</tool_call><tool_call>",
+      "  <think>unclosed <tool_call>{\"name\": \"f\"}</tool_call>",
+      "</think> x <thi <think> y",
+      "[TOOL_CALLS][{\"name\": \"a\", \"arguments\": {}}]",
+      "{\"name\": \"f\", \"parameters\": {}}",
+  };
+  std::mt19937 rng(7);
+  for (ToolCallFormat f : {ToolCallFormat::Hermes, ToolCallFormat::Mistral, ToolCallFormat::Llama3Json}) {
+    for (bool starts_in_thinking : {false, true}) {
+      const ReplySplitterOptions o{true, starts_in_thinking, f};
+      for (const std::string& text : texts) {
+        const ReplyParts whole = ReplySplitter::split(o, text);
+        for (int trial = 0; trial < 20; ++trial) {
+          ReplySplitter s(o);
+          ReplyParts got;
+          auto add = [&](const ReplyParts& p) {
+            got.content += p.content;
+            got.thinking += p.thinking;
+            got.calls.insert(got.calls.end(), p.calls.begin(), p.calls.end());
+          };
+          for (size_t at = 0; at < text.size();) {
+            const size_t n = std::min(text.size() - at, static_cast<size_t>(1 + rng() % 7));
+            add(s.push(std::string_view(text).substr(at, n)));
+            at += n;
+          }
+          add(s.finish());
+          EXPECT_EQ(got.content, whole.content) << text;
+          EXPECT_EQ(got.thinking, whole.thinking) << text;
+          ASSERT_EQ(got.calls.size(), whole.calls.size()) << text;
+          for (size_t i = 0; i < got.calls.size(); ++i) EXPECT_EQ(got.calls[i].arguments, whole.calls[i].arguments);
+        }
+      }
+    }
+  }
+}
+
+TEST(ToolCallGrammar, NamesWithQuotesAndUnicode) {
+  const auto tools = tool_specs_from_json(ojson::parse(R"([{"function": {"name": "we\"ird\u2713"}}])"));
+  const std::vector<ToolCall> calls = {{"we\"ird\u2713", ojson::object()}};
+  const std::string text = tool_calls_text(ToolCallFormat::Hermes, calls);
+  EXPECT_TRUE(grammar_accepts(tool_call_gbnf(ToolCallFormat::Hermes, tools, {}), text)) << text;
+  const ReplyParts p = ReplySplitter::split(hermes_options(), text);
+  ASSERT_EQ(p.calls.size(), 1u);
+  EXPECT_EQ(p.calls[0].name, "we\"ird\u2713");
 }
 
 TEST(ReplySplitter, PromptOpensThinking) {
