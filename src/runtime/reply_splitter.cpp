@@ -127,7 +127,6 @@ bool ReplySplitter::step_content(bool at_end, ReplyParts& out) {
       if (may_be_marker && !at_end && rest.size() < s.open.size()) return false;
       const bool bare_list = s.list && rest[0] == '[' && !may_be_marker;
       if (bare_object || bare_list) {
-        call_open_.clear();
         call_close_.clear();
         call_raw_ = pending_;
         call_body_ = std::string(rest);
@@ -152,7 +151,6 @@ bool ReplySplitter::step_content(bool at_end, ReplyParts& out) {
     // the call turns out not to be one).
     call_raw_ = held_ws_ + s.open;
     held_ws_.clear();
-    call_open_ = s.open;
     call_close_ = s.close;
     call_body_.clear();
     pending_.erase(0, at + s.open.size());

@@ -65,8 +65,7 @@ class ReplySplitter {
   std::string held_ws_;        // trailing whitespace of the answer, not yet shown
   std::string held_think_ws_;  // trailing whitespace of the reasoning
   bool thinking_started_ = false;
-  std::string call_open_;      // the marker that opened the call being read ("" for a bare JSON reply)
-  std::string call_close_;     // the marker that ends it ("" = the end of the reply)
+  std::string call_close_;     // the marker that ends the call being read ("" = the end of the reply)
   std::string call_body_;
   std::string call_raw_;       // the text as written, in case it is not a call after all
   ReplyParts all_;
