@@ -319,7 +319,7 @@ TEST_F(ServerApiTest, ErrorsUseOllamaStatusesAndMessages) {
   bad["tools"] = json::array({json{{"type", "function"}}});
   r = test::post(srv(), "/api/chat", bad);
   EXPECT_EQ(r.status, 400);
-  EXPECT_EQ(r.js()["error"], "\"random\" does not support tools");
+  EXPECT_EQ(r.js()["error"], "invalid tools: tools[0].function is required (an object with a \"name\")");
 
   // Oversized body: 413 with a JSON error, and the server is still fine.
   std::string huge(33u << 20, 'a');

@@ -36,7 +36,9 @@ inline std::vector<std::string> random_model_vocab() {
 
 // A random-weight RWKV-7 in llama.cpp's GGUF layout: 64-wide, 2 layers, one
 // 64-dim head. Different seeds give different fingerprints.
-inline void write_random_rwkv7(const std::string& path, uint32_t seed, int n_layer = 2) {
+// `extra_strings`: more string metadata (e.g. a tokenizer.chat_template).
+inline void write_random_rwkv7(const std::string& path, uint32_t seed, int n_layer = 2,
+                               const std::vector<std::pair<std::string, std::string>>& extra_strings = {}) {
   const int64_t D = 64, F = 128, R = 8;
   const auto vocab = random_model_vocab();
   const int64_t V = static_cast<int64_t>(vocab.size());
@@ -61,6 +63,7 @@ inline void write_random_rwkv7(const std::string& path, uint32_t seed, int n_lay
   w.add_int32_array("tokenizer.ggml.token_type", std::vector<int32_t>(vocab.size(), 1));
   w.add_bool("tokenizer.ggml.add_bos_token", false);
   w.add_bool("tokenizer.ggml.add_eos_token", false);
+  for (const auto& [key, value] : extra_strings) w.add_string(key, value);
   auto tensor = [&](const std::string& name, std::vector<int64_t> dims, float scale, float offset = 0.0f) {
     int64_t n = 1;
     for (int64_t d : dims) n *= d;

@@ -25,19 +25,26 @@ std::string ChatService::render(const Engine& engine, const std::vector<ChatMess
   return engine.chat_template().render(messages, /*add_generation_prompt=*/true);
 }
 
+std::string ChatService::render(const Engine& engine, const std::vector<ChatMessage>& messages,
+                                const nlohmann::ordered_json& template_vars) {
+  return engine.chat_template().render(messages, /*add_generation_prompt=*/true, template_vars);
+}
+
 PreparedTurn ChatService::prepare(Engine& engine, int64_t n_ctx, const std::string& prompt) {
   return prepare_at(engine, n_ctx, prompt, {});
 }
 
-PreparedTurn ChatService::prepare_messages(Engine& engine, int64_t n_ctx, const std::vector<ChatMessage>& messages) {
+PreparedTurn ChatService::prepare_messages(Engine& engine, int64_t n_ctx, const std::vector<ChatMessage>& messages,
+                                          const nlohmann::ordered_json& template_vars) {
   const ChatTemplate& tmpl = engine.chat_template();
-  const std::string prompt = render(engine, messages);
+  const std::string prompt = render(engine, messages, template_vars);
   return prepare_at(engine, n_ctx, prompt,
-                    [&](size_t after) { return message_boundaries(tmpl, messages, prompt, after); });
+                    [&](size_t after) { return message_boundaries(tmpl, messages, prompt, after, template_vars); });
 }
 
 std::vector<size_t> ChatService::message_boundaries(const ChatTemplate& tmpl, const std::vector<ChatMessage>& messages,
-                                                    const std::string& prompt, size_t after) {
+                                                    const std::string& prompt, size_t after,
+                                                    const nlohmann::ordered_json& template_vars) {
   std::vector<size_t> out;
   const size_t n = messages.size();
   for (size_t step = 1; step < n; step *= 2) {
@@ -45,7 +52,7 @@ std::vector<size_t> ChatService::message_boundaries(const ChatTemplate& tmpl, co
     std::string head;
     try {
       head = tmpl.render(std::vector<ChatMessage>(messages.begin(), messages.begin() + last + 1),
-                                          /*add_generation_prompt=*/false);
+                                          /*add_generation_prompt=*/false, template_vars);
     } catch (const std::exception&) {
       continue;  // a template may refuse a history that ends there
     }
@@ -117,12 +124,13 @@ int drop_oldest_exchange(std::vector<ChatMessage>& messages) {
 }  // namespace
 
 PreparedTurn ChatService::prepare_chat(Engine& engine, int64_t n_ctx, std::vector<ChatMessage> messages,
-                                       ContextPolicy policy, int* dropped, int64_t num_predict) {
+                                       ContextPolicy policy, int* dropped, int64_t num_predict,
+                                       const nlohmann::ordered_json& template_vars) {
   int removed = 0;
   const bool bounded = engine.loaded().traits().has_context_limit;
   if (policy == ContextPolicy::DropOldest && bounded) {
     const int64_t limit = n_ctx - reply_reserve(n_ctx, num_predict);
-    while (engine.count_prompt_tokens(render(engine, messages)) > limit) {
+    while (engine.count_prompt_tokens(render(engine, messages, template_vars)) > limit) {
       const int n = drop_oldest_exchange(messages);
       if (n == 0) break;
       removed += n;
@@ -130,7 +138,7 @@ PreparedTurn ChatService::prepare_chat(Engine& engine, int64_t n_ctx, std::vecto
   }
   for (;;) {
     try {
-      PreparedTurn turn = prepare_messages(engine, n_ctx, messages);
+      PreparedTurn turn = prepare_messages(engine, n_ctx, messages, template_vars);
       if (dropped) *dropped = removed;
       if (removed > 0)
         LOG_INFO(engine.loaded().info().name << ": dropped the " << removed << " oldest messages to fit the "

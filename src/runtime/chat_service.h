@@ -67,6 +67,10 @@ class ChatService {
   static std::string render(const LoadedModel& model, const std::vector<ChatMessage>& messages);
   // With the engine's chat template (an alias's TEMPLATE when one is set).
   static std::string render(const Engine& engine, const std::vector<ChatMessage>& messages);
+  // ... with more template variables (tools, enable_thinking, ...; see
+  // ChatTemplate::render), an object or null.
+  static std::string render(const Engine& engine, const std::vector<ChatMessage>& messages,
+                            const nlohmann::ordered_json& template_vars);
 
   // Starts from the longest cached snapshot `prompt` extends (or a fresh
   // state with room for `n_ctx` tokens) and evaluates the rest; snapshots
@@ -77,7 +81,8 @@ class ChatService {
   // prepare() for the rendering of `messages`, also snapshotting the message
   // boundaries it feeds across (message_boundaries), so a client that later
   // rewrites an earlier message resumes from the boundary before it.
-  PreparedTurn prepare_messages(Engine& engine, int64_t n_ctx, const std::vector<ChatMessage>& messages);
+  PreparedTurn prepare_messages(Engine& engine, int64_t n_ctx, const std::vector<ChatMessage>& messages,
+                                const nlohmann::ordered_json& template_vars = nullptr);
   // Offsets in `prompt` (the rendering of `messages` with the generation
   // prompt) where a message ends and more than `after` bytes have been
   // consumed: the rendering of each leading part of the messages (without
@@ -86,7 +91,8 @@ class ChatService {
   // third-, fifth-, ninth-to-last, ...), leaving out ends within
   // kMinBoundaryGap bytes of `after` or of the prompt's end. Ascending.
   static std::vector<size_t> message_boundaries(const ChatTemplate& tmpl, const std::vector<ChatMessage>& messages,
-                                                const std::string& prompt, size_t after);
+                                                const std::string& prompt, size_t after,
+                                                const nlohmann::ordered_json& template_vars = nullptr);
   static constexpr size_t kMinBoundaryGap = 16;
   // prepare() for a chat: renders `messages`; with DropOldest, when the
   // prompt does not leave `reply_reserve(n_ctx, num_predict)` tokens free
@@ -96,7 +102,8 @@ class ChatService {
   // Throws ContextOverflowError when even the last message alone does not
   // fit, or with Refuse.
   PreparedTurn prepare_chat(Engine& engine, int64_t n_ctx, std::vector<ChatMessage> messages, ContextPolicy policy,
-                            int* dropped = nullptr, int64_t num_predict = -1);
+                            int* dropped = nullptr, int64_t num_predict = -1,
+                            const nlohmann::ordered_json& template_vars = nullptr);
   // Room DropOldest keeps for the reply: num_predict when set, else a quarter
   // of the context, at most half of it (a dropped history is re-processed
   // whole, so dropping just enough for a few tokens would repeat that cost on

@@ -15,6 +15,7 @@ struct ChatTemplate::Jinja {
   std::optional<jinja::Template> main;
   std::map<std::string, jinja::Template> named;  // tokenizer.chat_template.<name>
   JinjaTemplateTokens tokens;
+  std::string source;  // the main template's text, then the tool_use variant's
 };
 
 std::string trim(std::string_view s) {
@@ -68,14 +69,17 @@ ChatTemplate ChatTemplate::from_jinja(const std::string& source, const JinjaTemp
   auto j = std::make_shared<Jinja>();
   j->main = jinja::Template::parse(source);
   j->tokens = tokens;
+  j->source = source;
   for (const auto& [name, text] : named_sources) {
     try {
       j->named.emplace(name, jinja::Template::parse(text));
+      if (name == "tool_use") j->source += "\n" + text;
     } catch (const jinja::Error& e) {
       warn_once(text, "tokenizer.chat_template." + name + " is not valid Jinja (" + e.what() + "); it is not used");
     }
   }
   ChatTemplate t(detect(source, architecture));
+  t.tool_format_ = detect_tool_call_format(j->source);
   t.jinja_ = std::move(j);
   return t;
 }
@@ -153,6 +157,11 @@ ChatTemplate ChatTemplate::from_gguf(const gguf::File& file, const std::string& 
   const SpecialTokenTexts special = special_token_texts(file);
   JinjaTemplateTokens tokens{special.bos, special.eos, special.add_bos, special.add_eos};
   return from_jinja(text, tokens, {}, file.get_string("general.architecture", ""));
+}
+
+const std::string& ChatTemplate::source() const {
+  static const std::string none;
+  return jinja_ ? jinja_->source : none;
 }
 
 bool ChatTemplate::has_named_template(const std::string& name) const {
@@ -273,8 +282,74 @@ nlohmann::ordered_json messages_json(const std::vector<ChatMessage>& messages) {
 
 }  // namespace
 
+namespace {
+
+// The generic tool fallback: calls and results in the history become text
+// (the calls in the layout the constrained grammar generates, so a reply
+// renders back as it was written), and the offered tools become
+// instructions in the system message.
+std::vector<ChatMessage> with_tools_as_text(const std::vector<ChatMessage>& messages, const nlohmann::ordered_json& tools) {
+  std::vector<ChatMessage> out;
+  out.reserve(messages.size() + 1);
+  bool previous_was_result = false;
+  for (const ChatMessage& m : messages) {
+    ChatMessage c = m;
+    if (c.extra.is_object()) {
+      if (auto calls = c.extra.find("tool_calls"); calls != c.extra.end()) {
+        const std::vector<ToolCall> parsed = tool_calls_from_json(*calls);
+        if (!parsed.empty())
+          c.content += (c.content.empty() ? "" : "\n") + tool_calls_text(ToolCallFormat::Generic, parsed);
+        c.extra.erase("tool_calls");
+      }
+    }
+    const bool tool_result = c.role == "tool";
+    if (tool_result) {
+      c.role = "user";
+      c.content = "<tool_response>\n" + c.content + "\n</tool_response>";
+    }
+    // Results of parallel calls, and a user message right after a result,
+    // join the user message before them: templates that insist on
+    // alternating roles (Gemma) would refuse two user messages in a row.
+    if (c.role == "user" && !out.empty() && out.back().role == "user" && (tool_result || previous_was_result)) {
+      out.back().content += "\n" + c.content;
+    } else {
+      out.push_back(std::move(c));
+    }
+    previous_was_result = tool_result;
+  }
+  if (tools.is_array() && !tools.empty()) {
+    std::vector<ToolSpec> specs;
+    try {
+      specs = tool_specs_from_json(tools);
+    } catch (const Error&) {
+      return out;  // the server checks tools before; a bad list offers none
+    }
+    const std::string prompt = generic_tool_prompt(specs);
+    if (!out.empty() && out.front().role == "system") {
+      out.front().content += "\n\n" + prompt;
+    } else {
+      out.insert(out.begin(), ChatMessage{"system", prompt});
+    }
+  }
+  return out;
+}
+
+}  // namespace
+
 std::string ChatTemplate::render(const std::vector<ChatMessage>& messages, bool add_generation_prompt,
                                  const nlohmann::ordered_json& extra_context, const std::string& template_name) const {
+  // A template that renders tools itself gets them, whatever its syntax.
+  if (tool_format_ != ToolCallFormat::Generic || mentions_tools()) return render_as_given(messages, add_generation_prompt, extra_context, template_name);
+  const nlohmann::ordered_json tools =
+      extra_context.is_object() && extra_context.contains("tools") ? extra_context["tools"] : nlohmann::ordered_json();
+  nlohmann::ordered_json rest = extra_context;
+  if (rest.is_object()) rest.erase("tools");
+  return render_as_given(with_tools_as_text(messages, tools), add_generation_prompt, rest, template_name);
+}
+
+std::string ChatTemplate::render_as_given(const std::vector<ChatMessage>& messages, bool add_generation_prompt,
+                                          const nlohmann::ordered_json& extra_context,
+                                          const std::string& template_name) const {
   if (!jinja_) {
     switch (format_) {
       case ChatFormat::RwkvWorld: return render_rwkv(messages, add_generation_prompt);

@@ -16,6 +16,7 @@
 #include <nlohmann/json.hpp>
 
 #include "gguf/gguf.h"
+#include "runtime/tool_calls.h"
 
 namespace flatline {
 
@@ -95,12 +96,31 @@ class ChatTemplate {
   // The hand-written formats ignore extra_context and ChatMessage::extra.
   std::string render(const std::vector<ChatMessage>& messages, bool add_generation_prompt,
                      const nlohmann::ordered_json& extra_context, const std::string& template_name = "") const;
+  // The Jinja source (main template, then any tool_use variant); "" for
+  // the hand-written formats.
+  const std::string& source() const;
+  // How this model writes tool calls (runtime/tool_calls.h): from the
+  // template's text; Generic for templates that show no known syntax and
+  // for the hand-written formats. For a template that never mentions
+  // tools (and the hand-written formats), render() puts the tools in the
+  // system message as text (generic_tool_prompt) instead of passing them
+  // to the template, and renders calls and tool results in the history as
+  // text; a template that renders tools in a syntax flatline does not know
+  // gets them as they are (its calls are parsed as the generic syntax).
+  ToolCallFormat tool_call_format() const { return tool_format_; }
+  // /api/show capabilities: the template renders `tools` / reasoning.
+  bool mentions_tools() const { return template_mentions_tools(source()); }
+  bool supports_thinking() const { return template_supports_thinking(source()); }
+
   // Text that ends an assistant turn when the model writes it as plain text.
   std::vector<std::string> stop_strings() const;
 
  private:
   struct Jinja;
+  std::string render_as_given(const std::vector<ChatMessage>& messages, bool add_generation_prompt,
+                              const nlohmann::ordered_json& extra_context, const std::string& template_name) const;
   ChatFormat format_;
+  ToolCallFormat tool_format_ = ToolCallFormat::Generic;
   std::shared_ptr<const Jinja> jinja_;  // shared: ChatTemplate is copied around
 };
 

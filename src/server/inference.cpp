@@ -40,13 +40,18 @@ std::string context_text(const LoadedModel& model, const std::vector<int32_t>& i
   return text;
 }
 
-std::string build_prompt(Engine& engine, const InferenceRequest& request) {
-  if (request.chat) return ChatService::render(engine, request.messages);
-  if (request.raw) return request.prompt;
+// The messages /api/generate renders: the system text, then the prompt.
+std::vector<ChatMessage> generate_messages(const InferenceRequest& request) {
   std::vector<ChatMessage> messages;
   if (!request.system.empty()) messages.push_back({"system", request.system});
   messages.push_back({"user", request.prompt});
-  return context_text(engine.loaded(), request.context) + ChatService::render(engine, messages);
+  return messages;
+}
+
+std::string build_prompt(Engine& engine, const InferenceRequest& request, const json& vars) {
+  if (request.chat) return ChatService::render(engine, request.messages, vars);
+  if (request.raw) return request.prompt;
+  return context_text(engine.loaded(), request.context) + ChatService::render(engine, generate_messages(request), vars);
 }
 
 // An alias's TEMPLATE for this turn (cleared when the turn ends).
@@ -66,7 +71,8 @@ void apply_alias_template(ActiveTurn& turn, const CatalogEntry& entry) {
 // The token mask for a constrained request. Its budget is the number of
 // tokens the reply may have, so the mask steers towards a complete text
 // before the reply is cut off.
-void attach_grammar(ActiveTurn& turn, const OutputFormat& format) {
+void attach_grammar(ActiveTurn& turn, const OutputFormat& format, GrammarConstraintOptions options = {},
+                    bool keep_template_stops = false) {
   LoadedModel& model = turn.lease->loaded();
   if (model.traits().generation != GenerationKind::Autoregressive)
     throw HttpError(400, "structured output (" + format.what + ") needs an autoregressive model; " +
@@ -78,7 +84,6 @@ void attach_grammar(ActiveTurn& turn, const OutputFormat& format) {
     const int64_t room = turn.lease->n_ctx() - prompt_tokens;
     budget = o.num_predict >= 0 ? std::min(budget, room) : room;
   }
-  GrammarConstraintOptions options;
   options.budget = std::max<int64_t>(budget, 0);
   const Tokenizer& tok = model.tokenizer();
   turn.grammar = std::make_unique<GrammarConstraint>(format.grammar, tok, VocabTrie::for_model(tok, model.fingerprint()),
@@ -86,7 +91,7 @@ void attach_grammar(ActiveTurn& turn, const OutputFormat& format) {
   turn.turn_options.constraint = turn.grammar.get();
   // The grammar decides where the text ends; a template's stop strings
   // ("\n\nUser:") could otherwise cut a JSON string value short.
-  turn.turn_options.use_template_stops = false;
+  turn.turn_options.use_template_stops = keep_template_stops;
   LOG_INFO(turn.model_name << ": output constrained by " << format.what << ", budget " << options.budget << " tokens");
 }
 
@@ -117,7 +122,78 @@ void apply_loop_policy(ActiveTurn& turn, const ParsedOptions& o) {
                            << describe_loop_exit(info.loop_exit) << ")");
 }
 
+// The control token whose text is `marker` (Mistral's [TOOL_CALLS]), so a
+// grammar that spells the marker may produce it; none when it is plain text.
+std::vector<int32_t> marker_tokens(const Tokenizer& tok, const std::string& marker) {
+  if (marker.empty()) return {};
+  const int32_t id = tok.find_token(marker);
+  if (id < 0 || !tok.is_control(id)) return {};
+  return {id};
+}
+
+// Tools and reasoning for this turn: how the reply is split, and for
+// tool_choice required / a named function the grammar that makes the reply
+// calls whose arguments match the tools' schemas. With tool_choice auto,
+// formats whose calls open with a plain-text marker get the same grammar
+// from the marker on (a lazy grammar), so a call the model starts is
+// always complete and valid.
+void setup_reply(ActiveTurn& turn, const InferenceRequest& request, const ChatTemplate& tmpl, const json& vars) {
+  const std::string& prompt = turn.prepared.prompt;
+  turn.reply.separate_thinking = tmpl.supports_thinking();
+  turn.reply.starts_in_thinking = tmpl.supports_thinking() && prompt_opens_thinking(prompt);
+  turn.keep_thinking = request.think.think.value_or(true);
+  turn.parallel_calls = request.tools.parallel;
+  const ToolRequest& tools = request.tools;
+  if (!tools.active()) return;
+  const ToolCallFormat format = tmpl.tool_call_format();
+  turn.reply.tools = format;
+  const ToolCallSyntax& syntax = tool_call_syntax(format);
+  const bool autoregressive = turn.lease->loaded().traits().generation == GenerationKind::Autoregressive;
+  // Not while the model may be reasoning: a marker it mentions inside
+  // <think> would start the grammar there.
+  const bool may_reason = tmpl.supports_thinking() && request.think.think.value_or(true);
+  const bool lazy = !tools.constrained() && !syntax.list && autoregressive && !may_reason;
+  if (!tools.constrained() && !lazy) return;
+  if (request.format) {
+    if (tools.constrained())
+      throw HttpError(400, "tool_choice \"" + std::string(tools.choice == ToolChoice::Named ? tools.named : "required") +
+                               "\" constrains the reply to tool calls, so it cannot be combined with " + request.format.what);
+    return;  // the request's own format wins over the lazy call grammar
+  }
+  ToolGrammarOptions o;
+  o.only = tools.choice == ToolChoice::Named ? tools.named : "";
+  o.parallel = tools.parallel;
+  if (tools.constrained()) {
+    o.open_reasoning = turn.reply.starts_in_thinking;
+    o.lead_in = reply_lead_in(tmpl, request.messages, vars, prompt);
+  }
+  OutputFormat grammar;
+  try {
+    grammar.grammar = Grammar::parse(tool_call_gbnf(format, tools.tools, o));
+  } catch (const Error& e) {
+    throw HttpError(400, std::string("invalid tools: ") + e.what());
+  }
+  grammar.what = tools.constrained() ? "tool_choice " + (o.only.empty() ? std::string("required") : "\"" + o.only + "\"")
+                                     : "tool call syntax (" + std::string(tool_call_format_name(format)) + ")";
+  GrammarConstraintOptions options;
+  options.special_tokens = marker_tokens(turn.lease->loaded().tokenizer(), syntax.open);
+  if (lazy) {
+    options.trigger = syntax.open.empty() ? "{" : syntax.open;
+    options.trigger_at_start = syntax.open.empty();  // Llama 3: a call is the whole reply
+  }
+  attach_grammar(turn, grammar, options, /*keep_template_stops=*/lazy);
+}
+
 }  // namespace
+
+ReplyParts visible_parts(const ActiveTurn& turn, ReplyParts parts, size_t calls_so_far) {
+  if (!turn.keep_thinking) parts.thinking.clear();
+  if (!turn.parallel_calls) {
+    const size_t room = calls_so_far >= 1 ? 0 : 1;
+    if (parts.calls.size() > room) parts.calls.resize(room);
+  }
+  return parts;
+}
 
 ActiveTurn::~ActiveTurn() {
   if (lease && loop_policy_set) lease->engine().set_loop_exit(std::nullopt);
@@ -174,14 +250,18 @@ std::shared_ptr<ActiveTurn> start_turn(ServerContext& ctx, const InferenceReques
   turn->turn_options.recurrent_reply_cap = turn->lease->n_ctx();
   apply_loop_policy(*turn, request.options);
   apply_alias_template(*turn, request.entry);
-  const std::string prompt = build_prompt(turn->lease->engine(), request);
+  const ChatTemplate& tmpl = turn->lease->engine().chat_template();
+  if (request.refuse_unsupported_thinking && request.think.think.value_or(false) && !tmpl.supports_thinking())
+    throw HttpError(400, "\"" + request.model_name + "\" does not support thinking");
+  const json vars = request.raw ? json::object() : template_vars(request.tools, request.think, tmpl);
+  const std::string prompt = build_prompt(turn->lease->engine(), request, vars);
   if (prompt.empty()) throw HttpError(400, "the prompt is empty");
   try {
     if (request.chat) {
       const ContextPolicy policy = request.truncate ? (*request.truncate ? ContextPolicy::DropOldest : ContextPolicy::Refuse)
                                                     : ctx.options.context_policy;
       turn->prepared = ctx.chat->prepare_chat(turn->lease->engine(), turn->lease->n_ctx(), request.messages, policy,
-                                              nullptr, turn->turn_options.num_predict);
+                                              nullptr, turn->turn_options.num_predict, vars);
     } else {
       turn->prepared = ctx.chat->prepare(turn->lease->engine(), turn->lease->n_ctx(), prompt);
     }
@@ -194,6 +274,7 @@ std::shared_ptr<ActiveTurn> start_turn(ServerContext& ctx, const InferenceReques
     throw HttpError(400, e.what());
   }
   if (request.format) attach_grammar(*turn, request.format);
+  if (!request.raw) setup_reply(*turn, request, tmpl, vars);
   return turn;
 }
 

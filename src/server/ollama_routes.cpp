@@ -33,16 +33,25 @@ void add_metrics(json& out, const ActiveTurn& turn, const TurnResult& r) {
   add_loop_stats(out, r);
 }
 
-json chat_message(std::string_view content) {
-  return json{{"role", "assistant"}, {"content", std::string(content)}};
+// The assistant message of a reply (or of one streamed piece of it):
+// reasoning as "thinking", calls as "tool_calls" (numbered from
+// `first_call`), both only when there are some.
+json chat_message(const ReplyParts& parts, size_t first_call = 0) {
+  json m{{"role", "assistant"}, {"content", parts.content}};
+  if (!parts.thinking.empty()) m["thinking"] = parts.thinking;
+  if (!parts.calls.empty()) m["tool_calls"] = ollama_tool_calls(parts.calls, first_call);
+  return m;
 }
 
-json chat_chunk(const std::string& model, std::string_view content, bool done) {
-  return json{{"model", model}, {"created_at", rfc3339_now()}, {"message", chat_message(content)}, {"done", done}};
+json chat_chunk(const std::string& model, const ReplyParts& parts, bool done, size_t first_call = 0) {
+  return json{{"model", model}, {"created_at", rfc3339_now()}, {"message", chat_message(parts, first_call)}, {"done", done}};
 }
 
-json generate_chunk(const std::string& model, std::string_view text, bool done) {
-  return json{{"model", model}, {"created_at", rfc3339_now()}, {"response", std::string(text)}, {"done", done}};
+json generate_chunk(const std::string& model, const ReplyParts& parts, bool done) {
+  json out{{"model", model}, {"created_at", rfc3339_now()}, {"response", parts.content}};
+  if (!parts.thinking.empty()) out["thinking"] = parts.thinking;
+  out["done"] = done;
+  return out;
 }
 
 json details_json(const ModelSummary& s) {
@@ -60,17 +69,6 @@ std::string rfc3339_from_unix_ns(int64_t ns) {
   return rfc3339_unix(secs, frac);
 }
 
-// Fields Ollama accepts that flatline cannot honour: refuse the ones whose
-// absence would change the answer's meaning, note the others.
-void check_unsupported(const FieldReader& f, const std::string& model) {
-  if (const json* tools = f.array("tools"); tools && !tools->empty())
-    throw HttpError(400, "\"" + model + "\" does not support tools");
-  if (const json* think = f.raw("think")) {
-    const bool wants = think->is_boolean() ? think->get<bool>() : think->is_string();
-    if (wants) throw HttpError(400, "\"" + model + "\" does not support thinking");
-  }
-}
-
 InferenceRequest common_request(ServerContext& ctx, const FieldReader& f) {
   InferenceRequest ir;
   auto model = f.string("model");
@@ -81,7 +79,9 @@ InferenceRequest common_request(ServerContext& ctx, const FieldReader& f) {
   ir.options.turn = ollama_default_options();
   apply_options(ir.entry.defaults.parameters, ir.options);
   if (const json* o = f.raw("options")) apply_options(*o, ir.options);
-  check_unsupported(f, ir.model_name);
+  // think:true on a model without reasoning is refused once its template is known (start_turn).
+  ir.think = parse_ollama_think(f.raw("think"));
+  ir.refuse_unsupported_thinking = true;
   ir.format = pick_output_format(ollama_format(f.raw("format")), raw_grammar(f.raw("grammar")));
   return ir;
 }
@@ -91,7 +91,8 @@ bool wants_unload(const InferenceRequest& ir) { return ir.keep_alive && ir.keep_
 // Streams NDJSON lines; a failure after the first byte becomes a last
 // {"error": ...} line, as Ollama's streamResponse does.
 void stream_ndjson(httplib::Response& res, ServerContext& ctx, std::shared_ptr<ActiveTurn> turn,
-                   std::function<json(std::string_view)> chunk, std::function<json(const ActiveTurn&, const TurnResult&)> last) {
+                   std::function<json(const ReplyParts&, size_t first_call)> chunk,
+                   std::function<json(const ActiveTurn&, const TurnResult&)> last) {
   stream_response(res, "application/x-ndjson", std::move(turn),
                   [&ctx, chunk, last](ActiveTurn& t, httplib::DataSink& sink) {
                     auto write_line = [&](const json& j) {
@@ -99,12 +100,24 @@ void stream_ndjson(httplib::Response& res, ServerContext& ctx, std::shared_ptr<A
                       return sink.write(line.data(), line.size());
                     };
                     stream_canvas(t, [&](json canvas) {
-                      json line = chunk("");
+                      json line = chunk(ReplyParts{}, 0);
                       line.update(canvas);
                       return write_line(line);
                     });
+                    // Reasoning and answer stream as they come; a tool call
+                    // goes out whole, in one line, once it is complete.
+                    ReplySplitter splitter(t.reply);
+                    size_t calls_shown = 0;
+                    auto write_parts = [&](ReplyParts parts) {
+                      parts = visible_parts(t, std::move(parts), calls_shown);
+                      if (parts.empty()) return true;
+                      const size_t first = calls_shown;
+                      calls_shown += parts.calls.size();
+                      return write_line(chunk(parts, first));
+                    };
                     try {
-                      TurnResult r = finish_turn(ctx, t, [&](std::string_view piece) { return write_line(chunk(piece)); });
+                      TurnResult r = finish_turn(ctx, t, [&](std::string_view piece) { return write_parts(splitter.push(piece)); });
+                      if (r.generation.done_reason != DoneReason::Cancelled) write_parts(splitter.finish());
                       if (r.generation.done_reason == DoneReason::Cancelled) {
                         LOG_INFO("client went away; generation stopped after " << r.generation.eval_count << " tokens");
                         return;
@@ -125,13 +138,15 @@ void handle_chat(ServerContext& ctx, const std::string& request_body, httplib::R
   std::vector<ChatMessage> messages = parse_ollama_messages(f.array("messages"));
   InferenceRequest ir = common_request(ctx, f);
   ir.chat = true;
+  // tool_choice and parallel_tool_calls are OpenAI's; /api/chat takes them too (Ollama has neither).
+  ir.tools = parse_tool_request(f.array("tools"), f.raw("tool_choice"), f.raw("parallel_tool_calls"));
   ir.messages = std::move(messages);
   if (!ir.messages.empty()) apply_alias_prompt_defaults(ir);
   ir.truncate = f.boolean("truncate");
   const std::string model = ir.model_name;
 
   if (ir.messages.empty()) {
-    json out = chat_chunk(model, "", true);
+    json out = chat_chunk(model, ReplyParts{}, true);
     if (wants_unload(ir)) {
       ctx.models->unload(ir.entry);
       out["done_reason"] = "unload";
@@ -145,7 +160,7 @@ void handle_chat(ServerContext& ctx, const std::string& request_body, httplib::R
 
   auto turn = start_turn(ctx, ir, start);
   auto last = [model](const ActiveTurn& t, const TurnResult& r) {
-    json out = chat_chunk(model, "", true);
+    json out = chat_chunk(model, ReplyParts{}, true);
     out["done_reason"] = done_reason_of(r);
     add_metrics(out, t, r);
     return out;
@@ -153,12 +168,13 @@ void handle_chat(ServerContext& ctx, const std::string& request_body, httplib::R
   if (!stream) {
     TurnResult r = finish_turn(ctx, *turn);
     json out = last(*turn, r);
-    out["message"] = chat_message(r.generation.text);
+    out["message"] = chat_message(visible_parts(*turn, ReplySplitter::split(turn->reply, r.generation.text), 0));
     write_json(res, out);
     return;
   }
-  stream_ndjson(res, ctx, std::move(turn), [model](std::string_view piece) { return chat_chunk(model, piece, false); },
-                last);
+  stream_ndjson(
+      res, ctx, std::move(turn),
+      [model](const ReplyParts& parts, size_t first_call) { return chat_chunk(model, parts, false, first_call); }, last);
 }
 
 void handle_generate(ServerContext& ctx, const std::string& request_body, httplib::Response& res) {
@@ -195,7 +211,7 @@ void handle_generate(ServerContext& ctx, const std::string& request_body, httpli
   if (!tmpl.empty()) LOG_INFO("ignoring \"template\": flatline renders prompts with the model's own chat format");
 
   if (prompt.empty()) {
-    json out = generate_chunk(model, "", true);
+    json out = generate_chunk(model, ReplyParts{}, true);
     if (wants_unload(ir)) {
       ctx.models->unload(ir.entry);
       out["done_reason"] = "unload";
@@ -215,7 +231,7 @@ void handle_generate(ServerContext& ctx, const std::string& request_body, httpli
   ir.context = std::move(context);
   auto turn = start_turn(ctx, ir, start);
   auto last = [model, raw](const ActiveTurn& t, const TurnResult& r) {
-    json out = generate_chunk(model, "", true);
+    json out = generate_chunk(model, ReplyParts{}, true);
     out["done_reason"] = done_reason_of(r);
     if (!raw) out["context"] = r.context;
     add_metrics(out, t, r);
@@ -224,12 +240,14 @@ void handle_generate(ServerContext& ctx, const std::string& request_body, httpli
   if (!stream) {
     TurnResult r = finish_turn(ctx, *turn);
     json out = last(*turn, r);
-    out["response"] = r.generation.text;
+    const ReplyParts parts = visible_parts(*turn, ReplySplitter::split(turn->reply, r.generation.text), 0);
+    out["response"] = parts.content;
+    if (!parts.thinking.empty()) out["thinking"] = parts.thinking;
     write_json(res, out);
     return;
   }
   stream_ndjson(res, ctx, std::move(turn),
-                [model](std::string_view piece) { return generate_chunk(model, piece, false); }, last);
+                [model](const ReplyParts& parts, size_t) { return generate_chunk(model, parts, false); }, last);
 }
 
 void handle_tags(ServerContext& ctx, httplib::Response& res) {
@@ -309,6 +327,19 @@ json metadata_value(const gguf::Value& v, bool verbose) {
   }
 }
 
+// Ollama's rule: "tools" when the template renders tools, "thinking" when
+// it has reasoning (<think> or enable_thinking); for generative models only.
+// (Every model takes `tools` through the generic prompt; these say the
+// model was trained for them.)
+json capabilities_with_template(json capabilities, const ChatTemplate& tmpl) {
+  bool generative = false;
+  for (const auto& c : capabilities) generative = generative || c == "completion";
+  if (!generative) return capabilities;
+  if (tmpl.mentions_tools()) capabilities.push_back("tools");
+  if (tmpl.supports_thinking()) capabilities.push_back("thinking");
+  return capabilities;
+}
+
 void handle_show(ServerContext& ctx, const std::string& request_body, httplib::Response& res) {
   json body = parse_body(request_body, "ShowRequest");
   FieldReader f(body, "ShowRequest");
@@ -363,7 +394,7 @@ void handle_show(ServerContext& ctx, const std::string& request_body, httplib::R
            {"template", chat_template},
            {"details", details_json(entry->summary)},
            {"model_info", info},
-           {"capabilities", model_capabilities(file)},
+           {"capabilities", capabilities_with_template(model_capabilities(file), tmpl)},
            {"modified_at", rfc3339_from_unix_ns(entry->modified_unix_ns)}};
   if (verbose) {
     json tensors = json::array();

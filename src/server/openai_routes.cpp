@@ -105,9 +105,20 @@ std::vector<ChatMessage> parse_openai_messages(const json& messages) {
       throw HttpError(400, std::string("invalid message content type: ") +
                                (content->is_number() ? "float64" : content->is_boolean() ? "bool" : "map[string]interface {}"));
     }
+    read_openai_message_tools(m, msg, "messages[" + std::to_string(out.size()) + "]");
     out.push_back(std::move(msg));
   }
   return out;
+}
+
+// The assistant message of a whole reply: content null when the reply is
+// only calls (OpenAI's shape), reasoning as reasoning_content.
+json completion_message(const ReplyParts& parts) {
+  json m{{"role", "assistant"}};
+  m["content"] = parts.calls.empty() || !parts.content.empty() ? json(parts.content) : json(nullptr);
+  if (!parts.thinking.empty()) m["reasoning_content"] = parts.thinking;
+  if (!parts.calls.empty()) m["tool_calls"] = openai_tool_calls(parts.calls, 0, /*with_index=*/false);
+  return m;
 }
 
 void write_sse(httplib::DataSink& sink, const std::string& data) {
@@ -149,8 +160,8 @@ void handle_chat_completions(ServerContext& ctx, const std::string& request_body
   apply_diffusion_fields(body, ir.options.turn);
   apply_loop_fields(body, ir.options);
   apply_alias_prompt_defaults(ir);
-  if (const json* tools = f.array("tools"); tools && !tools->empty())
-    throw HttpError(400, "\"" + ir.model_name + "\" does not support tools");
+  ir.tools = parse_tool_request(f.raw("tools"), f.raw("tool_choice"), f.raw("parallel_tool_calls"));
+  ir.think = parse_openai_reasoning(f.raw("reasoning_effort"), f.raw("reasoning"));
   ir.format = pick_output_format(openai_response_format(f.raw("response_format")), raw_grammar(f.raw("grammar")));
 
   auto turn = start_turn(ctx, ir, start);
@@ -162,10 +173,11 @@ void handle_chat_completions(ServerContext& ctx, const std::string& request_body
   };
   if (!stream) {
     TurnResult r = finish_turn(ctx, *turn);
+    const ReplyParts parts = visible_parts(*turn, ReplySplitter::split(turn->reply, r.generation.text), 0);
     json out = base("chat.completion");
     out["choices"] = json::array({json{{"index", 0},
-                                       {"message", {{"role", "assistant"}, {"content", r.generation.text}}},
-                                       {"finish_reason", finish_reason_of(r)}}});
+                                       {"message", completion_message(parts)},
+                                       {"finish_reason", parts.calls.empty() ? finish_reason_of(r) : "tool_calls"}}});
     out["usage"] = usage_json(r);
     add_loop_stats(out, r);
     write_json(res, out);
@@ -184,6 +196,31 @@ void handle_chat_completions(ServerContext& ctx, const std::string& request_body
       first = false;
       return delta;
     };
+    // Reasoning, answer and whole calls (one delta per call, with its
+    // index, id, name and complete arguments) as the splitter releases them.
+    ReplySplitter splitter(t.reply);
+    size_t calls_shown = 0;
+    auto write_parts = [&](ReplyParts parts) {
+      parts = visible_parts(t, std::move(parts), calls_shown);
+      if (!parts.thinking.empty()) {
+        json delta = {{"reasoning_content", parts.thinking}};
+        if (first) delta["role"] = "assistant";
+        first = false;
+        write_sse(sink, dump(chunk(std::move(delta), nullptr)));
+      }
+      if (!parts.content.empty()) write_sse(sink, dump(chunk(content_delta(parts.content), nullptr)));
+      if (!parts.calls.empty()) {
+        json delta = {{"tool_calls", openai_tool_calls(parts.calls, calls_shown, /*with_index=*/true)}};
+        if (first) {
+          delta["role"] = "assistant";
+          delta["content"] = nullptr;
+        }
+        first = false;
+        calls_shown += parts.calls.size();
+        write_sse(sink, dump(chunk(std::move(delta), nullptr)));
+      }
+      return sink.is_writable();
+    };
     stream_canvas(t, [&](json canvas) {
       json c = chunk(json::object(), nullptr);
       c.update(canvas);
@@ -193,13 +230,11 @@ void handle_chat_completions(ServerContext& ctx, const std::string& request_body
     try {
       TurnResult r = finish_turn(
           ctx, t,
-          [&](std::string_view piece) {
-            write_sse(sink, dump(chunk(content_delta(piece), nullptr)));
-            return sink.is_writable();
-          });
+          [&](std::string_view piece) { return write_parts(splitter.push(piece)); });
       if (r.generation.done_reason == DoneReason::Cancelled) return;
+      write_parts(splitter.finish());
       if (first) write_sse(sink, dump(chunk(content_delta(""), nullptr)));  // an empty reply still opens with the role
-      write_sse(sink, dump(chunk(json::object(), finish_reason_of(r))));
+      write_sse(sink, dump(chunk(json::object(), calls_shown > 0 ? "tool_calls" : finish_reason_of(r))));
       if (usage) write_usage_sse(sink, base("chat.completion.chunk"), r);
     } catch (const std::exception& e) {
       write_error_sse(sink, e);

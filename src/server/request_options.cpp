@@ -1,4 +1,5 @@
 #include "server/request_options.h"
+#include "server/tool_request.h"
 
 #include <cmath>
 #include <algorithm>
@@ -359,6 +360,7 @@ std::vector<ChatMessage> parse_ollama_messages(const json* messages) {
     if (const json* images = f.array("images"); images && !images->empty())
       throw HttpError(400, "flatline does not support images (message " + std::to_string(out.size()) + " has " +
                                std::to_string(images->size()) + ")");
+    read_ollama_message_tools(m, msg, "messages[" + std::to_string(out.size()) + "]");
     out.push_back(std::move(msg));
   }
   return out;

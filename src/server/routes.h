@@ -26,6 +26,7 @@
 #include "server/response_store.h"
 #include "server/structured_output.h"
 #include "server/server.h"
+#include "server/tool_request.h"
 
 namespace flatline::server {
 
@@ -118,6 +119,11 @@ struct InferenceRequest {
   bool raw = false;                   // generate
   std::vector<int32_t> context;       // generate: ids of an earlier reply's context
   OutputFormat format;                // format / response_format / grammar: the output's grammar
+  ToolRequest tools;                  // chat: tools offered, tool_choice
+  ThinkRequest think;                 // think / reasoning_effort
+  // Ollama: think:true on a model whose template has no reasoning is a 400
+  // ("does not support thinking"); OpenAI's reasoning_effort is a hint.
+  bool refuse_unsupported_thinking = false;
 };
 
 // A request whose prompt is evaluated and whose model turn is held (until
@@ -134,7 +140,16 @@ struct ActiveTurn {
   std::unique_ptr<GrammarConstraint> grammar;
   bool loop_policy_set = false;  // the request overrode a looped model's loop policy
   bool template_set = false;     // the alias's TEMPLATE is set on the engine
+  // How the reply splits into reasoning, answer and tool calls.
+  ReplySplitterOptions reply;
+  bool keep_thinking = true;     // false (think:false): reasoning the model writes anyway is dropped
+  bool parallel_calls = true;    // false: calls after the first are dropped
 };
+
+// The reply parts a client is shown: reasoning dropped when the request
+// turned it off, calls after the first when parallel calls are off
+// (`calls_so_far`: how many were shown already).
+ReplyParts visible_parts(const ActiveTurn& turn, ReplyParts parts, size_t calls_so_far);
 
 // Looped models: flatline's own fields of a final response, `loops_used`
 // (loops run for each token the request evaluated: the prompt_eval_count

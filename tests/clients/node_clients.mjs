@@ -176,6 +176,66 @@ await assert.rejects(openai.chat.completions.create({ model: 'no-such-model', me
 });
 ok('openai error for an unknown model');
 
+// --- tools -------------------------------------------------------------------
+// The random model has no tools-aware template (the generic prompt); with
+// tool_choice required the reply is a call whose arguments match the schema.
+const tools = [{
+  type: 'function',
+  function: {
+    name: 'get_weather', description: 'The weather in a city',
+    parameters: { type: 'object', properties: { city: { type: 'string', maxLength: 12 }, unit: { enum: ['C', 'F'] } },
+      required: ['city', 'unit'] },
+  },
+}];
+const checkArgs = (a) => {
+  assert.equal(typeof a.city, 'string');
+  assert.ok(a.city.length <= 12);
+  assert.ok(['C', 'F'].includes(a.unit), JSON.stringify(a));
+};
+const toolQuestion = [{ role: 'user', content: 'Weather in Oslo?' }];
+// tool_choice is OpenAI's; flatline's /api/chat takes it too (the client passes it through).
+const toolChat = await ollama.chat({ model, messages: toolQuestion, tools, tool_choice: 'required', parallel_tool_calls: false,
+  options: { temperature: 1, seed: 3, num_predict: 200 } });
+assert.equal(toolChat.message.tool_calls.length, 1, JSON.stringify(toolChat.message));
+assert.equal(toolChat.message.tool_calls[0].function.name, 'get_weather');
+checkArgs(toolChat.message.tool_calls[0].function.arguments);
+const toolTurn2 = await ollama.chat({
+  model, tools, options: { temperature: 0, num_predict: 4 },
+  messages: [...toolQuestion, toolChat.message, { role: 'tool', tool_name: 'get_weather', content: '{"temp": 21}' }],
+});
+assert.ok(toolTurn2.prompt_eval_count < 100, `prompt_eval_count ${toolTurn2.prompt_eval_count} after a tool call`);
+ok(`ollama.chat tools round trip (second turn evaluated ${toolTurn2.prompt_eval_count} of ${toolChat.prompt_eval_count}+ tokens)`);
+
+const oaiTool = await openai.chat.completions.create({
+  model, messages: toolQuestion, tools, tool_choice: { type: 'function', function: { name: 'get_weather' } },
+  temperature: 1, seed: 4, max_tokens: 200,
+});
+assert.equal(oaiTool.choices[0].finish_reason, 'tool_calls');
+const oaiCall = oaiTool.choices[0].message.tool_calls[0];
+assert.equal(oaiCall.function.name, 'get_weather');
+checkArgs(JSON.parse(oaiCall.function.arguments));
+const oaiTurn2 = await openai.chat.completions.create({
+  model, tools, temperature: 0, max_tokens: 4,
+  messages: [...toolQuestion, oaiTool.choices[0].message, { role: 'tool', tool_call_id: oaiCall.id, content: '{"temp": 21}' }],
+});
+const oaiEvaluated = oaiTurn2.usage.prompt_tokens - oaiTurn2.usage.prompt_tokens_details.cached_tokens;
+assert.ok(oaiEvaluated < 100, JSON.stringify(oaiTurn2.usage));
+ok('openai chat.completions tools round trip');
+
+let streamedArgs = '';
+let toolFinish = null;
+for await (const chunk of await openai.chat.completions.create({
+  model, messages: toolQuestion, tools, tool_choice: 'required', parallel_tool_calls: false, temperature: 1, seed: 5, max_tokens: 200, stream: true,
+})) {
+  for (const choice of chunk.choices) {
+    for (const tc of choice.delta.tool_calls ?? []) streamedArgs += tc.function?.arguments ?? '';
+    if (choice.finish_reason) toolFinish = choice.finish_reason;
+  }
+}
+assert.equal(toolFinish, 'tool_calls');
+checkArgs(JSON.parse(streamedArgs));
+ok('openai chat.completions tools stream');
+
 // --- the seed's Option B: a Modelfile naming the GGUF file, create, list, chat, delete
 const modelfile = `FROM ./${model}.gguf\nPARAMETER temperature 0\nPARAMETER num_predict 6\nSYSTEM You answer briefly.\n`;
 const progress = [];
