@@ -1,4 +1,4 @@
-// Structured output through the client libraries people use, unmodified,
+// Structured output and tool calls through the client libraries people use, unmodified,
 // each with its own parse helper: the npm `ollama` package (`format` with a
 // JSON schema), `openai` (`chat.completions.parse` with a json_schema
 // response_format), LangChain (`withStructuredOutput` on ChatOllama and
@@ -12,7 +12,7 @@ import { Ollama } from 'ollama';
 import OpenAI from 'openai';
 import { ChatOllama } from '@langchain/ollama';
 import { ChatOpenAI } from '@langchain/openai';
-import { generateObject } from 'ai';
+import { generateObject, generateText, tool } from 'ai';
 import { createOllama } from 'ollama-ai-provider-v2';
 import { createOpenAICompatible } from '@ai-sdk/openai-compatible';
 import { z } from 'zod';
@@ -94,5 +94,35 @@ const fromOpenAI = await generateObject({
 });
 checkHive(fromOpenAI.object, 'AI SDK openai-compatible provider');
 ok('AI SDK generateObject via @ai-sdk/openai-compatible');
+
+// --- tools through LangChain and the AI SDK -------------------------------------
+// With tool_choice required the call is constrained to the tool's schema, so
+// the garbage-weight model's arguments still validate.
+const weatherArgs = z.object({ city: z.string().max(16), unit: z.enum(['celsius', 'fahrenheit']) });
+const checkCalls = (calls, argsOf, where) => {
+  assert.ok(calls.length >= 1, `${where}: no tool call`);
+  for (const c of calls) {
+    const parsed = weatherArgs.safeParse(argsOf(c));
+    assert.ok(parsed.success, `${where}: ${JSON.stringify(c)}`);
+  }
+};
+const weatherTool = { name: 'get_weather', description: 'Current weather in a city', schema: weatherArgs };
+const lcCalls = await chatOpenAI.bindTools([weatherTool], { tool_choice: 'required' }).invoke('Weather in Paris?');
+checkCalls(lcCalls.tool_calls, (c) => c.args, 'ChatOpenAI.bindTools');
+assert.equal(lcCalls.tool_calls[0].name, 'get_weather');
+ok('LangChain ChatOpenAI.bindTools with tool_choice required');
+// Ollama's API has no tool_choice: the model may or may not call; the reply must still parse.
+const lcAuto = await chatOllama.bindTools([weatherTool]).invoke('Weather in Paris?');
+assert.ok(Array.isArray(lcAuto.tool_calls));
+for (const c of lcAuto.tool_calls) assert.equal(c.name, 'get_weather');
+ok(`LangChain ChatOllama.bindTools (auto: ${lcAuto.tool_calls.length} calls)`);
+const aiTools = { get_weather: tool({ description: 'Current weather in a city', inputSchema: weatherArgs }) };
+for (const [label, m] of [['@ai-sdk/openai-compatible', viaOpenAI.chatModel(model)], ['ollama-ai-provider-v2', viaOllama(model)]]) {
+  const r = await generateText({
+    model: m, prompt: 'Weather in Paris?', temperature: 0, maxOutputTokens: 96, tools: aiTools, toolChoice: 'required',
+  });
+  checkCalls(r.toolCalls, (c) => c.input, label);
+  ok(`AI SDK generateText tools (toolChoice required) via ${label}: ${r.toolCalls.length} call(s)`);
+}
 
 console.log(`${checks} passed, 0 failed`);
