@@ -216,6 +216,42 @@ void apply_alias_prompt_defaults(InferenceRequest& request) {
   request.messages.insert(at, head.begin(), head.end());
 }
 
+int32_t parse_logprobs_request(const FieldReader& f) {
+  const bool wanted = f.boolean("logprobs").value_or(false);
+  const std::optional<int64_t> top = f.integer("top_logprobs");
+  if (top && (*top < 0 || *top > GenerateOptions::kMaxTopLogprobs))
+    throw HttpError(400, "top_logprobs must be between 0 and " + std::to_string(GenerateOptions::kMaxTopLogprobs) +
+                             " (got " + std::to_string(*top) + ")");
+  if (!wanted) {
+    if (top && *top > 0) throw HttpError(400, "top_logprobs needs logprobs: true");
+    return -1;
+  }
+  return static_cast<int32_t>(top.value_or(0));
+}
+
+namespace {
+json token_entry(const Tokenizer& tok, int32_t id, float logprob) {
+  const std::string text = tok.token_bytes(id);
+  json bytes = json::array();
+  for (unsigned char c : text) bytes.push_back(static_cast<int>(c));
+  return json{{"token", text}, {"logprob", logprob}, {"bytes", std::move(bytes)}};
+}
+}  // namespace
+
+json take_logprobs(const ActiveTurn& turn) {
+  json out = json::array();
+  const Tokenizer& tok = turn.lease->loaded().tokenizer();
+  for (; turn.logprobs_sent < turn.logprob_log.size(); ++turn.logprobs_sent) {
+    const TokenLogprob& t = turn.logprob_log[turn.logprobs_sent];
+    json entry = token_entry(tok, t.id, t.logprob);
+    json top = json::array();
+    for (const auto& [id, lp] : t.top) top.push_back(token_entry(tok, id, lp));
+    entry["top_logprobs"] = std::move(top);
+    out.push_back(std::move(entry));
+  }
+  return out;
+}
+
 void add_loop_stats(json& out, const TurnResult& r) {
   const std::vector<int32_t>& loops = r.generation.loops_used;
   if (loops.empty()) return;
@@ -243,6 +279,7 @@ std::shared_ptr<ActiveTurn> start_turn(ServerContext& ctx, const InferenceReques
   auto turn = std::make_shared<ActiveTurn>();
   turn->start_ns = start_ns;
   turn->turn_options = request.options.turn;
+  if (turn->turn_options.top_logprobs >= 0) turn->turn_options.logprob_log = &turn->logprob_log;
   turn->lease = acquire_model(ctx, request);
   if (ctx.stopping) throw HttpError(503, "the server is shutting down");
   turn->model_name = request.model_name;

@@ -19,6 +19,8 @@ std::string done_reason_of(const TurnResult& r) {
 }
 
 void add_metrics(json& out, const ActiveTurn& turn, const TurnResult& r) {
+  // What is left of the log-probabilities (all of them without streaming).
+  if (turn.turn_options.top_logprobs >= 0) out["logprobs"] = take_logprobs(turn);
   const GenerateResult& g = r.generation;
   out["total_duration"] = steady_now_ns() - turn.start_ns;
   out["load_duration"] = turn.load_ns;
@@ -82,6 +84,7 @@ InferenceRequest common_request(ServerContext& ctx, const FieldReader& f) {
   // think:true on a model without reasoning is refused once its template is known (start_turn).
   ir.think = parse_ollama_think(f.raw("think"));
   ir.refuse_unsupported_thinking = true;
+  ir.options.turn.top_logprobs = parse_logprobs_request(f);
   ir.format = pick_output_format(ollama_format(f.raw("format")), raw_grammar(f.raw("grammar")));
   return ir;
 }
@@ -113,7 +116,9 @@ void stream_ndjson(httplib::Response& res, ServerContext& ctx, std::shared_ptr<A
                       if (parts.empty()) return true;
                       const size_t first = calls_shown;
                       calls_shown += parts.calls.size();
-                      return write_line(chunk(parts, first));
+                      json line = chunk(parts, first);
+                      if (t.turn_options.top_logprobs >= 0) line["logprobs"] = take_logprobs(t);
+                      return write_line(line);
                     };
                     try {
                       TurnResult r = finish_turn(ctx, t, [&](std::string_view piece) { return write_parts(splitter.push(piece)); });

@@ -163,6 +163,8 @@ void handle_chat_completions(ServerContext& ctx, const std::string& request_body
   ir.tools = parse_tool_request(f.raw("tools"), f.raw("tool_choice"), f.raw("parallel_tool_calls"));
   ir.think = parse_openai_reasoning(f.raw("reasoning_effort"), f.raw("reasoning"));
   ir.format = pick_output_format(openai_response_format(f.raw("response_format")), raw_grammar(f.raw("grammar")));
+  ir.options.turn.top_logprobs = parse_logprobs_request(f);
+  const bool logprobs = ir.options.turn.top_logprobs >= 0;
 
   auto turn = start_turn(ctx, ir, start);
   const std::string id = random_id("chatcmpl-");
@@ -177,17 +179,21 @@ void handle_chat_completions(ServerContext& ctx, const std::string& request_body
     json out = base("chat.completion");
     out["choices"] = json::array({json{{"index", 0},
                                        {"message", completion_message(parts)},
+                                       {"logprobs", logprobs ? json{{"content", take_logprobs(*turn)}} : json(nullptr)},
                                        {"finish_reason", parts.calls.empty() ? finish_reason_of(r) : "tool_calls"}}});
     out["usage"] = usage_json(r);
     add_loop_stats(out, r);
     write_json(res, out);
     return;
   }
-  stream_response(res, "text/event-stream", std::move(turn), [&ctx, base, usage](ActiveTurn& t, httplib::DataSink& sink) {
+  stream_response(res, "text/event-stream", std::move(turn), [&ctx, base, usage, logprobs](ActiveTurn& t, httplib::DataSink& sink) {
     bool first = true;
+    // Each chunk carries the log-probabilities of the tokens generated since the one before.
     auto chunk = [&](json delta, json finish_reason) {
       json c = base("chat.completion.chunk");
-      c["choices"] = json::array({json{{"index", 0}, {"delta", std::move(delta)}, {"finish_reason", finish_reason}}});
+      json choice = {{"index", 0}, {"delta", std::move(delta)}, {"finish_reason", finish_reason}};
+      if (logprobs) choice["logprobs"] = json{{"content", take_logprobs(t)}};
+      c["choices"] = json::array({std::move(choice)});
       return c;
     };
     auto content_delta = [&](std::string_view text) {

@@ -144,7 +144,20 @@ struct ActiveTurn {
   ReplySplitterOptions reply;
   bool keep_thinking = true;     // false (think:false): reasoning the model writes anyway is dropped
   bool parallel_calls = true;    // false: calls after the first are dropped
+  // Log-probabilities of the generated tokens, as the generator makes them
+  // (turn_options.logprob_log points here), and how many went out already.
+  mutable std::vector<TokenLogprob> logprob_log;
+  mutable size_t logprobs_sent = 0;
 };
+
+// `logprobs` (bool) and `top_logprobs` (0..20) as both APIs name them: the
+// GenerateOptions::top_logprobs to use, -1 when none were asked for. Throws
+// HttpError(400) for bad values.
+int32_t parse_logprobs_request(const FieldReader& f);
+// The log-probabilities recorded since the last call, as
+// [{token, logprob, bytes, top_logprobs: [{token, logprob, bytes}]}]
+// (Ollama's Logprob and OpenAI's content entries have this one shape).
+json take_logprobs(const ActiveTurn& turn);
 
 // The reply parts a client is shown: reasoning dropped when the request
 // turned it off, calls after the first when parallel calls are off
