@@ -1,8 +1,10 @@
-// `logprobs` / `top_logprobs` in both APIs: one entry per generated token,
+// OpenAI's `n` choices, and `logprobs` / `top_logprobs` in both APIs: one entry per generated token,
 // {token, logprob, bytes, top_logprobs}, the same values the generator
 // records in process (checked against a float64 replay in logprobs_test),
 // streamed chunk by chunk with the same total as without streaming.
 #include <gtest/gtest.h>
+
+#include <set>
 
 #include "server_test_support.h"
 
@@ -125,6 +127,47 @@ TEST_F(ServerLogprobsTest, BadValuesAreRefusedWithTheirRange) {
   r = test::post(s, "/api/generate", body);
   ASSERT_EQ(r.status, 200);
   EXPECT_FALSE(r.js().contains("logprobs"));
+}
+
+// n > 1: each choice is its own generation of the same prompt (seed + i),
+// the prompt is evaluated once (the others start from its cached state).
+TEST_F(ServerLogprobsTest, OpenAiNChoicesAreSeparateSamplesOfOnePrompt) {
+  TestServer s(options());
+  json body = {{"model", "random"},
+               {"messages", json::array({json{{"role", "user"}, {"content", "What is beekeeping?"}}})},
+               {"temperature", 1.0},
+               {"seed", 5},
+               {"max_tokens", 12},
+               {"n", 3}};
+  auto r = test::post(s, "/v1/chat/completions", body);
+  ASSERT_EQ(r.status, 200) << r.body;
+  const json j = r.js();
+  ASSERT_EQ(j["choices"].size(), 3u);
+  std::set<std::string> texts;
+  int64_t tokens = 0;
+  for (size_t i = 0; i < 3; ++i) {
+    EXPECT_EQ(j["choices"][i]["index"], i);
+    texts.insert(j["choices"][i]["message"]["content"].get<std::string>());
+  }
+  EXPECT_EQ(texts.size(), 3u) << "three seeds, three different samples: " << r.body;
+  // Choice i is what a single request with seed 5 + i gives.
+  for (int i = 0; i < 3; ++i) {
+    json single = body;
+    single["n"] = 1;
+    single["seed"] = 5 + i;
+    auto one = test::post(s, "/v1/chat/completions", single);
+    ASSERT_EQ(one.status, 200);
+    EXPECT_EQ(one.js()["choices"][0]["message"]["content"], j["choices"][i]["message"]["content"]) << i;
+    tokens += one.js()["usage"]["completion_tokens"].get<int64_t>();
+  }
+  EXPECT_EQ(j["usage"]["completion_tokens"], tokens);
+  body["n"] = 9;
+  auto bad = test::post(s, "/v1/chat/completions", body);
+  EXPECT_EQ(bad.status, 400);
+  EXPECT_EQ(bad.js()["error"]["message"], "n must be between 1 and 8 (got 9)");
+  body["n"] = 2;
+  body["stream"] = true;
+  EXPECT_EQ(test::post(s, "/v1/chat/completions", body).status, 400);
 }
 
 }  // namespace

@@ -24,6 +24,8 @@ const char* finish_reason_of(const TurnResult& r) { return r.generation.done_rea
 
 // OpenAI's usage: prompt_tokens counts the whole prompt, and the part served
 // from the state cache is reported as prompt_tokens_details.cached_tokens.
+constexpr int64_t kMaxChoices = 8;  // "n": each choice is a whole generation
+
 json usage_json(const TurnResult& r) {
   const int64_t prompt = r.generation.prompt_tokens;
   return json{{"prompt_tokens", prompt},
@@ -165,6 +167,10 @@ void handle_chat_completions(ServerContext& ctx, const std::string& request_body
   ir.format = pick_output_format(openai_response_format(f.raw("response_format")), raw_grammar(f.raw("grammar")));
   ir.options.turn.top_logprobs = parse_logprobs_request(f);
   const bool logprobs = ir.options.turn.top_logprobs >= 0;
+  const int64_t n_choices = f.integer("n").value_or(1);
+  if (n_choices < 1 || n_choices > kMaxChoices)
+    throw HttpError(400, "n must be between 1 and " + std::to_string(kMaxChoices) + " (got " + std::to_string(n_choices) + ")");
+  if (n_choices > 1 && stream) throw HttpError(400, "n > 1 is not supported with stream: true");
 
   auto turn = start_turn(ctx, ir, start);
   const std::string id = random_id("chatcmpl-");
@@ -174,14 +180,30 @@ void handle_chat_completions(ServerContext& ctx, const std::string& request_body
     return json{{"id", id}, {"object", object}, {"created", created}, {"model", name}, {"system_fingerprint", "fp_flatline"}};
   };
   if (!stream) {
-    TurnResult r = finish_turn(ctx, *turn);
-    const ReplyParts parts = visible_parts(*turn, ReplySplitter::split(turn->reply, r.generation.text), 0);
+    json choices = json::array();
+    auto one_choice = [&](std::shared_ptr<ActiveTurn> t) {
+      TurnResult r = finish_turn(ctx, *t);
+      const ReplyParts parts = visible_parts(*t, ReplySplitter::split(t->reply, r.generation.text), 0);
+      choices.push_back(json{{"index", choices.size()},
+                             {"message", completion_message(parts)},
+                             {"logprobs", logprobs ? json{{"content", take_logprobs(*t)}} : json(nullptr)},
+                             {"finish_reason", parts.calls.empty() ? finish_reason_of(r) : "tool_calls"}});
+      return r;  // `t` ends here, giving the model turn back before the next choice takes it
+    };
+    const TurnResult r = one_choice(std::move(turn));
+    // Further choices: the same prompt (its state comes from the cache) sampled
+    // again, with seed + i when a seed was given.
+    int64_t completion_tokens = r.generation.eval_count;
+    for (int64_t i = 1; i < n_choices; ++i) {
+      InferenceRequest again = ir;
+      if (again.options.turn.sampling.seed >= 0) again.options.turn.sampling.seed += i;
+      completion_tokens += one_choice(start_turn(ctx, again, start)).generation.eval_count;
+    }
     json out = base("chat.completion");
-    out["choices"] = json::array({json{{"index", 0},
-                                       {"message", completion_message(parts)},
-                                       {"logprobs", logprobs ? json{{"content", take_logprobs(*turn)}} : json(nullptr)},
-                                       {"finish_reason", parts.calls.empty() ? finish_reason_of(r) : "tool_calls"}}});
+    out["choices"] = std::move(choices);
     out["usage"] = usage_json(r);
+    out["usage"]["completion_tokens"] = completion_tokens;
+    out["usage"]["total_tokens"] = r.generation.prompt_tokens + completion_tokens;
     add_loop_stats(out, r);
     write_json(res, out);
     return;
