@@ -17,26 +17,8 @@ namespace {
 using test::json;
 using test::TestServer;
 
-struct Event {
-  std::string type;
-  json data;
-};
-
-std::vector<Event> sse_typed_events(const std::string& body) {
-  std::vector<Event> out;
-  size_t start = 0;
-  while (true) {
-    const size_t at = body.find("event: ", start);
-    if (at == std::string::npos) break;
-    const size_t eol = body.find('\n', at);
-    const size_t data = body.find("data: ", eol);
-    const size_t end = body.find("\n\n", data);
-    if (eol == std::string::npos || data != eol + 1 || end == std::string::npos) break;
-    out.push_back({body.substr(at + 7, eol - at - 7), json::parse(body.substr(data + 6, end - data - 6))});
-    start = end + 2;
-  }
-  return out;
-}
+using test::Event;
+using test::sse_typed_events;
 
 json user(const std::string& text) { return json{{"role", "user"}, {"content", text}}; }
 

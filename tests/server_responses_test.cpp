@@ -23,27 +23,8 @@ using test::json;
 using test::TestServer;
 namespace fs = std::filesystem;
 
-// One "event: T\ndata: {...}" block of a Responses stream.
-struct Event {
-  std::string type;
-  json data;
-};
-
-std::vector<Event> sse_typed_events(const std::string& body) {
-  std::vector<Event> out;
-  size_t start = 0;
-  while (true) {
-    const size_t at = body.find("event: ", start);
-    if (at == std::string::npos) break;
-    const size_t eol = body.find('\n', at);
-    const size_t data = body.find("data: ", eol);
-    const size_t end = body.find("\n\n", data);
-    if (eol == std::string::npos || data != eol + 1 || end == std::string::npos) break;
-    out.push_back({body.substr(at + 7, eol - at - 7), json::parse(body.substr(data + 6, end - data - 6))});
-    start = end + 2;
-  }
-  return out;
-}
+using test::Event;
+using test::sse_typed_events;
 
 std::string output_text(const json& response) {
   std::string text;

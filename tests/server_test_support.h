@@ -249,6 +249,28 @@ inline std::vector<std::string> sse_events(const std::string& body) {
   return out;
 }
 
+// One "event: T\ndata: {...}" block of a typed SSE stream (Responses, Anthropic Messages).
+struct Event {
+  std::string type;
+  json data;
+};
+
+inline std::vector<Event> sse_typed_events(const std::string& body) {
+  std::vector<Event> out;
+  size_t start = 0;
+  while (true) {
+    const size_t at = body.find("event: ", start);
+    if (at == std::string::npos) break;
+    const size_t eol = body.find('\n', at);
+    const size_t data = body.find("data: ", eol);
+    const size_t end = body.find("\n\n", data);
+    if (eol == std::string::npos || data != eol + 1 || end == std::string::npos) break;
+    out.push_back({body.substr(at + 7, eol - at - 7), json::parse(body.substr(data + 6, end - data - 6))});
+    start = end + 2;
+  }
+  return out;
+}
+
 // A model on one thread with small chunks, as the state-cache tests load it.
 inline std::unique_ptr<LoadedModel> load(const std::string& path) {
   LoadOptions o;
