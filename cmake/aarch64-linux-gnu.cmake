@@ -22,5 +22,8 @@ set(ENV{PKG_CONFIG_LIBDIR} /usr/lib/aarch64-linux-gnu/pkgconfig:/usr/share/pkgco
 
 # Test discovery at build time and ctest run the test binary through
 # user-mode emulation; QEMU_CPU=max in the environment (tools/test-aarch64.sh)
-# gives it the dot-product instructions.
-set(CMAKE_CROSSCOMPILING_EMULATOR qemu-aarch64;-L;/usr/aarch64-linux-gnu)
+# gives it the dot-product instructions. The arm64 libc is the multiarch
+# libc6:arm64 (its loader is /lib/ld-linux-aarch64.so.1), not the cross
+# sysroot: with `-L /usr/aarch64-linux-gnu` qemu 7.2 hangs in the first
+# pthread_create, so the thread pool never starts.
+set(CMAKE_CROSSCOMPILING_EMULATOR qemu-aarch64)

@@ -14,7 +14,10 @@ build_dir=${1:-build-aarch64}
 filter=${2:-'Tensor*:Wkv7*:SsmKernels*:AttentionKernel*:Rwkv7*:Mamba*:TransformerFixture*:TransformerReference*:HybridFixture*'}
 tests="$build_dir/tests/flatline_tests"
 [ -x "$tests" ] || { echo "no $tests: run tools/cross-aarch64.sh $build_dir first" >&2; exit 1; }
-export QEMU_LD_PREFIX=/usr/aarch64-linux-gnu
+# No QEMU_LD_PREFIX / -L: the binary runs on the multiarch libc6:arm64 that
+# tools/cross-aarch64.sh installs; with -L /usr/aarch64-linux-gnu (the cross
+# sysroot) qemu 7.2 hangs in the first pthread_create.
+unset QEMU_LD_PREFIX
 export FLATLINE_SHARED_DIR=${FLATLINE_SHARED_DIR:-$(cd .. && pwd)/shared}
 
 failed=0
