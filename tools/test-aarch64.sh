@@ -11,7 +11,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 build_dir=${1:-build-aarch64}
-filter=${2:-'Tensor*:Wkv7*:SsmKernels*:AttentionKernel*:Rwkv7*:Mamba*:TransformerFixture*:TransformerReference*:HybridFixture*'}
+filter=${2:-'*Tensor*:*Wkv7*:*SsmKernels*:*AttentionKernel*:*Rwkv7*:*Mamba*:*TransformerFixture*:*TransformerReference*:*HybridFixture*'}
 tests="$build_dir/tests/flatline_tests"
 [ -x "$tests" ] || { echo "no $tests: run tools/cross-aarch64.sh $build_dir first" >&2; exit 1; }
 # No QEMU_LD_PREFIX / -L: the binary runs on the multiarch libc6:arm64 that
