@@ -23,8 +23,12 @@ struct Variant {
 
 const Variant kVariants[] = {
     {"scalar", kernels::ssm_scalar, Isa::Scalar},
+#if FLATLINE_ARCH_X86
     {"avx2", kernels::ssm_avx2, Isa::Avx2},
     {"avx512", kernels::ssm_avx512, Isa::Avx512},
+#elif FLATLINE_ARCH_ARM
+    {"neon", kernels::ssm_neon, Isa::Neon},
+#endif
 };
 
 void PrintTo(const Variant& v, std::ostream* os) { *os << v.name; }
@@ -42,7 +46,7 @@ double silu(double x) { return x / (1 + std::exp(-x)); }
 class SsmKernelsTest : public ::testing::TestWithParam<Variant> {
  protected:
   void SetUp() override {
-    if (static_cast<int>(detected_isa()) < static_cast<int>(GetParam().needs))
+    if (!isa_includes(detected_isa(), GetParam().needs))
       GTEST_SKIP() << "this CPU cannot run the " << GetParam().name << " variant";
   }
   const SsmKernels& k() const { return GetParam().get(); }

@@ -1,7 +1,7 @@
 // Scalar half / bfloat16 conversions against the CPU's own conversion
-// instructions (F16C vcvtph2ps / vcvtps2ph, AVX512-BF16 vcvtneps2bf16).
+// instructions (F16C vcvtph2ps / vcvtps2ph, AVX512-BF16 vcvtneps2bf16 on
+// x86-64; FCVT on AArch64, the conversion the NEON kernels use).
 #include <gtest/gtest.h>
-#include <immintrin.h>
 
 #include <cmath>
 #include <cstring>
@@ -9,6 +9,12 @@
 
 #include "tensor/fp16.h"
 #include "tensor/isa.h"
+
+#if FLATLINE_ARCH_X86
+#include <immintrin.h>
+#elif FLATLINE_ARCH_ARM
+#include <arm_neon.h>
+#endif
 
 namespace flatline {
 namespace {
@@ -25,6 +31,7 @@ float from_bits(uint32_t u) {
   return f;
 }
 
+#if FLATLINE_ARCH_X86
 __attribute__((target("f16c"))) float hw_half_to_float(uint16_t h) { return _cvtsh_ss(h); }
 __attribute__((target("f16c"))) uint16_t hw_float_to_half(float f) { return _cvtss_sh(f, _MM_FROUND_TO_NEAREST_INT); }
 
@@ -47,6 +54,33 @@ struct PlainFloatingPoint {
   PlainFloatingPoint() { _mm_setcsr(saved & ~0x8040u); }
   ~PlainFloatingPoint() { _mm_setcsr(saved); }
 };
+#elif FLATLINE_ARCH_ARM
+float hw_half_to_float(uint16_t h) { return vgetq_lane_f32(vcvt_f32_f16(vreinterpret_f16_u16(vdup_n_u16(h))), 0); }
+uint16_t hw_float_to_half(float f) { return vget_lane_u16(vreinterpret_u16_f16(vcvt_f16_f32(vdupq_n_f32(f))), 0); }
+
+bool cpu_has_avx512bf16() { return false; }
+uint16_t hw_float_to_bf16(float) { return 0; }
+
+// As on x86: the reference conversions must see denormals (FPCR.FZ, bit 24,
+// is set on compute threads by thread_pool.cpp).
+uint64_t read_fpcr() {
+  uint64_t v;
+  __asm__ volatile("mrs %0, fpcr" : "=r"(v));
+  return v;
+}
+void write_fpcr(uint64_t v) { __asm__ volatile("msr fpcr, %0" : : "r"(v)); }
+struct PlainFloatingPoint {
+  uint64_t saved = read_fpcr();
+  PlainFloatingPoint() { write_fpcr(saved & ~(uint64_t{1} << 24)); }
+  ~PlainFloatingPoint() { write_fpcr(saved); }
+};
+#else
+float hw_half_to_float(uint16_t h) { return fp16_to_fp32(h); }
+uint16_t hw_float_to_half(float f) { return fp32_to_fp16(f); }
+bool cpu_has_avx512bf16() { return false; }
+uint16_t hw_float_to_bf16(float) { return 0; }
+struct PlainFloatingPoint {};
+#endif
 
 TEST(TensorFp16, AllHalvesMatchF16C) {
   PlainFloatingPoint plain;

@@ -402,8 +402,22 @@ TEST(TensorActivations, Q8_KUsesSignedMaximumAndGroupSums) {
 
 // The SIMD kernels quantize into their own split layout; the numbers must be
 // the ones of the scalar (ggml-layout) quantizers, bit for bit.
-TEST(TensorActivations, SplitLayoutQuantizersMatchScalar) {
-  if (detected_isa() < Isa::Avx2) GTEST_SKIP() << "CPU without AVX2: no split-layout quantizers to check";
+struct SplitQuantizers {
+  const char* name;
+  Isa needs;
+  kernels::QuantizeActFn q8_0, q8_1, q8_k;
+};
+
+const SplitQuantizers kSplitQuantizers[] = {
+#if FLATLINE_ARCH_X86
+    {"avx2", Isa::Avx2, kernels::split::quantize_q8_0_avx2, kernels::split::quantize_q8_1_avx2,
+     kernels::split::quantize_q8_k_avx2},
+#endif
+    {"portable", Isa::Scalar, kernels::split::quantize_q8_0_portable, kernels::split::quantize_q8_1_portable,
+     kernels::split::quantize_q8_k_portable},
+};
+
+void split_quantizers_match_scalar(const SplitQuantizers& quantizers) {
   std::mt19937 rng(23);
   const int64_t n = 256 * 5;
   for (int trial = 0; trial < 4; ++trial) {
@@ -414,7 +428,7 @@ TEST(TensorActivations, SplitLayoutQuantizersMatchScalar) {
       std::vector<blocks::BlockQ8_0> ref(n / 32);
       kernels::quantize_act_q8_0(x.data(), n, ref.data());
       std::vector<uint8_t> buf(kernels::split::bytes_q8_0(n));
-      kernels::split::quantize_q8_0_avx2(x.data(), n, buf.data());
+      quantizers.q8_0(x.data(), n, buf.data());
       const auto act = kernels::split::view(buf.data(), kernels::split::q8_0(n));
       for (int64_t b = 0; b < n / 32; ++b) {
         ASSERT_EQ(act.d[b], fp16_to_fp32(ref[b].d)) << "block " << b;
@@ -425,7 +439,7 @@ TEST(TensorActivations, SplitLayoutQuantizersMatchScalar) {
       std::vector<blocks::BlockQ8_1> ref(n / 32);
       kernels::quantize_act_q8_1(x.data(), n, ref.data());
       std::vector<uint8_t> buf(kernels::split::bytes_q8_1(n));
-      kernels::split::quantize_q8_1_avx2(x.data(), n, buf.data());
+      quantizers.q8_1(x.data(), n, buf.data());
       const auto act = kernels::split::view(buf.data(), kernels::split::q8_1(n));
       for (int64_t b = 0; b < n / 32; ++b) {
         ASSERT_EQ(act.d[b], fp16_to_fp32(ref[b].d));
@@ -437,7 +451,7 @@ TEST(TensorActivations, SplitLayoutQuantizersMatchScalar) {
       std::vector<blocks::BlockQ8_K> ref(n / 256);
       kernels::quantize_act_q8_k(x.data(), n, ref.data());
       std::vector<uint8_t> buf(kernels::split::bytes_q8_k(n));
-      kernels::split::quantize_q8_k_avx2(x.data(), n, buf.data());
+      quantizers.q8_k(x.data(), n, buf.data());
       const auto act = kernels::split::view(buf.data(), kernels::split::q8_k(n));
       for (int64_t b = 0; b < n / 256; ++b) {
         ASSERT_EQ(act.d[b], ref[b].d) << "super-block " << b;
@@ -447,6 +461,14 @@ TEST(TensorActivations, SplitLayoutQuantizersMatchScalar) {
     }
   }
 }
+
+TEST(TensorActivations, SplitLayoutQuantizersMatchScalar) {
+  for (const SplitQuantizers& quantizers : kSplitQuantizers) {
+    SCOPED_TRACE(quantizers.name);
+    if (isa_includes(detected_isa(), quantizers.needs)) split_quantizers_match_scalar(quantizers);
+  }
+}
+
 
 }  // namespace
 }  // namespace flatline

@@ -18,12 +18,7 @@
 
 namespace flatline::test {
 
-inline std::vector<Isa> available_isas() {
-  std::vector<Isa> out = {Isa::Scalar};
-  if (detected_isa() >= Isa::Avx2) out.push_back(Isa::Avx2);
-  if (detected_isa() >= Isa::Avx512) out.push_back(Isa::Avx512);
-  return out;
-}
+inline std::vector<Isa> available_isas() { return flatline::available_isas(); }
 
 // Restores the active ISA when it goes out of scope.
 class IsaGuard {

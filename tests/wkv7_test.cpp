@@ -59,8 +59,7 @@ TEST(Wkv7Kernel, EveryIsaMatchesThePlainRecurrence) {
     Data d = random_data(n, 37, static_cast<uint32_t>(n));
     std::vector<double> S_ref(static_cast<size_t>(n * n), 0.0);
     auto y_ref = reference(d, S_ref);
-    for (Isa isa : {Isa::Scalar, Isa::Avx2, Isa::Avx512}) {
-      if (static_cast<int>(isa) > static_cast<int>(detected_isa())) continue;
+    for (Isa isa : available_isas()) {
       set_active_isa(isa);
       std::vector<float> S(static_cast<size_t>(n * n), 0.0f), y(d.r.size(), 0.0f);
       Wkv7Inputs in{d.r.data(), d.w.data(), d.k.data(), d.v.data(), d.kk.data(), d.a.data(), y.data(), d.stride};

@@ -124,12 +124,8 @@ const Kernels& scalar_kernels() {
 }
 
 const Kernels& active_kernels() {
-  switch (active_isa()) {
-    case Isa::Avx512: return avx512_kernels();
-    case Isa::Avx2: return avx2_kernels();
-    case Isa::Scalar: break;
-  }
-  return scalar_kernels();
+  return select_for_isa(&scalar_kernels, FLATLINE_X86_ONLY(&avx2_kernels), FLATLINE_X86_ONLY(&avx512_kernels),
+                        FLATLINE_ARM_ONLY(&neon_kernels), FLATLINE_ARM_ONLY(&neon_kernels))();
 }
 
 }  // namespace attention_detail

@@ -48,6 +48,7 @@ void transpose_avx2(const float* src, int64_t rows, int64_t cols, int64_t src_st
 const Kernels& scalar_kernels();
 const Kernels& avx2_kernels();
 const Kernels& avx512_kernels();
+const Kernels& neon_kernels();  // AArch64 builds only
 const Kernels& active_kernels();  // picked from active_isa() at each call
 
 }  // namespace flatline::attention_detail

@@ -18,8 +18,10 @@ double measure_read_bandwidth_gbs(ThreadPool& pool, size_t bytes = size_t{1} << 
 namespace kernels {
 // Reads [p, p + bytes) (bytes a multiple of 256, p 64-byte aligned) and
 // returns a value depending on every byte, so the reads cannot be dropped.
-uint64_t read_sum_sse2(const void* p, size_t bytes);
-uint64_t read_sum_avx2(const void* p, size_t bytes);
+uint64_t read_sum(const void* p, size_t bytes);       // the best of those below this build has
+uint64_t read_sum_sse2(const void* p, size_t bytes);  // x86-64 builds only
+uint64_t read_sum_avx2(const void* p, size_t bytes);  // x86-64 builds only
+uint64_t read_sum_neon(const void* p, size_t bytes);  // AArch64 builds only
 }  // namespace kernels
 
 }  // namespace flatline

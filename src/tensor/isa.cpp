@@ -1,6 +1,11 @@
 #include "tensor/isa.h"
 
+#if FLATLINE_ARCH_X86
 #include <cpuid.h>
+#elif FLATLINE_ARCH_ARM
+#include <asm/hwcap.h>
+#include <sys/auxv.h>
+#endif
 
 #include <atomic>
 #include <cstdlib>
@@ -12,6 +17,7 @@ namespace flatline {
 
 namespace {
 
+#if FLATLINE_ARCH_X86
 bool os_saves_zmm() {
   unsigned eax, edx;
   __asm__ volatile("xgetbv" : "=a"(eax), "=d"(edx) : "c"(0));
@@ -40,17 +46,35 @@ Isa probe() {
   if (avx2 && fma && f16c) return Isa::Avx2;
   return Isa::Scalar;
 }
+#elif FLATLINE_ARCH_ARM
+// AdvSIMD is part of every AArch64 Linux target in practice, but the kernel
+// says so explicitly; the dot-product instructions (SDOT/UDOT, Armv8.2,
+// e.g. the Cortex-A76 of the Raspberry Pi 5) are optional.
+Isa probe() {
+  const unsigned long hwcap = getauxval(AT_HWCAP);
+  if (!(hwcap & HWCAP_ASIMD)) return Isa::Scalar;
+  if (hwcap & HWCAP_ASIMDDP) return Isa::NeonDotprod;
+  return Isa::Neon;
+}
+#else
+Isa probe() { return Isa::Scalar; }
+#endif
+
+Isa parse_isa(const std::string& v) {
+  if (v == "scalar") return Isa::Scalar;
+  if (v == "avx2") return Isa::Avx2;
+  if (v == "avx512") return Isa::Avx512;
+  if (v == "neon") return Isa::Neon;
+  if (v == "neon-dotprod") return Isa::NeonDotprod;
+  throw Error("FLATLINE_ISA=" + v + " is not one of scalar, avx2, avx512, neon, neon-dotprod");
+}
 
 Isa from_env(Isa detected) {
   const char* env = std::getenv("FLATLINE_ISA");
   if (!env || !*env) return detected;
   std::string v(env);
-  Isa want;
-  if (v == "scalar") want = Isa::Scalar;
-  else if (v == "avx2") want = Isa::Avx2;
-  else if (v == "avx512") want = Isa::Avx512;
-  else throw Error("FLATLINE_ISA=" + v + " is not one of scalar, avx2, avx512");
-  if (static_cast<int>(want) > static_cast<int>(detected))
+  const Isa want = parse_isa(v);
+  if (!isa_includes(detected, want))
     throw Error("FLATLINE_ISA=" + v + " but this CPU supports only " + std::string(isa_name(detected)));
   return want;
 }
@@ -70,7 +94,7 @@ Isa detected_isa() {
 Isa active_isa() { return static_cast<Isa>(active_slot().load(std::memory_order_relaxed)); }
 
 void set_active_isa(Isa isa) {
-  if (static_cast<int>(isa) > static_cast<int>(detected_isa()))
+  if (!isa_includes(detected_isa(), isa))
     throw Error(std::string("this CPU does not support ") + std::string(isa_name(isa)));
   active_slot().store(static_cast<int>(isa));
 }
@@ -80,8 +104,24 @@ std::string_view isa_name(Isa isa) {
     case Isa::Scalar: return "scalar";
     case Isa::Avx2: return "avx2";
     case Isa::Avx512: return "avx512";
+    case Isa::Neon: return "neon";
+    case Isa::NeonDotprod: return "neon-dotprod";
   }
   return "?";
+}
+
+std::vector<Isa> available_isas() {
+  std::vector<Isa> out;
+  for (Isa isa : {Isa::Scalar, Isa::Avx2, Isa::Avx512, Isa::Neon, Isa::NeonDotprod})
+    if (isa_includes(detected_isa(), isa)) out.push_back(isa);
+  return out;
+}
+
+bool isa_includes(Isa have, Isa want) {
+  if (want == Isa::Scalar || want == have) return true;
+  if (have == Isa::Avx512) return want == Isa::Avx2;
+  if (have == Isa::NeonDotprod) return want == Isa::Neon;
+  return false;
 }
 
 }  // namespace flatline

@@ -21,12 +21,20 @@ namespace {
 
 using kernels::TypeKernels;
 
+// The best kernels the instruction set has for the type, falling back to the
+// next lower set of its family and finally to the scalar ones.
 const TypeKernels* pick_kernels(DType type, Isa isa) {
-  const TypeKernels* k = nullptr;
-  if (isa == Isa::Avx512) k = kernels::avx512_kernels(type);
-  if (!k && isa != Isa::Scalar) k = kernels::avx2_kernels(type);
-  if (!k) k = kernels::scalar_kernels(type);
-  return k;
+  using Table = const TypeKernels* (*)(DType);
+  const Table order[] = {
+      isa_includes(isa, Isa::Avx512) ? FLATLINE_X86_ONLY(&kernels::avx512_kernels) : nullptr,
+      isa_includes(isa, Isa::Avx2) ? FLATLINE_X86_ONLY(&kernels::avx2_kernels) : nullptr,
+      isa_includes(isa, Isa::NeonDotprod) ? FLATLINE_ARM_ONLY(&kernels::neon_dotprod_kernels) : nullptr,
+      isa_includes(isa, Isa::Neon) ? FLATLINE_ARM_ONLY(&kernels::neon_kernels) : nullptr,
+  };
+  for (Table table : order)
+    if (table)
+      if (const TypeKernels* k = table(type)) return k;
+  return kernels::scalar_kernels(type);
 }
 
 const TypeKernels& kernels_for(DType type) {

@@ -24,14 +24,6 @@ namespace flatline::kernels {
 // accumulators live in registers (-O2 alone does not unroll them).
 #define UNROLL _Pragma("GCC unroll 16")
 
-namespace split {
-
-size_t bytes_q8_0(int64_t cols) { return q8_0(cols).bytes; }
-size_t bytes_q8_1(int64_t cols) { return q8_1(cols).bytes; }
-size_t bytes_q8_k(int64_t cols) { return q8_k(cols).bytes; }
-
-}  // namespace split
-
 namespace {
 
 using namespace blocks;

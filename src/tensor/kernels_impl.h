@@ -42,6 +42,8 @@ struct TypeKernels {
 const TypeKernels* scalar_kernels(DType type);
 const TypeKernels* avx2_kernels(DType type);
 const TypeKernels* avx512_kernels(DType type);
+const TypeKernels* neon_kernels(DType type);          // AArch64 builds only
+const TypeKernels* neon_dotprod_kernels(DType type);  // AArch64 builds only
 // The AVX2 dequantizer of a type (the AVX-512 kernels reuse them), or nullptr.
 DequantizeFn avx2_dequantizer(DType type);
 

@@ -66,10 +66,19 @@ size_t bytes_q8_0(int64_t cols);
 size_t bytes_q8_1(int64_t cols);
 size_t bytes_q8_k(int64_t cols);
 
-// AVX2 quantizers into the split layout (kernels_avx2.cpp); the AVX-512
-// kernels use them too. Same numbers as quantize_act_q8_* in kernels_impl.h.
+// AVX2 quantizers into the split layout (kernels_avx2.cpp, x86-64 builds
+// only); the AVX-512 kernels use them too. Same numbers as quantize_act_q8_*
+// in kernels_impl.h.
 void quantize_q8_0_avx2(const float* x, int64_t cols, void* dst);
 void quantize_q8_1_avx2(const float* x, int64_t cols, void* dst);
 void quantize_q8_k_avx2(const float* x, int64_t cols, void* dst);
+
+// The same through the scalar ggml-layout quantizers, block by block
+// (split_act.cpp, every build): what the NEON kernels use. Quantizing is
+// O(cols) per token against the O(rows * cols) of the dot products, so it
+// does not need vector code of its own.
+void quantize_q8_0_portable(const float* x, int64_t cols, void* dst);
+void quantize_q8_1_portable(const float* x, int64_t cols, void* dst);
+void quantize_q8_k_portable(const float* x, int64_t cols, void* dst);
 
 }  // namespace flatline::kernels::split

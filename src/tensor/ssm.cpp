@@ -12,7 +12,8 @@ const SsmKernels& ssm_scalar() { return simd::SsmBody<simd::VecScalar>::table();
 
 namespace {
 const kernels::SsmKernels& active() {
-  return select_for_isa(&kernels::ssm_scalar, &kernels::ssm_avx2, &kernels::ssm_avx512)();
+  return select_for_isa(&kernels::ssm_scalar, FLATLINE_X86_ONLY(&kernels::ssm_avx2), FLATLINE_X86_ONLY(&kernels::ssm_avx512),
+                        FLATLINE_ARM_ONLY(&kernels::ssm_neon), FLATLINE_ARM_ONLY(&kernels::ssm_neon))();
 }
 }  // namespace
 

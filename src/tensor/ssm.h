@@ -66,6 +66,7 @@ struct SsmKernels {
 const SsmKernels& ssm_scalar();
 const SsmKernels& ssm_avx2();
 const SsmKernels& ssm_avx512();
+const SsmKernels& ssm_neon();
 }  // namespace kernels
 
 }  // namespace flatline

@@ -1,8 +1,12 @@
 #include "tensor/thread_pool.h"
 
-#include <immintrin.h>
-
 #include <chrono>
+
+#include "tensor/isa.h"
+
+#if FLATLINE_ARCH_X86
+#include <immintrin.h>
+#endif
 
 #include "util/system_info.h"
 
@@ -19,6 +23,15 @@ constexpr auto kSpinTime = std::chrono::microseconds(500);
 // While polling, a worker gives its core away every this many pauses, so a
 // spinning worker never starves a busy thread that shares its core.
 constexpr int kPausesPerYield = 64;
+
+// A spin-wait hint to the core (and its SMT sibling, where it has one).
+inline void cpu_relax() {
+#if FLATLINE_ARCH_X86
+  _mm_pause();
+#elif FLATLINE_ARCH_ARM
+  __asm__ volatile("yield");
+#endif
+}
 
 }  // namespace
 
@@ -39,7 +52,7 @@ ThreadPool::~ThreadPool() {
 
 void ThreadPool::wait_until_zero(const std::atomic<int>& counter) {
   for (int i = 1; counter.load(std::memory_order_acquire) != 0; ++i) {
-    _mm_pause();
+    cpu_relax();
     if (i % kPausesPerYield == 0) std::this_thread::yield();
   }
 }
@@ -79,8 +92,15 @@ void flush_denormals_on_this_thread() {
   // denormal inputs as zero. Values below 1.2e-38 change nothing a model
   // computes, but each one costs a slow microcode assist on x86: recurrent
   // states whose entries decay over thousands of tokens would otherwise
-  // make decoding slower the longer a conversation gets.
+  // make decoding slower the longer a conversation gets. On AArch64 the FZ
+  // bit (24) of FPCR does both, so the two architectures compute alike.
+#if FLATLINE_ARCH_X86
   _mm_setcsr(_mm_getcsr() | 0x8040);
+#elif FLATLINE_ARCH_ARM
+  uint64_t fpcr;
+  __asm__ volatile("mrs %0, fpcr" : "=r"(fpcr));
+  __asm__ volatile("msr fpcr, %0" : : "r"(fpcr | (uint64_t{1} << 24)));
+#endif
 }
 
 void ThreadPool::worker_loop(int ith) {
@@ -89,7 +109,7 @@ void ThreadPool::worker_loop(int ith) {
   for (;;) {
     const auto spin_start = Clock::now();
     for (int i = 1; generation_.load(std::memory_order_acquire) == seen; ++i) {
-      _mm_pause();
+      cpu_relax();
       if (i % kPausesPerYield != 0) continue;
       if (Clock::now() - spin_start < kSpinTime) {
         std::this_thread::yield();

@@ -31,8 +31,12 @@ void wkv7_head_scalar(float* S, int64_t n, int64_t tokens, const Wkv7Inputs& in)
 
 void wkv7_head(float* state, int64_t n, int64_t tokens, const Wkv7Inputs& in) {
   const Isa isa = active_isa();
+#if FLATLINE_ARCH_X86
   if (isa == Isa::Avx512 && n % 16 == 0) return kernels::wkv7_head_avx512(state, n, tokens, in);
-  if (isa != Isa::Scalar && n % 8 == 0) return kernels::wkv7_head_avx2(state, n, tokens, in);
+  if (isa_includes(isa, Isa::Avx2) && n % 8 == 0) return kernels::wkv7_head_avx2(state, n, tokens, in);
+#elif FLATLINE_ARCH_ARM
+  if (isa_includes(isa, Isa::Neon) && n % 4 == 0) return kernels::wkv7_head_neon(state, n, tokens, in);
+#endif
   kernels::wkv7_head_scalar(state, n, tokens, in);
 }
 

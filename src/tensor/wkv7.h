@@ -3,7 +3,7 @@
 //   sa_i = sum_j a_j S[i][j];  S[i][j] = S[i][j] w_j + v_i k_j + sa_i b_j;  y_i = sum_j S[i][j] r_j
 // The state is stored key-major, S[j][i] at state[j * n + i], so every
 // step is a vector operation over i with j broadcast (no horizontal sums).
-// Scalar, AVX2 and AVX-512 variants are chosen at run time (isa.h).
+// Scalar, AVX2, AVX-512 and NEON variants are chosen at run time (isa.h).
 #pragma once
 
 #include <cstdint>
@@ -28,10 +28,11 @@ constexpr int64_t kWkv7MaxHeadSize = 256;  // published RWKV-7 models use 64
 void wkv7_head(float* state, int64_t n, int64_t tokens, const Wkv7Inputs& in);
 
 namespace kernels {
-// Variants; n must be a multiple of 8 (AVX2) or 16 (AVX-512).
+// Variants; n must be a multiple of 8 (AVX2), 16 (AVX-512) or 4 (NEON).
 void wkv7_head_scalar(float* state, int64_t n, int64_t tokens, const Wkv7Inputs& in);
 void wkv7_head_avx2(float* state, int64_t n, int64_t tokens, const Wkv7Inputs& in);
 void wkv7_head_avx512(float* state, int64_t n, int64_t tokens, const Wkv7Inputs& in);
+void wkv7_head_neon(float* state, int64_t n, int64_t tokens, const Wkv7Inputs& in);
 }  // namespace kernels
 
 }  // namespace flatline
