@@ -17,6 +17,7 @@
 #include "tensor/kernels_impl.h"
 #include "tensor/quant_blocks.h"
 #include "tensor/split_act.h"
+#include "tensor/tile_driver.h"
 
 namespace flatline::kernels {
 
@@ -192,34 +193,6 @@ using split::Layout;
 // not be instantiated in ISA-specific files, see split_act.h.)
 const uint8_t* row_ptr(const Matrix& w, int64_t r) { return w.data + static_cast<size_t>(r) * w.row_stride; }
 
-// ---- tile driver -------------------------------------------------------------------
-
-// Runs K::tile<R, T> over rows [r0, r1) x tokens [0, n), with smaller tiles
-// at the edges. K::tile(w, r, act, stride, y, ys) writes y[t*ys + r + i].
-template <class K, int R, int T>
-void drive(const Matrix& w, int64_t r0, int64_t r1, const void* act, size_t stride, int64_t n, float* y,
-           size_t ys) {
-  const uint8_t* a = static_cast<const uint8_t*>(act);
-  int64_t r = r0;
-  for (; r + R <= r1; r += R) {
-    int64_t t = 0;
-    for (; t + T <= n; t += T) K::template tile<R, T>(w, r, a + t * stride, stride, y + t * ys, ys);
-    for (; t < n; ++t) K::template tile<R, 1>(w, r, a + t * stride, stride, y + t * ys, ys);
-  }
-  for (; r < r1; ++r) {
-    int64_t t = 0;
-    for (; t + T <= n; t += T) K::template tile<1, T>(w, r, a + t * stride, stride, y + t * ys, ys);
-    for (; t < n; ++t) K::template tile<1, 1>(w, r, a + t * stride, stride, y + t * ys, ys);
-  }
-}
-
-// matvec tiles: many rows, one token; matmul tiles: a few of each.
-template <class K, int RV, int RM, int TM>
-void gemm(const Matrix& w, int64_t r0, int64_t r1, const void* act, size_t stride, int64_t n, float* y,
-          size_t ys) {
-  if (n == 1) drive<K, RV, 1>(w, r0, r1, act, stride, n, y, ys);
-  else drive<K, RM, TM>(w, r0, r1, act, stride, n, y, ys);
-}
 
 // ---- F32 / F16 / BF16 weights, f32 activations --------------------------------------
 

@@ -27,6 +27,7 @@
 #include "tensor/kernels_impl.h"
 #include "tensor/quant_blocks.h"
 #include "tensor/split_act.h"
+#include "tensor/tile_driver.h"
 
 namespace flatline::kernels {
 
@@ -78,31 +79,6 @@ inline __m512i unpack_nibbles_one(const uint8_t* a) {
   return _mm512_zextsi256_si512(v);
 }
 
-// ---- tile driver (as in kernels_avx2.cpp) ------------------------------------------
-
-template <class K, int R, int T>
-void drive(const Matrix& w, int64_t r0, int64_t r1, const void* act, size_t stride, int64_t n, float* y,
-           size_t ys) {
-  const uint8_t* a = static_cast<const uint8_t*>(act);
-  int64_t r = r0;
-  for (; r + R <= r1; r += R) {
-    int64_t t = 0;
-    for (; t + T <= n; t += T) K::template tile<R, T>(w, r, a + t * stride, stride, y + t * ys, ys);
-    for (; t < n; ++t) K::template tile<R, 1>(w, r, a + t * stride, stride, y + t * ys, ys);
-  }
-  for (; r < r1; ++r) {
-    int64_t t = 0;
-    for (; t + T <= n; t += T) K::template tile<1, T>(w, r, a + t * stride, stride, y + t * ys, ys);
-    for (; t < n; ++t) K::template tile<1, 1>(w, r, a + t * stride, stride, y + t * ys, ys);
-  }
-}
-
-template <class K, int RV, int RM, int TM>
-void gemm(const Matrix& w, int64_t r0, int64_t r1, const void* act, size_t stride, int64_t n, float* y,
-          size_t ys) {
-  if (n == 1) drive<K, RV, 1>(w, r0, r1, act, stride, n, y, ys);
-  else drive<K, RM, TM>(w, r0, r1, act, stride, n, y, ys);
-}
 
 // ---- F32 / F16 / BF16 weights, f32 activations --------------------------------------
 
